@@ -1,0 +1,144 @@
+"""Event counters: the counter vocabulary and the per-step event extraction.
+
+This module is the one home of the counter vocabulary (design doc §3). A task spec names
+counters from :data:`COUNTERS`; the env emits, every step, a vector of event counts and a
+vector of current levels laid out exactly as listed here.
+
+Counter vector layout (``NUM_COUNTERS`` ints):
+
+* ``[0, NUM_EVENTS)``: event counts. The 22 Craftax-Classic achievements, counted every time
+  they happen (three wood collected is 3), then ``place_<block>_near_<block>`` placements.
+  A task counts these from the moment its instruction was given.
+* ``[NUM_EVENTS, NUM_COUNTERS)``: levels. ``inventory_<item>`` and the vitals ``health``,
+  ``food``, ``drink``, ``energy``: current values, never relative.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from craftax.craftax_classic.constants import DIRECTIONS, Achievement, BlockType
+
+ACHIEVEMENTS: tuple[str, ...] = tuple(a.name.lower() for a in Achievement)
+
+# What can be placed, and the achievement that marks the placement.
+PLACEABLES: tuple[str, ...] = ("table", "furnace", "stone", "plant")
+_PLACE_ACHIEVEMENT = {
+    "table": Achievement.PLACE_TABLE,
+    "furnace": Achievement.PLACE_FURNACE,
+    "stone": Achievement.PLACE_STONE,
+    "plant": Achievement.PLACE_PLANT,
+}
+# Neighbour kinds for spatial placements, each a set of block types.
+NEAR_BLOCKS: dict[str, tuple[BlockType, ...]] = {
+    "water": (BlockType.WATER,),
+    "stone": (BlockType.STONE,),
+    "tree": (BlockType.TREE,),
+    "grass": (BlockType.GRASS,),
+    "sand": (BlockType.SAND,),
+    "lava": (BlockType.LAVA,),
+    "coal": (BlockType.COAL,),
+    "iron": (BlockType.IRON,),
+    "diamond": (BlockType.DIAMOND,),
+    "table": (BlockType.CRAFTING_TABLE,),
+    "furnace": (BlockType.FURNACE,),
+    "plant": (BlockType.PLANT, BlockType.RIPE_PLANT),
+}
+PLACEMENTS: tuple[str, ...] = tuple(
+    f"place_{p}_near_{b}" for p in PLACEABLES for b in NEAR_BLOCKS
+)
+INVENTORY_ITEMS: tuple[str, ...] = (
+    "wood", "stone", "coal", "iron", "diamond", "sapling",
+    "wood_pickaxe", "stone_pickaxe", "iron_pickaxe",
+    "wood_sword", "stone_sword", "iron_sword",
+)  # fmt: skip
+VITALS: tuple[str, ...] = ("health", "food", "drink", "energy")
+
+EVENT_NAMES: tuple[str, ...] = ACHIEVEMENTS + PLACEMENTS
+LEVEL_NAMES: tuple[str, ...] = tuple(f"inventory_{i}" for i in INVENTORY_ITEMS) + VITALS
+COUNTER_NAMES: tuple[str, ...] = EVENT_NAMES + LEVEL_NAMES
+NUM_EVENTS = len(EVENT_NAMES)
+NUM_LEVELS = len(LEVEL_NAMES)
+NUM_COUNTERS = len(COUNTER_NAMES)
+COUNTER_INDEX: dict[str, int] = {name: i for i, name in enumerate(COUNTER_NAMES)}
+
+
+@dataclass(frozen=True)
+class Counter:
+    name: str
+    kind: str  # "achievement" | "placement" | "inventory" | "vital"
+    relative: bool  # counted from the instruction (events) or a current level
+    description: str
+
+
+def _describe(name: str) -> Counter:
+    if name in ACHIEVEMENTS:
+        return Counter(name, "achievement", True, f"times '{name}' happened")
+    if name in PLACEMENTS:
+        placed, near = name[len("place_") :].split("_near_")
+        return Counter(name, "placement", True, f"{placed} placed with {near} among its 8 neighbours")
+    if name.startswith("inventory_"):
+        return Counter(name, "inventory", False, f"{name[len('inventory_'):]} held now (0-9)")
+    return Counter(name, "vital", False, f"current {name} (0-9)")
+
+
+COUNTERS: tuple[Counter, ...] = tuple(_describe(n) for n in COUNTER_NAMES)
+
+
+def levels_of(state) -> jax.Array:
+    """Current levels (inventory, vitals) of one Craftax-Classic state, as int32[NUM_LEVELS]."""
+    inv = state.inventory
+    return jnp.stack(
+        [getattr(inv, item) for item in INVENTORY_ITEMS]
+        + [state.player_health, state.player_food, state.player_drink, state.player_energy]
+    ).astype(jnp.int32)
+
+
+def _placement_events(prev_state, state, achieved: jax.Array) -> jax.Array:
+    """int32[len(PLACEMENTS)]: which ``place_X_near_Y`` happened this step.
+
+    Craftax places a block at the faced cell; the player neither moves nor turns on a placing
+    step, so the pre-step position and direction name the cell. Neighbours are read from the
+    post-step map, so the placed block itself never counts as its own neighbour.
+    """
+    target = prev_state.player_position + DIRECTIONS[prev_state.player_direction]
+    offsets = jnp.array(
+        [[-1, -1], [-1, 0], [-1, 1], [0, -1], [0, 1], [1, -1], [1, 0], [1, 1]], jnp.int32
+    )
+    cells = target[None, :] + offsets
+    h, w = state.map.shape
+    inside = (cells[:, 0] >= 0) & (cells[:, 0] < h) & (cells[:, 1] >= 0) & (cells[:, 1] < w)
+    blocks = state.map[jnp.clip(cells[:, 0], 0, h - 1), jnp.clip(cells[:, 1], 0, w - 1)]
+    blocks = jnp.where(inside, blocks, BlockType.OUT_OF_BOUNDS.value)
+    near = jnp.stack(
+        [jnp.isin(blocks, jnp.array([b.value for b in kinds])).any() for kinds in NEAR_BLOCKS.values()]
+    )
+    placed = jnp.stack([achieved[_PLACE_ACHIEVEMENT[p].value] for p in PLACEABLES])
+    return (placed[:, None] & near[None, :]).reshape(-1).astype(jnp.int32)
+
+
+def step_with_events(env, key: jax.Array, state, action: jax.Array, params):
+    """One Craftax step that also reports this step's events and the post-step levels.
+
+    Craftax keeps achievements as a sticky bit-vector, so it cannot say that wood was
+    collected a *third* time. We clear the bits before the step: whatever the game sets is
+    exactly what happened in this step. The sticky bits are then restored (old | new), so
+    the state the game sees is unchanged.
+
+    Returns ``(obs, state, reward, done, events, levels)``: ``reward`` is Craftax's own
+    (new achievements plus health change), ``events`` int32[NUM_EVENTS] and ``levels``
+    int32[NUM_LEVELS], both for the post-step state (before any reset).
+    """
+    sticky = state.achievements
+    cleared = state.replace(achievements=jnp.zeros_like(sticky))
+    obs, new_state, reward, done, _ = env.step_env(key, cleared, action, params)
+    achieved = new_state.achievements
+    new_state = new_state.replace(achievements=sticky | achieved)
+    # With cleared bits the game rewarded every event; it only rewards first unlocks.
+    reward = reward - achieved.sum() + (achieved & ~sticky).sum()
+    events = jnp.concatenate(
+        [achieved.astype(jnp.int32), _placement_events(state, new_state, achieved)]
+    )
+    return obs, new_state, reward, done, events, levels_of(new_state)

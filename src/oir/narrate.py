@@ -1,0 +1,187 @@
+"""Narration: a segment of experience becomes compact text a language model can read.
+
+A :class:`Segment` holds what the relabeler needs of one env's stretch of experience: per-step
+events, and the levels and surroundings before the first step and after every step. The text
+is a timestep-stamped event log between two short state summaries::
+
+    Segment of 42 steps.
+    Start: health 9, food 9, drink 9, energy 9; inventory: nothing; nearby: grass, tree.
+    t=3..7 collected wood x3 (wood 3)
+    t=12 placed a crafting table next to grass, tree (wood 2)
+    End: health 9, food 8, drink 8, energy 9; inventory: wood 2; nearby: grass, table, tree; cow.
+
+Narration is deterministic and runs on the host over a batch of segments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from craftax.craftax_classic.constants import OBS_DIM, BlockType
+
+from oir.events import (
+    ACHIEVEMENTS,
+    EVENT_NAMES,
+    INVENTORY_ITEMS,
+    LEVEL_NAMES,
+    NEAR_BLOCKS,
+    NUM_EVENTS,
+    NUM_LEVELS,
+    PLACEABLES,
+    VITALS,
+)
+
+MOBS: tuple[str, ...] = ("zombie", "cow", "skeleton", "arrow")
+# Channels of the symbolic observation's local map: one per block type, then one per mob kind.
+NEARBY_NAMES: tuple[str, ...] = tuple(b.name.lower() for b in BlockType) + MOBS
+NUM_NEARBY = len(NEARBY_NAMES)
+_MAP_CELLS = OBS_DIM[0] * OBS_DIM[1]
+# Blocks not worth naming in a summary (the frame, or the ground everywhere).
+_QUIET = {"invalid", "out_of_bounds", "path"}
+_BLOCK_WORDS = {"crafting_table": "table", "ripe_plant": "ripe plant"}
+
+PHRASES: dict[str, str] = {
+    "collect_wood": "collected wood",
+    "place_table": "placed a crafting table",
+    "eat_cow": "ate a cow",
+    "collect_sapling": "collected a sapling",
+    "collect_drink": "drank water",
+    "make_wood_pickaxe": "made a wood pickaxe",
+    "make_wood_sword": "made a wood sword",
+    "place_plant": "planted a sapling",
+    "defeat_zombie": "defeated a zombie",
+    "collect_stone": "collected stone",
+    "place_stone": "placed stone",
+    "eat_plant": "ate a plant",
+    "defeat_skeleton": "defeated a skeleton",
+    "make_stone_pickaxe": "made a stone pickaxe",
+    "make_stone_sword": "made a stone sword",
+    "wake_up": "woke up",
+    "place_furnace": "placed a furnace",
+    "collect_coal": "collected coal",
+    "collect_iron": "collected iron",
+    "collect_diamond": "collected a diamond",
+    "make_iron_pickaxe": "made an iron pickaxe",
+    "make_iron_sword": "made an iron sword",
+}
+assert set(PHRASES) == set(ACHIEVEMENTS)
+# Which inventory item an event changes, shown after the event as "(wood 3)".
+_ITEM_OF = {
+    "collect_wood": "wood", "collect_stone": "stone", "collect_coal": "coal",
+    "collect_iron": "iron", "collect_diamond": "diamond", "collect_sapling": "sapling",
+    "place_table": "wood", "place_stone": "stone", "place_furnace": "stone",
+    "place_plant": "sapling", "collect_drink": "drink", "eat_cow": "food", "eat_plant": "food",
+}  # fmt: skip
+_EVENT_INDEX = {name: i for i, name in enumerate(EVENT_NAMES)}
+_LEVEL_INDEX = {name: i for i, name in enumerate(LEVEL_NAMES)}
+_PLACE_OF = {f"place_{p}": p for p in PLACEABLES}
+
+
+def nearby_from_obs(obs):
+    """What the agent sees: bool[..., NUM_NEARBY] from a symbolic observation (jnp or np)."""
+    local = obs[..., : _MAP_CELLS * NUM_NEARBY].reshape((*obs.shape[:-1], _MAP_CELLS, NUM_NEARBY))
+    return local.max(axis=-2) > 0
+
+
+@dataclass
+class Segment:
+    """One env's experience from an instruction (or any start) over ``T`` steps.
+
+    ``events[t]`` is what happened in step ``t + 1``; ``levels[0]`` and ``nearby[0]`` describe the
+    moment before the first step, ``levels[t]`` and ``nearby[t]`` the state after step ``t``.
+    """
+
+    events: np.ndarray  # int [T, NUM_EVENTS]
+    levels: np.ndarray  # int [T + 1, NUM_LEVELS]
+    nearby: np.ndarray  # bool [T + 1, NUM_NEARBY]
+    ended: bool = False  # the game ended at the last step
+
+    def __post_init__(self):
+        t = self.events.shape[0]
+        if self.events.shape != (t, NUM_EVENTS) or self.levels.shape != (t + 1, NUM_LEVELS):
+            raise ValueError(f"segment arrays do not line up: events {self.events.shape}, levels {self.levels.shape}")
+        if self.nearby.shape != (t + 1, NUM_NEARBY):
+            raise ValueError(f"segment nearby has shape {self.nearby.shape}, want {(t + 1, NUM_NEARBY)}")
+
+    @property
+    def length(self) -> int:
+        return int(self.events.shape[0])
+
+    def counters(self) -> np.ndarray:
+        """[T, NUM_COUNTERS] counter vectors counted from the segment start (for the evaluator)."""
+        from oir.tasks import counters_from_trace
+
+        return counters_from_trace(self.events, self.levels[1:])
+
+
+def _summary(levels: np.ndarray, nearby: np.ndarray) -> str:
+    vitals = ", ".join(f"{v} {int(levels[_LEVEL_INDEX[v]])}" for v in VITALS)
+    held = [
+        f"{item.replace('_', ' ')} {int(levels[_LEVEL_INDEX['inventory_' + item]])}"
+        for item in INVENTORY_ITEMS
+        if levels[_LEVEL_INDEX["inventory_" + item]] > 0
+    ]
+    blocks = [
+        _BLOCK_WORDS.get(n, n)
+        for n, seen in zip(NEARBY_NAMES[: len(BlockType)], nearby, strict=False)
+        if seen and n not in _QUIET
+    ]
+    mobs = [m for m, seen in zip(MOBS, nearby[len(BlockType) :], strict=True) if seen]
+    where = ", ".join(sorted(blocks)) or "nothing"
+    if mobs:
+        where += "; " + ", ".join(mobs)
+    return f"{vitals}; inventory: {', '.join(held) or 'nothing'}; nearby: {where}"
+
+
+def _step_entries(events: np.ndarray, levels_after: np.ndarray) -> list[str]:
+    """One phrase per event kind that happened in a step."""
+    out = []
+    for k, name in enumerate(ACHIEVEMENTS):
+        n = int(events[k])
+        if n == 0:
+            continue
+        phrase = PHRASES[name]
+        if name in _PLACE_OF:
+            placed = _PLACE_OF[name]
+            near = [b for b in NEAR_BLOCKS if events[_EVENT_INDEX[f"place_{placed}_near_{b}"]] > 0]
+            if near:
+                phrase += " next to " + ", ".join(near)
+        item = _ITEM_OF.get(name)
+        if item is not None:
+            key = item if item in VITALS else f"inventory_{item}"
+            phrase += f" ({item} {int(levels_after[_LEVEL_INDEX[key]])})"
+        out.append(phrase)
+    return out
+
+
+def narrate(seg: Segment) -> str:
+    """The text of one segment. Consecutive repeats of one event are merged: ``t=3..7 ... x3``."""
+    lines = [f"Segment of {seg.length} steps.", "Start: " + _summary(seg.levels[0], seg.nearby[0]) + "."]
+    # (first step, last step, phrase without the trailing level, count, phrase with level)
+    log: list[list] = []
+    steps = np.flatnonzero(seg.events[:, : len(ACHIEVEMENTS)].any(axis=1))
+    for s in steps:
+        for phrase in _step_entries(seg.events[s], seg.levels[s + 1]):
+            stem = phrase.split(" (")[0]
+            if log and log[-1][2] == stem:
+                log[-1][1], log[-1][3], log[-1][4] = s + 1, log[-1][3] + 1, phrase
+            else:
+                log.append([s + 1, s + 1, stem, 1, phrase])
+    for first, last, stem, n, phrase in log:
+        when = f"t={first}" if first == last else f"t={first}..{last}"
+        text = phrase if n == 1 else phrase.replace(stem, f"{stem} x{n}", 1)
+        lines.append(f"{when} {text}")
+    if len(log) == 0:
+        lines.append("(no events)")
+    if seg.ended:
+        dead = seg.levels[-1][_LEVEL_INDEX["health"]] <= 0
+        lines.append(f"t={seg.length} the game ended" + (": the agent died." if dead else "."))
+    lines.append("End: " + _summary(seg.levels[-1], seg.nearby[-1]) + ".")
+    return "\n".join(lines)
+
+
+def narrate_batch(segments: Sequence[Segment]) -> list[str]:
+    """Narrate many segments (host side); same input, same text."""
+    return [narrate(s) for s in segments]

@@ -1,0 +1,134 @@
+"""Instruction suites: JSONL files of human-written instructions with their task specs.
+
+One task a line (design doc §3)::
+
+    {"id": "wood-then-table", "text": "Collect three wood, then put down a crafting table.",
+     "task": {...}, "split": "test", "category": "sequence"}
+
+Optional fields: ``task_id`` (lines of one task share it; defaults to ``id``) and
+``paraphrase`` (true for the re-wordings of a task's canonical text; defaults to false).
+Paraphrase lines share the task and differ in text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from oir.tasks import SpecError, TaskSpec, parse_spec
+
+SPLITS = ("train", "test")
+STANDARD_SUITE = Path(__file__).resolve().parents[2] / "suites" / "standard.jsonl"
+_FIELDS = {"id", "task_id", "text", "task", "split", "category", "paraphrase"}
+
+
+class SuiteError(ValueError):
+    """A bad suite line: the message names the file, the line and the field."""
+
+    def __init__(self, path: str | Path, line: int | None, field: str, message: str):
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {field}: {message}")
+
+
+@dataclass(frozen=True)
+class SuiteLine:
+    id: str
+    task_id: str
+    text: str
+    spec: TaskSpec
+    split: str
+    category: str
+    paraphrase: bool
+    line: int  # 1-based line number in its file
+
+
+def _str_field(obj: dict, field: str, required: bool = True) -> str | None:
+    value = obj.get(field)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(field, "missing or not a non-empty string")
+    return value
+
+
+def parse_line(obj: object) -> SuiteLine:
+    """Validate one decoded suite line (without its position). Raises SpecError."""
+    if not isinstance(obj, dict):
+        raise SpecError("line", f"must be a JSON object, got {type(obj).__name__}")
+    extra = sorted(set(obj) - _FIELDS)
+    if extra:
+        raise SpecError(extra[0], "unknown field")
+    line_id = _str_field(obj, "id")
+    text = _str_field(obj, "text")
+    if "task" not in obj:
+        raise SpecError("task", "missing")
+    try:
+        spec = parse_spec(obj["task"])
+    except SpecError as e:
+        raise SpecError(f"task.{e.field}" if e.field != "task" else "task", e.message) from None
+    split = obj.get("split")
+    if split not in SPLITS:
+        raise SpecError("split", f"must be one of {', '.join(SPLITS)}, got {split!r}")
+    category = _str_field(obj, "category")
+    task_id = _str_field(obj, "task_id", required=False) or line_id
+    paraphrase = obj.get("paraphrase", False)
+    if not isinstance(paraphrase, bool):
+        raise SpecError("paraphrase", f"must be true or false, got {paraphrase!r}")
+    return SuiteLine(line_id, task_id, text, spec, split, category, paraphrase, 0)  # type: ignore[arg-type]
+
+
+def check_suite(path: str | Path) -> tuple[list[SuiteLine], list[SuiteError]]:
+    """Read a suite, returning its good lines and one error for every bad line."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        return [], [SuiteError(path, None, "file", e.strerror or str(e))]
+    lines: list[SuiteLine] = []
+    errors: list[SuiteError] = []
+    seen_ids: dict[str, int] = {}
+    task_of: dict[str, SuiteLine] = {}
+    for n, row in enumerate(raw.split(b"\n"), start=1):
+        if not row.strip():
+            continue
+        try:
+            obj = json.loads(row)
+        except (ValueError, RecursionError) as e:
+            msg = str(e) if isinstance(e, ValueError) else "nested too deeply"
+            errors.append(SuiteError(path, n, "json", f"broken JSON ({msg})"))
+            continue
+        try:
+            item = replace(parse_line(obj), line=n)
+        except SpecError as e:
+            errors.append(SuiteError(path, n, e.field, e.message))
+            continue
+        if item.id in seen_ids:
+            errors.append(SuiteError(path, n, "id", f"duplicate id {item.id!r} (first on line {seen_ids[item.id]})"))
+            continue
+        first = task_of.setdefault(item.task_id, item)
+        if first.spec != item.spec:
+            errors.append(SuiteError(path, n, "task", f"differs from line {first.line} of task {item.task_id!r}"))
+            continue
+        seen_ids[item.id] = n
+        lines.append(item)
+    if not lines and not errors:
+        errors.append(SuiteError(path, None, "file", "has no task lines"))
+    return lines, errors
+
+
+def load_suite(path: str | Path, splits: Iterable[str] | None = None) -> list[SuiteLine]:
+    """Load a suite, raising :class:`SuiteError` on the first bad line; keep ``splits`` only."""
+    lines, errors = check_suite(path)
+    if errors:
+        raise errors[0]
+    if splits is not None:
+        wanted = set(splits)
+        bad = wanted - set(SPLITS)
+        if bad:
+            raise SuiteError(path, None, "split", f"unknown split {sorted(bad)[0]!r} (use train or test)")
+        lines = [x for x in lines if x.split in wanted]
+        if not lines:
+            raise SuiteError(path, None, "split", f"no lines in split {', '.join(sorted(wanted))}")
+    return lines
