@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
 import tyro
 from craftax.craftax_classic.envs.craftax_symbolic_env import (
     CraftaxClassicSymbolicEnv,

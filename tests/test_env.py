@@ -1,0 +1,119 @@
+"""The task env: optimistic resets, instruction switching, counters relative to the switch."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from craftax.craftax_classic.constants import Action, BlockType
+from scenes import T, scene
+
+from oir.env import TaskEnv, VecEnv
+from oir.events import COUNTER_INDEX
+from oir.tasks import TaskBank, parse_spec
+
+N = 4
+NEVER = parse_spec({"all": [{"counter": "collect_diamond", "at_least": 9}]})
+AT_ONCE = parse_spec({"all": [{"counter": "health", "at_least": 0}]})  # holds after any step
+TWO_WOOD = parse_spec({"all": [{"counter": "collect_wood", "at_least": 2}]})
+WOOD = COUNTER_INDEX["collect_wood"]
+
+
+@pytest.fixture(scope="module")
+def task_env():
+    env = TaskEnv(VecEnv(N, reset_pool=2), max_task_steps=50)
+    return env, jax.jit(env.reset), jax.jit(env.step)
+
+
+def edit_env(state, i, fn):
+    """Apply ``fn`` to env ``i``'s craftax state inside a batched TaskState."""
+    one = jax.tree.map(lambda x: x[i], state.vec.env)
+    new = fn(one)
+    env = jax.tree.map(lambda b, x: b.at[i].set(x), state.vec.env, new)
+    return state.replace(vec=state.vec.replace(env=env))
+
+
+def act(action: Action):
+    return jnp.full((N,), action.value, jnp.int32)
+
+
+def test_done_env_gets_fresh_world_and_restarts_task(task_env):
+    env, reset, step = task_env
+    _, s = reset(jax.random.PRNGKey(0), TaskBank.from_specs([NEVER]))
+    _, s, out = step(jax.random.PRNGKey(1), s, act(Action.NOOP))
+    assert not bool(out.world.done.any())
+    s = s.replace(progress=s.progress.replace(counts=s.progress.counts.at[1, WOOD].set(5)))
+    s = edit_env(s, 1, lambda e: e.replace(player_health=jnp.asarray(0, jnp.int32)))
+    pool_world = np.asarray(s.vec.pool.map[int(s.vec.pool_next)])
+    _, s2, out = step(jax.random.PRNGKey(2), s, act(Action.NOOP))
+
+    done = np.asarray(out.world.done)
+    assert done.tolist() == [False, True, False, False]
+    assert bool(out.task_done[1]) and not bool(out.success[1])
+    assert int(out.world.episode_length[1]) == 2 and int(out.world.episode_length[0]) == 0
+    timestep = np.asarray(s2.vec.env.timestep)
+    assert timestep[1] == 0 and (timestep[[0, 2, 3]] == 2).all()
+    assert int(s2.vec.env.player_health[1]) == 9
+    np.testing.assert_array_equal(np.asarray(s2.vec.env.map[1]), pool_world)
+    assert int(s2.progress.t[1]) == 0 and int(s2.progress.counts[1].sum()) == 0
+    assert (np.asarray(s2.progress.t)[[0, 2, 3]] == 2).all()
+
+
+def test_simultaneous_deaths_get_distinct_worlds_and_pool_refills(task_env):
+    env, reset, step = task_env
+    _, s = reset(jax.random.PRNGKey(3), TaskBank.from_specs([NEVER]))
+    old_pool = np.asarray(s.vec.pool.map)
+    for i in (0, 2):
+        s = edit_env(s, i, lambda e: e.replace(player_health=jnp.asarray(0, jnp.int32)))
+    _, s2, out = step(jax.random.PRNGKey(4), s, act(Action.NOOP))
+    assert np.asarray(out.world.done).tolist() == [True, False, True, False]
+    maps = np.asarray(s2.vec.env.map)
+    assert not np.array_equal(maps[0], maps[2])
+    # Both pool worlds were used, so the pool was refilled with new ones.
+    assert int(s2.vec.pool_next) == 0
+    assert not np.array_equal(np.asarray(s2.vec.pool.map), old_pool)
+
+
+def test_instruction_switch_keeps_world_and_counts_from_the_switch(task_env):
+    env, reset, step = task_env
+    bank = TaskBank.from_specs([AT_ONCE, TWO_WOOD])
+    _, s = reset(jax.random.PRNGKey(5), bank, jnp.array([1.0, 0.0]))
+    assert np.asarray(s.task).tolist() == [0] * N
+    s = s.replace(cdf=TaskEnv.weights_cdf(jnp.array([0.0, 1.0])))  # from now on, only TWO_WOOD
+    for i in range(N):
+        s = edit_env(s, i, lambda e: scene(e, target=BlockType.TREE))
+
+    def regrow(state):
+        return state.replace(vec=state.vec.replace(env=state.vec.env.replace(
+            map=state.vec.env.map.at[:, T[0], T[1]].set(BlockType.TREE.value))))
+
+    # Step 1: wood is collected while AT_ONCE succeeds; it must not count for the next task.
+    _, s, out = step(jax.random.PRNGKey(6), s, act(Action.DO))
+    assert bool(out.success.all()) and np.asarray(out.reward).tolist() == [1.0] * N
+    assert int(out.world.events[:, WOOD].sum()) == N
+    assert np.asarray(s.task).tolist() == [1] * N
+    assert np.asarray(s.vec.env.timestep).tolist() == [1] * N  # same world, not reset
+    assert int(s.progress.counts.sum()) == 0 and int(s.progress.t.sum()) == 0
+
+    _, s, out = step(jax.random.PRNGKey(7), regrow(s), act(Action.DO))
+    assert not bool(out.task_done.any()) and np.asarray(s.progress.counts[:, WOOD]).tolist() == [1] * N
+    _, s, out = step(jax.random.PRNGKey(8), regrow(s), act(Action.DO))
+    assert bool(out.success.all()) and np.asarray(out.task_steps).tolist() == [2] * N
+
+
+def test_task_timeout_restarts_instruction(task_env):
+    env, reset, step = task_env
+    _, s = reset(jax.random.PRNGKey(9), TaskBank.from_specs([NEVER]))
+    s = s.replace(progress=s.progress.replace(t=jnp.full((N,), env.max_task_steps - 1, jnp.int32)))
+    _, s, out = step(jax.random.PRNGKey(10), s, act(Action.NOOP))
+    assert bool(out.timeout.all()) and bool(out.task_done.all()) and not bool(out.world.done.any())
+    assert int(s.progress.t.sum()) == 0
+
+
+def test_sampling_follows_weights(task_env):
+    env, _, _ = task_env
+    cdf = TaskEnv.weights_cdf(jnp.array([0.0, 3.0, 0.0, 1.0]))
+    draws = np.concatenate([np.asarray(env._sample(jax.random.PRNGKey(i), cdf)) for i in range(500)])
+    assert set(np.unique(draws)) == {1, 3}
+    assert 0.70 < (draws == 1).mean() < 0.80
