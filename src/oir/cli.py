@@ -35,7 +35,7 @@ class Demo:
     agent: Literal["random", "noop"] = "random"
     suite: Path = STANDARD_SUITE
     split: Literal["all", "train", "test"] = "all"
-    episodes: int = 1  # fresh worlds per suite line
+    episodes: int = 2  # fresh worlds per suite line
     max_steps: int = 200  # episode cap for tasks without a `within` budget
     seed: int = 0
     out: Path | None = None  # optional results JSON

@@ -1,0 +1,65 @@
+"""Suite evaluation: one vectorized batch, and the summary figures on constructed results."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from oir.cli import main
+from oir.evaluate import LineResult, random_policy, run_suite, summarize
+from oir.suites import SuiteLine, load_suite
+from oir.tasks import parse_spec
+
+TINY = [
+    # Holds after the first step whatever the agent does.
+    {"id": "alive", "text": "stay alive", "task": {"all": [{"counter": "health", "at_least": 1}]}, "split": "test", "category": "easy"},
+    {"id": "alive~p1", "task_id": "alive", "paraphrase": True, "text": "do not die", "task": {"all": [{"counter": "health", "at_least": 1}]}, "split": "test", "category": "easy"},
+    # Never holds in a few steps.
+    {"id": "diamonds", "text": "collect nine diamonds", "task": {"all": [{"counter": "collect_diamond", "at_least": 9}]}, "split": "test", "category": "hard"},
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_suite(tmp_path_factory):
+    path = tmp_path_factory.mktemp("suite") / "tiny.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in TINY) + "\n")
+    return path
+
+
+def test_run_suite_batches_every_line_and_episode(tiny_suite):
+    lines = load_suite(tiny_suite)
+    results = run_suite(lines, random_policy, episodes=2, max_steps=12, chunk=6)
+    assert [r.episodes for r in results] == [2, 2, 2]
+    assert [r.successes for r in results] == [2, 2, 0]
+    assert results[0].steps_to_success == [1, 1]
+    s = summarize(results)
+    assert dict((n, rate) for n, _, _, rate in s.rows) == {"easy": 1.0, "hard": 0.0, "all": 2 / 3}
+    assert s.coverage == 0.5 and s.paraphrase_gap == 0.0
+
+
+def line(task_id: str, paraphrase: bool, category: str = "c") -> SuiteLine:
+    spec = parse_spec({"all": [{"counter": "collect_wood", "at_least": 1}]})
+    return SuiteLine(f"{task_id}{'~p' if paraphrase else ''}", task_id, "x", spec, "test", category, paraphrase, 1)
+
+
+def test_coverage_and_paraphrase_gap_on_constructed_results():
+    results = [
+        LineResult(line("a", False), successes=3, episodes=4),  # canonical 0.75
+        LineResult(line("a", True), successes=1, episodes=4),  # paraphrase 0.25
+        LineResult(line("b", False), successes=0, episodes=4),
+        LineResult(line("b", True), successes=2, episodes=4),  # solved through a paraphrase
+        LineResult(line("c", False), successes=0, episodes=4),  # never solved, no paraphrase
+    ]
+    s = summarize(results)
+    assert s.coverage == pytest.approx(2 / 3)
+    assert s.paraphrase_gap == pytest.approx(((0.75 - 0.25) + (0.0 - 0.5)) / 2)
+
+
+def test_demo_command_prints_table(tiny_suite, tmp_path, capsys):
+    out = tmp_path / "res.json"
+    assert main(["demo", "--suite", str(tiny_suite), "--max-steps", "12", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "Task success of the random agent" in text and "easy" in text and "100.0%" in text
+    saved = json.loads(out.read_text())
+    assert saved["categories"]["easy"] == 1.0 and saved["categories"]["hard"] == 0.0
