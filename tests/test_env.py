@@ -39,7 +39,7 @@ def act(action: Action):
 
 
 def test_done_env_gets_fresh_world_and_restarts_task(task_env):
-    env, reset, step = task_env
+    _env, reset, step = task_env
     _, s = reset(jax.random.PRNGKey(0), TaskBank.from_specs([NEVER]))
     _, s, out = step(jax.random.PRNGKey(1), s, act(Action.NOOP))
     assert not bool(out.world.done.any())
@@ -61,7 +61,7 @@ def test_done_env_gets_fresh_world_and_restarts_task(task_env):
 
 
 def test_simultaneous_deaths_get_distinct_worlds_and_pool_refills(task_env):
-    env, reset, step = task_env
+    _env, reset, step = task_env
     _, s = reset(jax.random.PRNGKey(3), TaskBank.from_specs([NEVER]))
     old_pool = np.asarray(s.vec.pool.map)
     for i in (0, 2):
@@ -76,7 +76,7 @@ def test_simultaneous_deaths_get_distinct_worlds_and_pool_refills(task_env):
 
 
 def test_instruction_switch_keeps_world_and_counts_from_the_switch(task_env):
-    env, reset, step = task_env
+    _env, reset, step = task_env
     bank = TaskBank.from_specs([AT_ONCE, TWO_WOOD])
     _, s = reset(jax.random.PRNGKey(5), bank, jnp.array([1.0, 0.0]))
     assert np.asarray(s.task).tolist() == [0] * N

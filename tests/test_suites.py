@@ -71,7 +71,7 @@ def test_bad_lines_each_get_one_error_naming_line_and_field(tmp_path):
     assert msgs[4].startswith(f"{path}:6: split: must be one of train, test")
     assert msgs[5] == f"{path}:7: id: duplicate id 'w' (first on line 1)"
     assert msgs[6] == f"{path}:8: task: differs from line 1 of task 'w'"
-    with pytest.raises(SuiteError, match=":2: task.all"):
+    with pytest.raises(SuiteError, match=r":2: task\.all"):
         load_suite(path)
 
 
