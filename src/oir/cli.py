@@ -19,6 +19,7 @@ from rich.table import Table
 
 from oir.suites import STANDARD_SUITE, SuiteError
 from oir.tasks import SpecError
+from oir.train import ConfigError
 
 
 class CliError(Exception):
@@ -63,8 +64,11 @@ class Tasks:
     )
 
 
+from oir.train import TrainConfig  # noqa: E402
+
 Command = (
     Annotated[Demo, tyro.conf.subcommand("demo")]
+    | Annotated[TrainConfig, tyro.conf.subcommand("train")]
     | Annotated[Tasks, tyro.conf.subcommand("tasks")]
 )
 
@@ -136,6 +140,23 @@ def demo(cfg: Demo, console: Console) -> int:
     return 0
 
 
+def train_cmd(cfg: TrainConfig, console: Console) -> int:
+    from oir.train import train
+
+    summary = train(cfg)
+    console.print(f"[bold]oir train[/] {cfg.algo}, relabel {cfg.relabel}: {summary['env_steps']:,} env steps "
+                  f"in {summary['wall_s']:.0f} s; run dir {cfg.out}")
+    ev = summary.get("eval")
+    if ev:
+        table = Table(title="Final evaluation (standard suite)")
+        for col in ("split", "success"):
+            table.add_column(col)
+        for name, rate in ev["success_by_split"].items():
+            table.add_row(name, f"{100 * rate:.1f}%")
+        console.print(table)
+    return 0
+
+
 def _write(path: Path, text: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,11 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if isinstance(cmd, Demo):
             return demo(cmd, console)
+        if isinstance(cmd, TrainConfig):
+            return train_cmd(cmd, console)
         if isinstance(cmd.cmd, TasksList):
             tasks_list(console)
             return 0
         return tasks_check(cmd.cmd, console)
-    except (CliError, SuiteError, SpecError) as e:
+    except (CliError, SuiteError, SpecError, ConfigError) as e:
         print(f"oir: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

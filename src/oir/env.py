@@ -36,6 +36,15 @@ from oir.events import step_with_events
 NUM_ACTIONS = 17
 
 
+def strong_types(tree):
+    """Drop JAX weak types (Craftax's reset builds state from Python scalars).
+
+    A weakly typed leaf turns strong after one jitted step, and jit keys its cache on weak
+    types: without this, the second call of every rollout silently recompiles.
+    """
+    return jax.tree.map(lambda x: jnp.asarray(x, jnp.asarray(x).dtype), tree)
+
+
 @struct.dataclass
 class VecState:
     env: Any  # batched craftax EnvState [N]
@@ -70,7 +79,7 @@ class VecEnv:
 
     def _worlds(self, key: jax.Array, n: int):
         keys = jax.random.split(key, n)
-        return jax.vmap(self.env.reset_env, in_axes=(0, None))(keys, self.params)
+        return strong_types(jax.vmap(self.env.reset_env, in_axes=(0, None))(keys, self.params))
 
     def reset(self, key: jax.Array) -> tuple[jax.Array, VecState]:
         k_env, k_pool = jax.random.split(key)
@@ -208,3 +217,20 @@ class TaskEnv:
             world=world,
         )
         return obs, new_state, out
+
+
+def task_metrics(out: TaskStep) -> dict[str, jax.Array]:
+    """Scalars over a rollout of stacked TaskSteps ([T, N] fields), for metrics.jsonl."""
+    ended = out.task_done.sum()
+    per_task = jnp.maximum(ended, 1)
+    deaths = out.world.done.sum()
+    return {
+        "tasks_ended": ended,
+        "success_rate": out.success.sum() / per_task,
+        "mean_return": out.reward.sum() / per_task,
+        "fail_rate": out.fail.sum() / per_task,
+        "timeout_rate": out.timeout.sum() / per_task,
+        "task_length": jnp.where(out.task_done, out.task_steps, 0).sum() / per_task,
+        "episodes_ended": deaths,
+        "episode_length": out.world.episode_length.sum() / jnp.maximum(deaths, 1),
+    }

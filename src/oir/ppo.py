@@ -1,0 +1,143 @@
+"""Instruction-conditioned PPO, PureJaxRL style: rollout, GAE and all epochs in one jitted update.
+
+Each env follows its own instruction (:class:`~oir.env.TaskEnv`); the policy sees the observation
+and the embedding of that instruction's text. An instruction's end (success, failure, timeout or
+death) cuts the return: the next step belongs to a new instruction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+from flax.training.train_state import TrainState
+
+from oir.env import NUM_ACTIONS, TaskEnv, TaskState, strong_types, task_metrics
+from oir.networks import ActorCritic, NetPreset
+
+
+@dataclass
+class PPOConfig:
+    num_steps: int = 64  # steps per env per update
+    lr: float = 3e-4
+    anneal_lr: bool = True
+    gamma: float = 0.99
+    gae_lambda: float = 0.8
+    clip_eps: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 1.0
+    update_epochs: int = 4
+    num_minibatches: int = 8
+
+
+@struct.dataclass
+class Runner:
+    train: TrainState
+    env: TaskState
+    obs: jax.Array
+    emb: jax.Array  # float32[M, D]: embedding of every bank row's instruction text
+    key: jax.Array
+    update: jax.Array
+
+
+class Transition(struct.PyTreeNode):
+    obs: jax.Array
+    task: jax.Array
+    action: jax.Array
+    log_prob: jax.Array
+    value: jax.Array
+    reward: jax.Array
+    done: jax.Array
+
+
+def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int):
+    """Returns ``(init, update, act)`` for this config; ``update`` is jitted."""
+    net = ActorCritic(NUM_ACTIONS, preset)
+    n = env.num_envs
+    batch = n * cfg.num_steps
+    if batch % cfg.num_minibatches:
+        raise ValueError(f"num_envs x num_steps ({batch}) must divide into {cfg.num_minibatches} minibatches")
+
+    def schedule(count):
+        frac = 1.0 - (count // (cfg.num_minibatches * cfg.update_epochs)) / max(num_updates, 1)
+        return cfg.lr * jnp.maximum(frac, 0.0)
+
+    tx = optax.chain(
+        optax.clip_by_global_norm(cfg.max_grad_norm),
+        optax.adam(schedule if cfg.anneal_lr else cfg.lr, eps=1e-5),
+    )
+
+    def init(key, bank, weights, emb) -> Runner:
+        k_net, k_env, k_run = jax.random.split(key, 3)
+        obs, env_state = env.reset(k_env, bank, weights)
+        params = net.init(k_net, obs[:1], emb[:1])
+        train = TrainState.create(apply_fn=net.apply, params=params, tx=tx)
+        return strong_types(Runner(train, env_state, obs, jnp.asarray(emb), k_run, jnp.zeros((), jnp.int32)))
+
+    def act(params, key, obs, instr):
+        logits, _ = net.apply(params, obs, instr)
+        return jax.random.categorical(key, logits)
+
+    def loss_fn(params, mb: Transition, emb, adv, target):
+        logits, value = net.apply(params, mb.obs, emb[mb.task])
+        logp_all = jax.nn.log_softmax(logits)
+        logp = jnp.take_along_axis(logp_all, mb.action[:, None], axis=-1)[:, 0]
+        v_clipped = mb.value + (value - mb.value).clip(-cfg.clip_eps, cfg.clip_eps)
+        v_loss = 0.5 * jnp.maximum((value - target) ** 2, (v_clipped - target) ** 2).mean()
+        ratio = jnp.exp(logp - mb.log_prob)
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        pg_loss = -jnp.minimum(ratio * adv, ratio.clip(1 - cfg.clip_eps, 1 + cfg.clip_eps) * adv).mean()
+        entropy = -(jnp.exp(logp_all) * logp_all).sum(-1).mean()
+        total = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
+        return total, (pg_loss, v_loss, entropy)
+
+    @jax.jit
+    def update(r: Runner):
+        def step(carry, key):
+            env_state, obs = carry
+            k_act, k_env = jax.random.split(key)
+            logits, value = net.apply(r.train.params, obs, r.emb[env_state.task])
+            action = jax.random.categorical(k_act, logits)
+            log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], axis=-1)[:, 0]
+            next_obs, env_state2, out = env.step(k_env, env_state, action)
+            tr = Transition(obs, env_state.task, action, log_prob, value, out.reward, out.task_done)
+            return (env_state2, next_obs), (tr, out)
+
+        key, k_roll = jax.random.split(r.key)
+        (env_state, obs), (traj, outs) = jax.lax.scan(
+            step, (r.env, r.obs), jax.random.split(k_roll, cfg.num_steps)
+        )
+        _, last_value = net.apply(r.train.params, obs, r.emb[env_state.task])
+
+        def gae(carry, tr):
+            adv_next, value_next = carry
+            keep = 1.0 - tr.done
+            delta = tr.reward + cfg.gamma * value_next * keep - tr.value
+            adv = delta + cfg.gamma * cfg.gae_lambda * keep * adv_next
+            return (adv, tr.value), adv
+
+        _, advantages = jax.lax.scan(gae, (jnp.zeros_like(last_value), last_value), traj, reverse=True)
+        targets = advantages + traj.value
+
+        def epoch(train, key):
+            perm = jax.random.permutation(key, batch)
+            flat = jax.tree.map(lambda x: x.reshape((batch, *x.shape[2:])), (traj, advantages, targets))
+            mbs = jax.tree.map(lambda x: x[perm].reshape((cfg.num_minibatches, -1, *x.shape[1:])), flat)
+
+            def minibatch(train, mb):
+                tr, adv, target = mb
+                grads, aux = jax.grad(loss_fn, has_aux=True)(train.params, tr, r.emb, adv, target)
+                return train.apply_gradients(grads=grads), aux
+
+            return jax.lax.scan(minibatch, train, mbs)
+
+        key, k_epochs = jax.random.split(key)
+        train, (pg, vl, ent) = jax.lax.scan(epoch, r.train, jax.random.split(k_epochs, cfg.update_epochs))
+        metrics = {**task_metrics(outs), "policy_loss": pg.mean(), "value_loss": vl.mean(), "entropy": ent.mean()}
+        return r.replace(train=train, env=env_state, obs=obs, key=key, update=r.update + 1), metrics
+
+    return init, update, act

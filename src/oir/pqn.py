@@ -1,0 +1,134 @@
+"""Instruction-conditioned PQN (parallel Q-learning): the paper's learner.
+
+Q(obs, instruction) with LayerNorm, epsilon-greedy rollouts from many envs, Q(lambda) returns,
+several epochs of minibatch regression: no target network and no replay buffer, all in one jitted
+update. An instruction's end (success, failure, timeout or death) cuts the return.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+from flax.training.train_state import TrainState
+
+from oir.env import NUM_ACTIONS, TaskEnv, TaskState, strong_types, task_metrics
+from oir.networks import NetPreset, QNetwork
+
+
+@dataclass
+class PQNConfig:
+    num_steps: int = 16  # steps per env per update
+    lr: float = 3e-4
+    anneal_lr: bool = True
+    gamma: float = 0.99
+    lam: float = 0.5  # Q(lambda)
+    eps_start: float = 1.0
+    eps_finish: float = 0.05
+    eps_decay: float = 0.2  # fraction of training over which epsilon decays
+    num_epochs: int = 2
+    num_minibatches: int = 4
+    max_grad_norm: float = 10.0
+
+
+@struct.dataclass
+class Runner:
+    train: TrainState
+    env: TaskState
+    obs: jax.Array
+    emb: jax.Array  # float32[M, D]: embedding of every bank row's instruction text
+    key: jax.Array
+    update: jax.Array
+
+
+class Transition(struct.PyTreeNode):
+    obs: jax.Array
+    task: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    done: jax.Array
+    q_max: jax.Array  # max_a Q(obs, instruction): the bootstrap for the step before
+
+
+def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int):
+    """Returns ``(init, update, act)`` for this config; ``update`` is jitted."""
+    net = QNetwork(NUM_ACTIONS, preset)
+    n = env.num_envs
+    batch = n * cfg.num_steps
+    if batch % cfg.num_minibatches:
+        raise ValueError(f"num_envs x num_steps ({batch}) must divide into {cfg.num_minibatches} minibatches")
+    grad_steps = num_updates * cfg.num_epochs * cfg.num_minibatches
+    lr = optax.linear_schedule(cfg.lr, 1e-20, max(grad_steps, 1)) if cfg.anneal_lr else cfg.lr
+    tx = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.radam(lr))
+
+    def epsilon(update):
+        frac = jnp.minimum(update / max(cfg.eps_decay * num_updates, 1.0), 1.0)
+        return cfg.eps_start + frac * (cfg.eps_finish - cfg.eps_start)
+
+    def init(key, bank, weights, emb) -> Runner:
+        k_net, k_env, k_run = jax.random.split(key, 3)
+        obs, env_state = env.reset(k_env, bank, weights)
+        params = net.init(k_net, obs[:1], emb[:1])
+        train = TrainState.create(apply_fn=net.apply, params=params, tx=tx)
+        return strong_types(Runner(train, env_state, obs, jnp.asarray(emb), k_run, jnp.zeros((), jnp.int32)))
+
+    def act(params, key, obs, instr):
+        return jnp.argmax(net.apply(params, obs, instr), axis=-1)
+
+    @jax.jit
+    def update(r: Runner):
+        eps = epsilon(r.update)
+
+        def step(carry, key):
+            env_state, obs = carry
+            k_explore, k_rand, k_env = jax.random.split(key, 3)
+            q = net.apply(r.train.params, obs, r.emb[env_state.task])
+            greedy = jnp.argmax(q, axis=-1)
+            random = jax.random.randint(k_rand, (n,), 0, NUM_ACTIONS)
+            action = jnp.where(jax.random.uniform(k_explore, (n,)) < eps, random, greedy)
+            next_obs, env_state2, out = env.step(k_env, env_state, action)
+            tr = Transition(obs, env_state.task, action, out.reward, out.task_done, q.max(-1))
+            return (env_state2, next_obs), (tr, out)
+
+        key, k_roll = jax.random.split(r.key)
+        (env_state, obs), (traj, outs) = jax.lax.scan(
+            step, (r.env, r.obs), jax.random.split(k_roll, cfg.num_steps)
+        )
+        last_q = net.apply(r.train.params, obs, r.emb[env_state.task]).max(-1)
+
+        def lambda_return(carry, x):
+            ret_next, q_next = carry
+            reward, done, q_max = x
+            keep = 1.0 - done
+            ret = reward + cfg.gamma * keep * (cfg.lam * ret_next + (1.0 - cfg.lam) * q_next)
+            return (ret, q_max), ret
+
+        _, targets = jax.lax.scan(
+            lambda_return, (last_q, last_q), (traj.reward, traj.done.astype(jnp.float32), traj.q_max), reverse=True
+        )
+
+        def loss_fn(params, mb, target):
+            q = net.apply(params, mb.obs, r.emb[mb.task])
+            q_a = jnp.take_along_axis(q, mb.action[:, None], axis=-1)[:, 0]
+            return 0.5 * ((q_a - jax.lax.stop_gradient(target)) ** 2).mean(), q_a.mean()
+
+        def epoch(train, key):
+            perm = jax.random.permutation(key, batch)
+            flat = jax.tree.map(lambda x: x.reshape((batch, *x.shape[2:])), (traj, targets))
+            mbs = jax.tree.map(lambda x: x[perm].reshape((cfg.num_minibatches, -1, *x.shape[1:])), flat)
+
+            def minibatch(train, mb):
+                (loss, q_mean), grads = jax.value_and_grad(loss_fn, has_aux=True)(train.params, *mb)
+                return train.apply_gradients(grads=grads), (loss, q_mean)
+
+            return jax.lax.scan(minibatch, train, mbs)
+
+        key, k_epochs = jax.random.split(key)
+        train, (loss, q_mean) = jax.lax.scan(epoch, r.train, jax.random.split(k_epochs, cfg.num_epochs))
+        metrics = {**task_metrics(outs), "td_loss": loss.mean(), "q_mean": q_mean.mean(), "epsilon": eps}
+        return r.replace(train=train, env=env_state, obs=obs, key=key, update=r.update + 1), metrics
+
+    return init, update, act

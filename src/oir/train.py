@@ -1,0 +1,203 @@
+"""``oir train``: one instruction-conditioned learner on Craftax, with logs and a checkpoint.
+
+``--relabel none`` is the no-relabel baseline (the paper's "PQN" row): instructions drawn
+uniformly from the suite's ``train`` split, binary task rewards from the jitted task check.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from oir import jaxcache, ppo, pqn
+from oir.encode import ENCODERS, make_encoder
+from oir.env import TaskEnv, VecEnv
+from oir.evaluate import run_suite, summarize
+from oir.networks import PRESETS
+from oir.suites import STANDARD_SUITE, load_suite
+from oir.tasks import TaskBank
+
+ALGOS = ("pqn", "ppo")
+RELABELS = ("none",)
+
+
+@dataclass
+class TrainConfig:
+    """Train an instruction-following policy on Craftax-Classic."""
+
+    algo: str = "pqn"  # pqn or ppo
+    relabel: str = "none"  # none: the no-relabel baseline (train-split instructions only)
+    steps: int = 1_000_000  # env steps
+    num_envs: int = 64
+    seed: int = 0
+    out: Path = Path("runs/latest")
+    suite: Path = STANDARD_SUITE  # instructions (train split) and evaluation (both splits)
+    encoder: str = "minilm"  # minilm (all-MiniLM-L6-v2, offline) or hash (no torch)
+    network: str = "small"  # small (CPU-sized) or purejaxql (4x1024 LayerNorm MLP)
+    max_task_steps: int = 500  # an instruction without success or failure times out here
+    eval_episodes: int = 1  # episodes per suite line in the final evaluation (0: skip)
+    eval_max_steps: int = 500
+    pqn: pqn.PQNConfig = field(default_factory=pqn.PQNConfig)
+    ppo: ppo.PPOConfig = field(default_factory=ppo.PPOConfig)
+
+
+class ConfigError(ValueError):
+    """A bad training config: printed as one line by the CLI."""
+
+
+def validate(cfg: TrainConfig) -> None:
+    def need(ok: bool, msg: str) -> None:
+        if not ok:
+            raise ConfigError(msg)
+
+    need(cfg.algo in ALGOS, f"unknown --algo {cfg.algo!r} (choose from {', '.join(ALGOS)})")
+    need(cfg.relabel in RELABELS, f"--relabel {cfg.relabel!r} is not available (choose from {', '.join(RELABELS)})")
+    need(cfg.encoder in ENCODERS, f"unknown --encoder {cfg.encoder!r} (choose from {', '.join(ENCODERS)})")
+    need(cfg.network in PRESETS, f"unknown --network {cfg.network!r} (choose from {', '.join(PRESETS)})")
+    need(cfg.num_envs >= 1, f"--num-envs must be at least 1, got {cfg.num_envs}")
+    need(cfg.steps >= 1, f"--steps must be at least 1, got {cfg.steps}")
+    need(cfg.max_task_steps >= 1, f"--max-task-steps must be at least 1, got {cfg.max_task_steps}")
+    need(cfg.eval_episodes >= 0 and cfg.eval_max_steps >= 1, "--eval-episodes must be >= 0 and --eval-max-steps >= 1")
+    need(cfg.suite.is_file(), f"suite file not found: {cfg.suite}")
+
+
+class RunLog:
+    """metrics.jsonl (one line per update) and TensorBoard scalars under the run dir."""
+
+    def __init__(self, out: Path):
+        from tensorboardX import SummaryWriter
+
+        self.file = (out / "metrics.jsonl").open("w")
+        self.tb = SummaryWriter(str(out / "tb"))
+
+    def write(self, row: dict) -> None:
+        self.file.write(json.dumps(row) + "\n")
+        self.file.flush()
+        for k, v in row.items():
+            if k != "env_steps" and isinstance(v, int | float):
+                self.tb.add_scalar(k, v, row["env_steps"])
+
+    def close(self) -> None:
+        self.file.close()
+        self.tb.close()
+
+
+def _prepare_out(out: Path) -> Path:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ".write-test").touch()
+        (out / ".write-test").unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot write to --out {out}: {e.strerror or e}") from None
+    return out
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> dict:
+    """Run training, write the run dir, and return the final evaluation summary."""
+    validate(cfg)
+    jaxcache.enable()
+    out = _prepare_out(cfg.out)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1, default=str))
+
+    suite = load_suite(cfg.suite)
+    train_lines = [x for x in suite if x.split == "train"]
+    if not train_lines:
+        raise ConfigError(f"{cfg.suite} has no train-split lines to train on")
+    encoder = make_encoder(cfg.encoder)
+    emb = encoder.encode([x.text for x in train_lines])
+    bank = TaskBank.from_specs([x.spec for x in train_lines])
+
+    algo_cfg = cfg.pqn if cfg.algo == "pqn" else cfg.ppo
+    env = TaskEnv(VecEnv(cfg.num_envs), cfg.max_task_steps)
+    per_update = cfg.num_envs * algo_cfg.num_steps
+    num_updates = math.ceil(cfg.steps / per_update)
+    init, update, act = (pqn if cfg.algo == "pqn" else ppo).make(algo_cfg, env, PRESETS[cfg.network], num_updates)
+
+    runner = jax.jit(init)(jax.random.PRNGKey(cfg.seed), bank, None, emb)
+    log = RunLog(out)
+    bar = _Progress(num_updates * per_update, f"{cfg.algo} {cfg.relabel}", enabled=progress)
+    start = time.perf_counter()
+    try:
+        for u in range(num_updates):
+            runner, metrics = update(runner)
+            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            steps = (u + 1) * per_update
+            row = {"update": u + 1, "env_steps": steps, "sps": steps / (time.perf_counter() - start),
+                   "wall_s": time.perf_counter() - start, **metrics}
+            log.write(row)
+            bar.advance(steps, row)
+    finally:
+        bar.close()
+        log.close()
+    _checkpoint(out / "checkpoint", runner)
+
+    summary = {"env_steps": num_updates * per_update, "wall_s": time.perf_counter() - start}
+    if cfg.eval_episodes > 0:
+        lines = suite
+        line_emb = jax.numpy.asarray(encoder.encode([x.text for x in lines]))
+        params = runner.train.params
+
+        def policy(key, obs, line):
+            return act(params, key, obs, line_emb[line])
+
+        results = run_suite(lines, policy, episodes=cfg.eval_episodes, max_steps=cfg.eval_max_steps, seed=cfg.seed + 10_000)
+        by_split = summarize(results, by="split")
+        summary["eval"] = {
+            "success_by_split": {name: rate for name, _, _, rate in by_split.rows},
+            "success_by_category": {name: rate for name, _, _, rate in summarize(results).rows},
+            "coverage": by_split.coverage,
+            "paraphrase_gap": by_split.paraphrase_gap,
+            "episodes": cfg.eval_episodes,
+            "max_steps": cfg.eval_max_steps,
+        }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _checkpoint(path: Path, runner) -> None:
+    import orbax.checkpoint as ocp
+
+    ckpt = ocp.StandardCheckpointer()
+    ckpt.save(path.absolute(), {"params": runner.train.params, "opt_state": runner.train.opt_state,
+                                "update": runner.update}, force=True)
+    ckpt.wait_until_finished()
+
+
+class _Progress:
+    """A rich progress bar with env steps, SPS and success (quiet when disabled)."""
+
+    def __init__(self, total: int, label: str, enabled: bool):
+        self.bar = None
+        if enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[info]}"), TimeRemainingColumn())
+            self.task = self.bar.add_task(label, total=total, info="compiling...")
+            self.bar.start()
+
+    def advance(self, steps: int, row: dict) -> None:
+        if self.bar is not None:
+            info = f"sps {row['sps']:,.0f}  success {100 * row['success_rate']:.1f}%"
+            self.bar.update(self.task, completed=steps, info=info)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def eval_summary_rows(summary: dict) -> list[tuple[str, float]]:
+    ev = summary.get("eval", {})
+    return [(k, float(np.round(v, 4))) for k, v in ev.get("success_by_split", {}).items()]
