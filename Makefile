@@ -12,6 +12,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "oir needs Python >= 3.11 (set PYTHON=...)")'
 	$(PYTHON) -m venv $(VENV)
+	# torch first, from the CPU wheel on this machine's disk, before sentence-transformers asks for one.
+	set -o pipefail; $(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0 $(QUIET_PIP)
 	set -o pipefail; $(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock $(QUIET_PIP)
 	set -o pipefail; $(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e . $(QUIET_PIP)
 	@touch $(STAMP)

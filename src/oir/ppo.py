@@ -54,6 +54,34 @@ class Transition(struct.PyTreeNode):
     done: jax.Array
 
 
+def gae(reward, value, done, last_value, gamma: float, lam: float) -> jax.Array:
+    """Generalised advantage estimates over a [T, N] rollout; ``done`` cuts the bootstrap."""
+
+    def back(carry, x):
+        adv_next, value_next = carry
+        r, v, d = x
+        keep = 1.0 - d
+        adv = r + gamma * value_next * keep - v + gamma * lam * keep * adv_next
+        return (adv, v), adv
+
+    init = (jnp.zeros_like(last_value), last_value)
+    return jax.lax.scan(back, init, (reward, value, done.astype(jnp.float32)), reverse=True)[1]
+
+
+def ppo_loss(cfg: PPOConfig, logits, value, action, old_log_prob, old_value, adv, target):
+    """Clipped surrogate + clipped value loss - entropy bonus; returns (total, (pg, v, entropy))."""
+    logp_all = jax.nn.log_softmax(logits)
+    logp = jnp.take_along_axis(logp_all, action[:, None], axis=-1)[:, 0]
+    v_clipped = old_value + (value - old_value).clip(-cfg.clip_eps, cfg.clip_eps)
+    v_loss = 0.5 * jnp.maximum((value - target) ** 2, (v_clipped - target) ** 2).mean()
+    ratio = jnp.exp(logp - old_log_prob)
+    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    pg_loss = -jnp.minimum(ratio * adv, ratio.clip(1 - cfg.clip_eps, 1 + cfg.clip_eps) * adv).mean()
+    entropy = -(jnp.exp(logp_all) * logp_all).sum(-1).mean()
+    total = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
+    return total, (pg_loss, v_loss, entropy)
+
+
 def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int):
     """Returns ``(init, update, act)`` for this config; ``update`` is jitted."""
     net = ActorCritic(NUM_ACTIONS, preset)
@@ -84,16 +112,7 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int):
 
     def loss_fn(params, mb: Transition, emb, adv, target):
         logits, value = net.apply(params, mb.obs, emb[mb.task])
-        logp_all = jax.nn.log_softmax(logits)
-        logp = jnp.take_along_axis(logp_all, mb.action[:, None], axis=-1)[:, 0]
-        v_clipped = mb.value + (value - mb.value).clip(-cfg.clip_eps, cfg.clip_eps)
-        v_loss = 0.5 * jnp.maximum((value - target) ** 2, (v_clipped - target) ** 2).mean()
-        ratio = jnp.exp(logp - mb.log_prob)
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        pg_loss = -jnp.minimum(ratio * adv, ratio.clip(1 - cfg.clip_eps, 1 + cfg.clip_eps) * adv).mean()
-        entropy = -(jnp.exp(logp_all) * logp_all).sum(-1).mean()
-        total = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
-        return total, (pg_loss, v_loss, entropy)
+        return ppo_loss(cfg, logits, value, mb.action, mb.log_prob, mb.value, adv, target)
 
     @jax.jit
     def update(r: Runner):
@@ -113,14 +132,7 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int):
         )
         _, last_value = net.apply(r.train.params, obs, r.emb[env_state.task])
 
-        def gae(carry, tr):
-            adv_next, value_next = carry
-            keep = 1.0 - tr.done
-            delta = tr.reward + cfg.gamma * value_next * keep - tr.value
-            adv = delta + cfg.gamma * cfg.gae_lambda * keep * adv_next
-            return (adv, tr.value), adv
-
-        _, advantages = jax.lax.scan(gae, (jnp.zeros_like(last_value), last_value), traj, reverse=True)
+        advantages = gae(traj.reward, traj.value, traj.done, last_value, cfg.gamma, cfg.gae_lambda)
         targets = advantages + traj.value
 
         def epoch(train, key):

@@ -53,6 +53,29 @@ class Transition(struct.PyTreeNode):
     q_max: jax.Array  # max_a Q(obs, instruction): the bootstrap for the step before
 
 
+def lambda_returns(reward, done, q_max, last_q, gamma: float, lam: float) -> jax.Array:
+    """Q(lambda) targets over a [T, N] rollout.
+
+    ``q_max[t]`` is max_a Q(obs_t); the target of step t mixes the next step's target and its
+    greedy value: ``G_t = r_t + gamma (1 - d_t) (lam G_{t+1} + (1 - lam) max_a Q(obs_{t+1}))``,
+    with ``G_T = max_a Q(obs_T)``.
+    """
+
+    def back(carry, x):
+        ret_next, q_next = carry
+        r, d, q = x
+        ret = r + gamma * (1.0 - d) * (lam * ret_next + (1.0 - lam) * q_next)
+        return (ret, q), ret
+
+    return jax.lax.scan(back, (last_q, last_q), (reward, done.astype(jnp.float32), q_max), reverse=True)[1]
+
+
+def td_loss(q, action, target):
+    """0.5 * mean squared error of Q(obs, action) to the (constant) targets; also mean Q."""
+    q_a = jnp.take_along_axis(q, action[:, None], axis=-1)[:, 0]
+    return 0.5 * ((q_a - jax.lax.stop_gradient(target)) ** 2).mean(), q_a.mean()
+
+
 def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int):
     """Returns ``(init, update, act)`` for this config; ``update`` is jitted."""
     net = QNetwork(NUM_ACTIONS, preset)
@@ -99,21 +122,10 @@ def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int):
         )
         last_q = net.apply(r.train.params, obs, r.emb[env_state.task]).max(-1)
 
-        def lambda_return(carry, x):
-            ret_next, q_next = carry
-            reward, done, q_max = x
-            keep = 1.0 - done
-            ret = reward + cfg.gamma * keep * (cfg.lam * ret_next + (1.0 - cfg.lam) * q_next)
-            return (ret, q_max), ret
-
-        _, targets = jax.lax.scan(
-            lambda_return, (last_q, last_q), (traj.reward, traj.done.astype(jnp.float32), traj.q_max), reverse=True
-        )
+        targets = lambda_returns(traj.reward, traj.done, traj.q_max, last_q, cfg.gamma, cfg.lam)
 
         def loss_fn(params, mb, target):
-            q = net.apply(params, mb.obs, r.emb[mb.task])
-            q_a = jnp.take_along_axis(q, mb.action[:, None], axis=-1)[:, 0]
-            return 0.5 * ((q_a - jax.lax.stop_gradient(target)) ** 2).mean(), q_a.mean()
+            return td_loss(net.apply(params, mb.obs, r.emb[mb.task]), mb.action, target)
 
         def epoch(train, key):
             perm = jax.random.permutation(key, batch)

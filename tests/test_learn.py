@@ -1,0 +1,153 @@
+"""Learners: loss functions and returns against plain loops, encoders, and `oir train` end to end."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from oir.cli import main
+from oir.encode import CachedEncoder, HashEncoder, make_encoder
+from oir.ppo import PPOConfig, gae, ppo_loss
+from oir.pqn import lambda_returns, td_loss
+
+RNG = np.random.default_rng(0)
+T, N = 7, 3
+REWARD = RNG.integers(0, 2, (T, N)).astype(np.float32)
+DONE = RNG.random((T, N)) < 0.3
+VALUE = RNG.normal(size=(T, N)).astype(np.float32)
+LAST = RNG.normal(size=N).astype(np.float32)
+
+
+def test_gae_matches_a_plain_loop():
+    gamma, lam = 0.9, 0.8
+    want = np.zeros((T, N))
+    adv_next, v_next = np.zeros(N), LAST
+    for t in reversed(range(T)):
+        keep = 1.0 - DONE[t]
+        delta = REWARD[t] + gamma * v_next * keep - VALUE[t]
+        adv_next = delta + gamma * lam * keep * adv_next
+        v_next = VALUE[t]
+        want[t] = adv_next
+    np.testing.assert_allclose(gae(REWARD, VALUE, DONE, LAST, gamma, lam), want, rtol=1e-5)
+
+
+def test_lambda_returns_match_a_plain_loop_and_limits():
+    gamma = 0.95
+    q_max = VALUE
+    for lam in (0.0, 0.5, 1.0):
+        want = np.zeros((T, N))
+        g_next, q_next = LAST, LAST
+        for t in reversed(range(T)):
+            g = REWARD[t] + gamma * (1 - DONE[t]) * (lam * g_next + (1 - lam) * q_next)
+            want[t], g_next, q_next = g, g, q_max[t]
+        np.testing.assert_allclose(lambda_returns(REWARD, DONE, q_max, LAST, gamma, lam), want, rtol=1e-5)
+    # lam = 0 is one-step Q-learning.
+    one_step = REWARD[:-1] + gamma * (1 - DONE[:-1]) * q_max[1:]
+    np.testing.assert_allclose(lambda_returns(REWARD, DONE, q_max, LAST, gamma, 0.0)[:-1], one_step, rtol=1e-5)
+
+
+def test_td_loss_and_its_gradient_stops_at_the_target():
+    q = jnp.array([[1.0, 2.0], [0.0, -1.0]])
+    action = jnp.array([1, 0])
+    target = jnp.array([3.0, 0.5])
+    loss, q_mean = td_loss(q, action, target)
+    assert float(loss) == pytest.approx(0.5 * ((2 - 3) ** 2 + (0 - 0.5) ** 2) / 2)
+    assert float(q_mean) == pytest.approx(1.0)
+    g_target = jax.grad(lambda t: td_loss(q, action, t)[0])(target)
+    assert float(jnp.abs(g_target).sum()) == 0.0
+
+
+def test_ppo_loss_clips_and_prefers_advantaged_actions():
+    cfg = PPOConfig(clip_eps=0.2, vf_coef=0.5, ent_coef=0.0)
+    logits = jnp.zeros((2, 3))
+    action = jnp.array([0, 1])
+    old_logp = jnp.log(jnp.full(2, 1 / 3))
+    adv = jnp.array([1.0, -1.0])
+    value = old_value = target = jnp.zeros(2)
+    _total, (pg, v, ent) = ppo_loss(cfg, logits, value, action, old_logp, old_value, adv, target)
+    # At ratio 1 the surrogate is -mean(normalised adv) = 0, entropy is log(3).
+    assert float(pg) == pytest.approx(0.0, abs=1e-6) and float(v) == 0.0
+    assert float(ent) == pytest.approx(np.log(3), rel=1e-5)
+    grad = jax.grad(lambda lg: ppo_loss(cfg, lg, value, action, old_logp, old_value, adv, target)[0])(logits)
+    assert float(grad[0, 0]) < 0 < float(grad[1, 1])  # raise action 0 (adv > 0), lower action 1
+    # Far outside the clip range the surrogate has no gradient.
+    big = jnp.array([[5.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    grad = jax.grad(lambda lg: ppo_loss(cfg, lg, value, action, old_logp, old_value, adv, target)[1][0])(big)
+    assert float(jnp.abs(grad[0]).sum()) == 0.0
+
+
+def test_hash_encoder_is_deterministic_and_normalised():
+    a = HashEncoder().encode(["Collect three wood", "collect three wood!", "drink water"])
+    b = HashEncoder().encode(["Collect three wood"])
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[0], a[1])  # case and punctuation do not matter
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, rtol=1e-6)
+    assert a.shape == (3, 384) and a[0] @ a[2] < 0.5
+
+
+def test_minilm_encoder_is_deterministic_and_meaningful(tmp_path):
+    enc = make_encoder("minilm", cache=tmp_path / "emb.sqlite")
+    texts = ["Collect some wood.", "chop down a tree and grab a log", "Drink water from the lake."]
+    a = enc.encode(texts)
+    assert a.shape == (3, 384) and enc.name == "all-MiniLM-L6-v2"
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, rtol=1e-5)
+    assert a[0] @ a[1] > a[0] @ a[2]  # wood paraphrases are closer than wood vs water
+    fresh = enc.encoder.encode(texts)  # the model itself, past the cache
+    np.testing.assert_allclose(fresh, a, atol=1e-6)
+    # A second cache on the same file answers from disk without the model.
+    again = CachedEncoder(HashEncoder(), tmp_path / "emb.sqlite")
+    again.name = enc.name
+    np.testing.assert_array_equal(again.encode(texts), a)
+    assert again.hits == 3 and again.misses == 0
+
+
+TINY_SUITE = [
+    {"id": "wood", "text": "collect wood", "task": {"all": [{"counter": "collect_wood", "at_least": 1}]}, "split": "train", "category": "single"},
+    {"id": "drink", "text": "drink water", "task": {"all": [{"counter": "collect_drink", "at_least": 1}]}, "split": "train", "category": "single"},
+    {"id": "sapling", "text": "get a sapling", "task": {"all": [{"counter": "collect_sapling", "at_least": 1}]}, "split": "test", "category": "single"},
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_suite(tmp_path_factory):
+    path = tmp_path_factory.mktemp("suite") / "tiny.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in TINY_SUITE) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("algo", ["pqn", "ppo"])
+def test_oir_train_end_to_end_writes_the_run(tmp_path, tiny_suite, algo, capsys):
+    out = tmp_path / algo
+    args = ["train", "--algo", algo, "--steps", "2048", "--num-envs", "8", "--encoder", "hash",
+            "--suite", str(tiny_suite), "--out", str(out), "--eval-episodes", "1", "--eval-max-steps", "10",
+            "--ppo.num-steps", "32", "--pqn.num-steps", "16"]
+    assert main(args) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["algo"] == algo and config["num_envs"] == 8
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    per_update = 8 * (32 if algo == "ppo" else 16)
+    assert [r["env_steps"] for r in rows] == [per_update * (i + 1) for i in range(len(rows))]
+    assert rows[-1]["env_steps"] >= 2048
+    loss = "td_loss" if algo == "pqn" else "value_loss"
+    for key in ("sps", "mean_return", "success_rate", "task_length", loss):
+        assert all(np.isfinite(r[key]) for r in rows), key
+    assert list((out / "tb").iterdir())
+    assert (out / "checkpoint").is_dir()
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["eval"]["success_by_split"]) == {"train", "test", "all"}
+    assert "Final evaluation" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--algo", "dqn"], "unknown --algo 'dqn' (choose from pqn, ppo)"),
+    (["--num-envs", "0"], "--num-envs must be at least 1, got 0"),
+    (["--suite", "/nonexistent/suite.jsonl"], "suite file not found: /nonexistent/suite.jsonl"),
+    (["--relabel", "llm"], "--relabel 'llm' is not available (choose from none)"),
+])
+def test_bad_train_config_is_one_line(tmp_path, capsys, args, message):
+    assert main(["train", "--out", str(tmp_path / "run"), *args]) == 2
+    assert capsys.readouterr().err.strip() == f"oir: error: {message}"
