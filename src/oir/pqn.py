@@ -32,6 +32,7 @@ class PQNConfig:
     num_epochs: int = 2
     num_minibatches: int = 4
     max_grad_norm: float = 10.0
+    eval_epsilon: float = 0.05  # acting outside training: a fully greedy agent can stall against a wall
 
 
 @struct.dataclass
@@ -99,7 +100,10 @@ def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int):
         return strong_types(Runner(train, env_state, obs, jnp.asarray(emb), k_run, jnp.zeros((), jnp.int32)))
 
     def act(params, key, obs, instr):
-        return jnp.argmax(net.apply(params, obs, instr), axis=-1)
+        k_explore, k_rand = jax.random.split(key)
+        greedy = jnp.argmax(net.apply(params, obs, instr), axis=-1)
+        random = jax.random.randint(k_rand, greedy.shape, 0, NUM_ACTIONS)
+        return jnp.where(jax.random.uniform(k_explore, greedy.shape) < cfg.eval_epsilon, random, greedy)
 
     @jax.jit
     def update(r: Runner):

@@ -1,0 +1,92 @@
+"""Learner throughput: our PPO and PQN next to Craftax_Baselines' PPO and purejaxql's PQN, one run.
+
+    .venv/bin/python bench/speed.py --cb-dir /tmp/cb --cb-python /tmp/cbvenv/bin/python \\
+        --pjq-dir /tmp/pjq --pjq-python /tmp/pjqvenv/bin/python
+
+Every row is one subprocess timed by wall clock from start to exit (start-up, compile and
+training included), 262,144 env steps with 64 envs on Craftax-Classic-Symbolic by default. Our
+runs get a fresh, empty JAX compilation cache, so they pay their compile like the peers do.
+The peers come from checkouts brought here with the search tool's ``fetch`` (never vendored);
+see ``bench/peers.py``. A peer whose checkout is missing is reported as skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import tyro
+
+sys.path.insert(0, str(Path(__file__).parent))
+from peers import run_peers
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Args:
+    steps: int = 262_144
+    num_envs: int = 64
+    seed: int = 0
+    cb_dir: Path = Path("/tmp/cb")  # Craftax_Baselines checkout (rows cb_ppo)
+    cb_python: Path = Path("/tmp/cbvenv/bin/python")
+    pjq_dir: Path = Path("/tmp/pjq")  # purejaxql checkout (rows pjq_pqn)
+    pjq_python: Path = Path("/tmp/pjqvenv/bin/python")
+    skip_peers: bool = False
+    encoder: str = "minilm"
+
+
+def run_ours(name: str, extra: list[str], args: Args) -> dict:
+    oir = Path(sys.executable).with_name("oir")
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [str(oir), "train", "--steps", str(args.steps), "--num-envs", str(args.num_envs),
+               "--seed", str(args.seed), "--encoder", args.encoder, "--eval-episodes", "0",
+               "--out", f"{tmp}/run", *extra]
+        env = {**os.environ, "OIR_JAX_CACHE": f"{tmp}/jax-cache"}
+        t0 = time.perf_counter()
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+        wall = time.perf_counter() - t0
+        steps = args.steps
+        if res.returncode == 0:
+            import json
+
+            rows = (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()
+            steps = json.loads(rows[-1])["env_steps"]
+    ok = res.returncode == 0
+    return {"name": name, "steps": steps, "wall_s": wall, "sps": steps / wall if ok else 0.0,
+            "ok": ok, "error": None if ok else res.stderr.strip().splitlines()[-1:]}
+
+
+def main(args: Args) -> None:
+    rows = [
+        run_ours("oir PPO (small net)", ["--algo", "ppo"], args),
+        run_ours("oir PQN (small net)", ["--algo", "pqn"], args),
+        # purejaxql's craftax config does one epoch of one minibatch per update: same work here.
+        run_ours("oir PQN (purejaxql net, 4x1024 LN)", ["--algo", "pqn", "--network", "purejaxql",
+                                                       "--pqn.num-epochs", "1", "--pqn.num-minibatches", "1"], args),
+    ]
+    if not args.skip_peers:
+        rows += run_peers(args.cb_dir, args.cb_python, args.pjq_dir, args.pjq_python,
+                          steps=args.steps, num_envs=args.num_envs, seed=args.seed)
+    print(f"\n{args.steps:,} env steps, {args.num_envs} envs, wall clock per process (compile included)")
+    print(f"{'run':<40} {'env steps':>10} {'wall s':>8} {'steps/s':>9}")
+    for r in rows:
+        status = "" if r["ok"] else f"  FAILED: {r['error']}"
+        wall, sps = r["wall_s"] or 0.0, r["sps"] or 0.0
+        print(f"{r['name']:<40} {r['steps']:>10,} {wall:>8.1f} {sps:>9,.0f}{status}")
+    by = {r["name"]: r for r in rows if r["ok"]}
+    cb, pjq = by.get("cb_ppo"), by.get("pjq_pqn")
+    if cb and "oir PPO (small net)" in by:
+        print(f"\noir PPO / Craftax_Baselines PPO = {by['oir PPO (small net)']['sps'] / cb['sps']:.2f}x  (goal >= 1.0x)")
+    if pjq and "oir PQN (purejaxql net, 4x1024 LN)" in by:
+        ratio = by["oir PQN (purejaxql net, 4x1024 LN)"]["sps"] / pjq["sps"]
+        print(f"oir PQN (same net) / purejaxql PQN = {ratio:.2f}x  (goal >= 1.0x)")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
