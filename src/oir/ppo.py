@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from flax.training.train_state import TrainState
 
-from oir.env import NUM_ACTIONS, TaskEnv, TaskState, strong_types, task_metrics
+from oir.env import NUM_ACTIONS, TaskEnv, task_metrics
+from oir.learn import Runner, init_runner, minibatch_epochs
 from oir.networks import ActorCritic, NetPreset
 
 
@@ -32,16 +32,6 @@ class PPOConfig:
     max_grad_norm: float = 1.0
     update_epochs: int = 4
     num_minibatches: int = 8
-
-
-@struct.dataclass
-class Runner:
-    train: TrainState
-    env: TaskState
-    obs: jax.Array
-    emb: jax.Array  # float32[M, D]: embedding of every bank row's instruction text
-    key: jax.Array
-    update: jax.Array
 
 
 class Transition(struct.PyTreeNode):
@@ -100,19 +90,11 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int):
     )
 
     def init(key, bank, weights, emb) -> Runner:
-        k_net, k_env, k_run = jax.random.split(key, 3)
-        obs, env_state = env.reset(k_env, bank, weights)
-        params = net.init(k_net, obs[:1], emb[:1])
-        train = TrainState.create(apply_fn=net.apply, params=params, tx=tx)
-        return strong_types(Runner(train, env_state, obs, jnp.asarray(emb), k_run, jnp.zeros((), jnp.int32)))
+        return init_runner(net, tx, env, key, bank, weights, emb)
 
     def act(params, key, obs, instr):
         logits, _ = net.apply(params, obs, instr)
         return jax.random.categorical(key, logits)
-
-    def loss_fn(params, mb: Transition, emb, adv, target):
-        logits, value = net.apply(params, mb.obs, emb[mb.task])
-        return ppo_loss(cfg, logits, value, mb.action, mb.log_prob, mb.value, adv, target)
 
     @jax.jit
     def update(r: Runner):
@@ -135,20 +117,14 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int):
         advantages = gae(traj.reward, traj.value, traj.done, last_value, cfg.gamma, cfg.gae_lambda)
         targets = advantages + traj.value
 
-        def epoch(train, key):
-            perm = jax.random.permutation(key, batch)
-            flat = jax.tree.map(lambda x: x.reshape((batch, *x.shape[2:])), (traj, advantages, targets))
-            mbs = jax.tree.map(lambda x: x[perm].reshape((cfg.num_minibatches, -1, *x.shape[1:])), flat)
-
-            def minibatch(train, mb):
-                tr, adv, target = mb
-                grads, aux = jax.grad(loss_fn, has_aux=True)(train.params, tr, r.emb, adv, target)
-                return train.apply_gradients(grads=grads), aux
-
-            return jax.lax.scan(minibatch, train, mbs)
+        def loss_fn(params, tr: Transition, adv, target):
+            logits, value = net.apply(params, tr.obs, r.emb[tr.task])
+            return ppo_loss(cfg, logits, value, tr.action, tr.log_prob, tr.value, adv, target)
 
         key, k_epochs = jax.random.split(key)
-        train, (pg, vl, ent) = jax.lax.scan(epoch, r.train, jax.random.split(k_epochs, cfg.update_epochs))
+        train, (_, (pg, vl, ent)) = minibatch_epochs(
+            r.train, k_epochs, (traj, advantages, targets), loss_fn, cfg.update_epochs, cfg.num_minibatches
+        )
         metrics = {**task_metrics(outs), "policy_loss": pg.mean(), "value_loss": vl.mean(), "entropy": ent.mean()}
         return r.replace(train=train, env=env_state, obs=obs, key=key, update=r.update + 1), metrics
 

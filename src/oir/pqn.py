@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from flax.training.train_state import TrainState
 
-from oir.env import NUM_ACTIONS, TaskEnv, TaskState, strong_types, task_metrics
+from oir.env import NUM_ACTIONS, TaskEnv, task_metrics
+from oir.learn import Runner, init_runner, minibatch_epochs
 from oir.networks import NetPreset, QNetwork
 
 
@@ -33,16 +33,6 @@ class PQNConfig:
     num_minibatches: int = 4
     max_grad_norm: float = 10.0
     eval_epsilon: float = 0.05  # acting outside training: a fully greedy agent can stall against a wall
-
-
-@struct.dataclass
-class Runner:
-    train: TrainState
-    env: TaskState
-    obs: jax.Array
-    emb: jax.Array  # float32[M, D]: embedding of every bank row's instruction text
-    key: jax.Array
-    update: jax.Array
 
 
 class Transition(struct.PyTreeNode):
@@ -93,11 +83,7 @@ def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int):
         return cfg.eps_start + frac * (cfg.eps_finish - cfg.eps_start)
 
     def init(key, bank, weights, emb) -> Runner:
-        k_net, k_env, k_run = jax.random.split(key, 3)
-        obs, env_state = env.reset(k_env, bank, weights)
-        params = net.init(k_net, obs[:1], emb[:1])
-        train = TrainState.create(apply_fn=net.apply, params=params, tx=tx)
-        return strong_types(Runner(train, env_state, obs, jnp.asarray(emb), k_run, jnp.zeros((), jnp.int32)))
+        return init_runner(net, tx, env, key, bank, weights, emb)
 
     def act(params, key, obs, instr):
         k_explore, k_rand = jax.random.split(key)
@@ -131,19 +117,10 @@ def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int):
         def loss_fn(params, mb, target):
             return td_loss(net.apply(params, mb.obs, r.emb[mb.task]), mb.action, target)
 
-        def epoch(train, key):
-            perm = jax.random.permutation(key, batch)
-            flat = jax.tree.map(lambda x: x.reshape((batch, *x.shape[2:])), (traj, targets))
-            mbs = jax.tree.map(lambda x: x[perm].reshape((cfg.num_minibatches, -1, *x.shape[1:])), flat)
-
-            def minibatch(train, mb):
-                (loss, q_mean), grads = jax.value_and_grad(loss_fn, has_aux=True)(train.params, *mb)
-                return train.apply_gradients(grads=grads), (loss, q_mean)
-
-            return jax.lax.scan(minibatch, train, mbs)
-
         key, k_epochs = jax.random.split(key)
-        train, (loss, q_mean) = jax.lax.scan(epoch, r.train, jax.random.split(k_epochs, cfg.num_epochs))
+        train, (loss, q_mean) = minibatch_epochs(
+            r.train, k_epochs, (traj, targets), loss_fn, cfg.num_epochs, cfg.num_minibatches
+        )
         metrics = {**task_metrics(outs), "td_loss": loss.mean(), "q_mean": q_mean.mean(), "epsilon": eps}
         return r.replace(train=train, env=env_state, obs=obs, key=key, update=r.update + 1), metrics
 

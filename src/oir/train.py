@@ -117,7 +117,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     env = TaskEnv(VecEnv(cfg.num_envs), cfg.max_task_steps)
     per_update = cfg.num_envs * algo_cfg.num_steps
     num_updates = math.ceil(cfg.steps / per_update)
-    init, update, act = (pqn if cfg.algo == "pqn" else ppo).make(algo_cfg, env, PRESETS[cfg.network], num_updates)
+    try:
+        init, update, act = (pqn if cfg.algo == "pqn" else ppo).make(algo_cfg, env, PRESETS[cfg.network], num_updates)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
     runner = jax.jit(init)(jax.random.PRNGKey(cfg.seed), bank, None, emb)
     log = RunLog(out)

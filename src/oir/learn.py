@@ -1,0 +1,68 @@
+"""What PQN and PPO share: the runner state, its initialisation, and minibatch epochs.
+
+The algorithms themselves live one file each (``oir/pqn.py``, ``oir/ppo.py``), CleanRL style.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+from flax.training.train_state import TrainState
+
+from oir.env import TaskEnv, TaskState, strong_types
+
+
+@struct.dataclass
+class Runner:
+    """Everything a jitted update carries from one call to the next."""
+
+    train: TrainState
+    env: TaskState
+    obs: jax.Array
+    emb: jax.Array  # float32[M, D]: embedding of every bank row's instruction text
+    key: jax.Array
+    update: jax.Array  # int32: updates done
+
+
+def init_runner(net: nn.Module, tx: optax.GradientTransformation, env: TaskEnv, key, bank, weights, emb) -> Runner:
+    """Fresh worlds, sampled instructions and network parameters."""
+    k_net, k_env, k_run = jax.random.split(key, 3)
+    obs, env_state = env.reset(k_env, bank, weights)
+    params = net.init(k_net, obs[:1], emb[:1])
+    train = TrainState.create(apply_fn=net.apply, params=params, tx=tx)
+    return strong_types(Runner(train, env_state, obs, jnp.asarray(emb), k_run, jnp.zeros((), jnp.int32)))
+
+
+def minibatch_epochs(
+    train: TrainState,
+    key: jax.Array,
+    data,
+    loss_fn: Callable,
+    num_epochs: int,
+    num_minibatches: int,
+):
+    """``num_epochs`` passes of shuffled minibatch gradient steps over ``data`` ([T, N, ...] leaves).
+
+    ``loss_fn(params, *minibatch) -> (loss, aux)``. Returns the new train state and the stacked
+    ``(loss, aux)`` of every step.
+    """
+    leaves = jax.tree.leaves(data)
+    batch = leaves[0].shape[0] * leaves[0].shape[1]
+
+    def epoch(train, key):
+        perm = jax.random.permutation(key, batch)
+        flat = jax.tree.map(lambda x: x.reshape((batch, *x.shape[2:])), data)
+        mbs = jax.tree.map(lambda x: x[perm].reshape((num_minibatches, -1, *x.shape[1:])), flat)
+
+        def step(train, mb):
+            out, grads = jax.value_and_grad(loss_fn, has_aux=True)(train.params, *mb)
+            return train.apply_gradients(grads=grads), out
+
+        return jax.lax.scan(step, train, mbs)
+
+    return jax.lax.scan(epoch, train, jax.random.split(key, num_epochs))
