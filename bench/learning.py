@@ -59,6 +59,25 @@ def main(args: Args) -> None:
         print(f"| **{algo}** | mean ± std | | **{np.mean(tr):.1f} ± {np.std(tr):.1f}%** "
               f"| **{np.mean(te):.1f} ± {np.std(te):.1f}%** | | |")
 
+    print("\nTraining success rate (instructions from the train split, exploration on), mean over seeds,"
+          " by tenth of training:\n")
+    print("| algo | " + " | ".join(f"{10 * (i + 1)}%" for i in range(10)) + " |")
+    print("|---|" + "---:|" * 10)
+    for algo in args.algos:
+        curves = [training_curve(args.out / f"{algo}-none-s{seed}" / "metrics.jsonl") for seed in args.seeds]
+        print(f"| {algo} | " + " | ".join(f"{100 * v:.1f}%" for v in np.mean(curves, axis=0)) + " |")
+
+
+def training_curve(path: Path, bins: int = 10) -> np.ndarray:
+    """Success rate over ended instructions, pooled within each tenth of the run."""
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    out = []
+    for chunk in np.array_split(np.arange(len(rows)), bins):
+        ended = sum(rows[i]["tasks_ended"] for i in chunk)
+        won = sum(rows[i]["success_rate"] * rows[i]["tasks_ended"] for i in chunk)
+        out.append(won / max(ended, 1))
+    return np.array(out)
+
 
 if __name__ == "__main__":
     main(tyro.cli(Args))
