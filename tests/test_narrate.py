@@ -10,6 +10,7 @@ from scenes import T, scene
 
 from oir.events import COUNTER_INDEX, LEVEL_NAMES, NUM_EVENTS, NUM_LEVELS
 from oir.narrate import NEARBY_NAMES, NUM_NEARBY, Segment, narrate, narrate_batch, nearby_from_obs
+from oir.relabel import NarratorRelabeler, verify
 from oir.tasks import first_success, parse_spec
 
 
@@ -69,3 +70,6 @@ def test_segment_from_real_steps_narrates_and_verifies(single_step, fresh_world)
     assert narrate(seg) == text
     spec = parse_spec({"all": [{"counter": "collect_wood", "at_least": 3}, {"counter": "place_table", "at_least": 1}], "ordered": True})
     assert first_success(spec, seg.counters()) == 5
+    # The narrator relabeler's proposals for this real segment all hold on it.
+    kept, flawed = verify(seg, NarratorRelabeler().propose(seg))
+    assert not flawed and {r.step for r in kept} >= {3, 5}

@@ -1,0 +1,172 @@
+"""Relabeling: propose hindsight instructions for a segment, then verify each spec on it.
+
+Every relabeler proposes ``{"text", "task"}`` pairs for a :class:`~oir.narrate.Segment`;
+:func:`verify` parses each task spec and checks it with the Python evaluator on that segment.
+Only proposals whose spec holds become relabels (rewarded at their first success step); the
+rest are *flawed* and counted by reason. Nothing a relabeler returns is executed.
+
+The :class:`NarratorRelabeler` is the offline default and the "oracle hindsight" baseline: it
+reads the segment's counters and deterministically writes true instructions in its own phrase
+grammar (which must never copy a human suite's texts, design doc §9). It is not a language model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from oir.events import ACHIEVEMENTS, COUNTER_INDEX, PLACEMENTS
+from oir.narrate import Segment
+from oir.tasks import SpecError, TaskSpec, first_success, parse_spec
+
+FLAW_REASONS = ("does-not-hold", "unknown-counter", "malformed-json", "empty", "duplicate")
+
+
+@dataclass(frozen=True)
+class Relabel:
+    """A verified hindsight instruction: its spec first holds at ``step`` (1-based) of the segment."""
+
+    text: str
+    spec: TaskSpec
+    step: int
+
+
+def _normal(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def verify(segment: Segment, proposals: list[Any]) -> tuple[list[Relabel], Counter]:
+    """Keep the proposals whose spec holds on ``segment``; count the others by reason."""
+    counters = segment.counters()
+    flawed: Counter = Counter()
+    kept: list[Relabel] = []
+    seen_text: set[str] = set()
+    seen_spec: set[str] = set()
+    for p in proposals:
+        text = p.get("text") if isinstance(p, dict) else None
+        if not isinstance(text, str) or not text.strip() or not isinstance(p, dict) or "task" not in p:
+            flawed["empty"] += 1
+            continue
+        try:
+            spec = parse_spec(p["task"])
+        except SpecError as e:
+            flawed["unknown-counter" if "unknown counter" in e.message else "malformed-json"] += 1
+            continue
+        if _normal(text) in seen_text or spec.key() in seen_spec:
+            flawed["duplicate"] += 1
+            continue
+        step = first_success(spec, counters)
+        if step is None:
+            flawed["does-not-hold"] += 1
+            continue
+        seen_text.add(_normal(text))
+        seen_spec.add(spec.key())
+        kept.append(Relabel(text.strip(), spec, step))
+    return kept, flawed
+
+
+# ---------------------------------------------------------------------------------------------
+# The narrator relabeler's own phrase grammar: (verbs, object for one, object for n). Singular
+# objects say "one", a register human suites rarely use, so its texts stay its own.
+
+_WORDS = {
+    "collect_wood": (("gather", "chop", "harvest"), "wood", "{n} pieces of wood"),
+    "place_table": (("build", "set up", "craft and place"), "one workbench", "{n} workbenches"),
+    "eat_cow": (("hunt and eat", "catch and eat"), "one cow", "{n} cows"),
+    "collect_sapling": (("find", "gather", "forage"), "one sapling", "{n} saplings"),
+    "collect_drink": (("drink from", "sip from"), "the water", "the water {n} times"),
+    "make_wood_pickaxe": (("craft", "build"), "one wooden pickaxe", "{n} wooden pickaxes"),
+    "make_wood_sword": (("craft", "build"), "one wooden sword", "{n} wooden swords"),
+    "place_plant": (("plant", "sow"), "one sapling in the grass", "{n} saplings in the grass"),
+    "defeat_zombie": (("kill", "slay", "beat"), "one zombie", "{n} zombies"),
+    "collect_stone": (("mine", "quarry", "dig up"), "stone", "{n} blocks of stone"),
+    "place_stone": (("lay", "put down"), "one stone block", "{n} stone blocks"),
+    "eat_plant": (("eat", "harvest and eat"), "one ripe plant", "{n} ripe plants"),
+    "defeat_skeleton": (("kill", "slay", "beat"), "one skeleton", "{n} skeletons"),
+    "make_stone_pickaxe": (("craft", "build"), "one stone pickaxe", "{n} stone pickaxes"),
+    "make_stone_sword": (("craft", "build"), "one stone sword", "{n} stone swords"),
+    "wake_up": (("sleep and then wake",), "up", "up {n} times"),
+    "place_furnace": (("build", "set up"), "one furnace", "{n} furnaces"),
+    "collect_coal": (("mine", "dig up"), "coal", "{n} lumps of coal"),
+    "collect_iron": (("mine", "dig up"), "iron", "{n} chunks of iron"),
+    "collect_diamond": (("mine", "dig up"), "one diamond", "{n} diamonds"),
+    "make_iron_pickaxe": (("forge", "craft"), "one iron pickaxe", "{n} iron pickaxes"),
+    "make_iron_sword": (("forge", "craft"), "one iron sword", "{n} iron swords"),
+}
+assert set(_WORDS) == set(ACHIEVEMENTS)
+_NUMBERS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine"}
+_PLACE_WORDS = {"table": "one workbench", "furnace": "one furnace", "stone": "one stone block", "plant": "one sapling"}
+_NEAR_WORDS = {"water": "water", "stone": "stone", "tree": "a tree", "grass": "grass", "sand": "sand",
+               "lava": "lava", "coal": "coal", "iron": "iron", "diamond": "a diamond",
+               "table": "a workbench", "furnace": "a furnace", "plant": "a plant"}
+
+
+def _clause(counter: str, n: int) -> dict:
+    return {"counter": counter, "at_least": int(n)}
+
+
+class NarratorRelabeler:
+    """Deterministic hindsight instructions from a segment's counters (no language model)."""
+
+    name = "narrator"
+
+    def __init__(self, max_proposals: int = 6):
+        self.max_proposals = max_proposals
+
+    def _phrase(self, rng: random.Random, event: str, n: int) -> str:
+        verbs, one, many = _WORDS[event]
+        verb = rng.choice(verbs)
+        if n <= 1:
+            return f"{verb} {one}"
+        count = _NUMBERS.get(n, str(n)) if rng.random() < 0.7 else str(n)
+        return f"{verb} {many.format(n=count)}"
+
+    def propose(self, segment: Segment) -> list[dict]:
+        totals = segment.events.sum(axis=0)
+        happened = [a for a in ACHIEVEMENTS if totals[COUNTER_INDEX[a]] > 0]
+        if not happened:
+            return []
+        seed = hashlib.blake2b(np.ascontiguousarray(segment.events).tobytes(), digest_size=8).digest()
+        rng = random.Random(int.from_bytes(seed, "little"))
+        first = {a: int(np.argmax(segment.events[:, COUNTER_INDEX[a]] > 0)) + 1 for a in happened}
+        order = sorted(happened, key=lambda a: (first[a], ACHIEVEMENTS.index(a)))
+        out: list[dict] = []
+
+        def add(text: str, task: dict) -> None:
+            out.append({"text": text[0].upper() + text[1:] + ".", "task": task})
+
+        # Everything that happened, as often as it happened.
+        for a in order:
+            n = int(totals[COUNTER_INDEX[a]])
+            add(self._phrase(rng, a, n), {"all": [_clause(a, n)]})
+        # The first two different things, in the order they were first done.
+        if len(order) >= 2 and first[order[0]] < first[order[1]]:
+            a, b = order[:2]
+            glue = rng.choice(["{}, then {}", "first {}, and after that {}", "{} and afterwards {}"])
+            add(glue.format(self._phrase(rng, a, 1), self._phrase(rng, b, 1)),
+                {"all": [_clause(a, 1), _clause(b, 1)], "ordered": True})
+        # Where things were placed.
+        for name in PLACEMENTS:
+            if totals[COUNTER_INDEX[name]] > 0:
+                placed, near = name[len("place_"):].split("_near_")
+                verb = rng.choice(["put", "place", "set"])
+                where = rng.choice(["next to", "beside", "right by"])
+                add(f"{verb} {_PLACE_WORDS[placed]} {where} {_NEAR_WORDS[near]}", {"all": [_clause(name, 1)]})
+        # How quickly the first thing was done.
+        a = order[0]
+        budget = 25 * -(-first[a] // 25)
+        add(f"{self._phrase(rng, a, 1)} {rng.choice(['within', 'in no more than'])} {budget} steps",
+            {"all": [_clause(a, 1)], "within": budget})
+        return out if len(out) <= self.max_proposals else _spread(out, self.max_proposals)
+
+
+def _spread(items: list, k: int) -> list:
+    """``k`` items spread over the list, so every kind of proposal keeps a place."""
+    idx = np.unique(np.linspace(0, len(items) - 1, k).round().astype(int))
+    return [items[i] for i in idx]
