@@ -62,4 +62,4 @@ def test_demo_command_prints_table(tiny_suite, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "Task success of the random agent" in text and "easy" in text and "100.0%" in text
     saved = json.loads(out.read_text())
-    assert saved["categories"]["easy"] == 1.0 and saved["categories"]["hard"] == 0.0
+    assert saved["success_by_category"]["easy"] == 1.0 and saved["success_by_category"]["hard"] == 0.0

@@ -39,6 +39,7 @@ class Demo:
     episodes: int = 2  # fresh worlds per suite line
     max_steps: int = 200  # episode cap for tasks without a `within` budget
     seed: int = 0
+    by: Literal["category", "split"] = "category"  # rows of the table
     out: Path | None = None  # optional results JSON
 
 
@@ -115,10 +116,10 @@ def demo(cfg: Demo, console: Console) -> int:
     t0 = time.perf_counter()
     results = run_suite(lines, policy, episodes=cfg.episodes, max_steps=cfg.max_steps, seed=cfg.seed)
     wall = time.perf_counter() - t0
-    summary = summarize(results)
-    table = Table(title=f"Task success of the {cfg.agent} agent, per category")
-    for col in ("category", "tasks", "lines", "success"):
-        table.add_column(col, justify="left" if col == "category" else "right")
+    summary = summarize(results, by=cfg.by)
+    table = Table(title=f"Task success of the {cfg.agent} agent, per {cfg.by}")
+    for col in (cfg.by, "tasks", "lines", "success"):
+        table.add_column(col, justify="left" if col == cfg.by else "right")
     for name, n_tasks, n_lines, rate in summary.rows:
         table.add_row(name, str(n_tasks), str(n_lines), f"{100 * rate:.1f}%", end_section=name == summary.rows[-2][0])
     console.print(table)
@@ -131,7 +132,7 @@ def demo(cfg: Demo, console: Console) -> int:
             "lines": [{"id": r.line.id, "category": r.line.category, "split": r.line.split,
                        "successes": r.successes, "episodes": r.episodes,
                        "steps_to_success": r.steps_to_success} for r in results],
-            "categories": {n: rate for n, _, _, rate in summary.rows},
+            f"success_by_{cfg.by}": {n: rate for n, _, _, rate in summary.rows},
             "coverage": summary.coverage,
             "paraphrase_gap": summary.paraphrase_gap,
         }
