@@ -13,17 +13,15 @@ see ``bench/peers.py``. A peer whose checkout is missing is reported as skipped.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
 
 sys.path.insert(0, str(Path(__file__).parent))
-from peers import run_peers
+from peers import _run, run_peers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,24 +40,14 @@ class Args:
 
 
 def run_ours(name: str, extra: list[str], args: Args) -> dict:
+    """``oir train`` as a subprocess, timed like the peers, with an empty compilation cache."""
     oir = Path(sys.executable).with_name("oir")
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [str(oir), "train", "--steps", str(args.steps), "--num-envs", str(args.num_envs),
                "--seed", str(args.seed), "--encoder", args.encoder, "--eval-episodes", "0",
                "--out", f"{tmp}/run", *extra]
         env = {**os.environ, "OIR_JAX_CACHE": f"{tmp}/jax-cache"}
-        t0 = time.perf_counter()
-        res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-        wall = time.perf_counter() - t0
-        steps = args.steps
-        if res.returncode == 0:
-            import json
-
-            rows = (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()
-            steps = json.loads(rows[-1])["env_steps"]
-    ok = res.returncode == 0
-    return {"name": name, "steps": steps, "wall_s": wall, "sps": steps / wall if ok else 0.0,
-            "ok": ok, "error": None if ok else res.stderr.strip().splitlines()[-1:]}
+        return _run(name, cmd, ROOT, env, args.steps, timeout_s=3600)
 
 
 def main(args: Args) -> None:
