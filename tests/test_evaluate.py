@@ -60,6 +60,7 @@ def test_demo_command_prints_table(tiny_suite, tmp_path, capsys):
     out = tmp_path / "res.json"
     assert main(["demo", "--suite", str(tiny_suite), "--max-steps", "12", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "Task success of the random agent" in text and "easy" in text and "100.0%" in text
+    assert "oir demo: random agent" in text and "Task success, per category" in text
+    assert "easy" in text and "100.0%" in text
     saved = json.loads(out.read_text())
     assert saved["success_by_category"]["easy"] == 1.0 and saved["success_by_category"]["hard"] == 0.0

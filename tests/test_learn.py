@@ -141,12 +141,28 @@ def test_oir_train_end_to_end_writes_the_run(tmp_path, tiny_suite, algo, capsys)
     assert set(summary["eval"]["success_by_split"]) == {"train", "test", "all"}
     assert "Final evaluation" in capsys.readouterr().out
 
+    # `oir eval` restores the checkpoint and runs an unseen suite file with new texts.
+    unseen = tmp_path / "unseen.jsonl"
+    unseen.write_text(json.dumps({"id": "n1", "text": "please go and fetch a log or two", "split": "test",
+                                  "category": "brand-new", "task": {"all": [{"counter": "collect_wood", "at_least": 1}]}}) + "\n")
+    res = tmp_path / "results.json"
+    assert main(["eval", "--run", str(out), "--suite", str(unseen), "--episodes", "3", "--max-steps", "10",
+                 "--out", str(res)]) == 0
+    rep = json.loads(res.read_text())
+    assert rep["lines"][0]["episodes"] == 3 and set(rep["success_by_category"]) == {"brand-new", "all"}
+    assert rep["tasks"][0]["task_id"] == "n1" and 0.0 <= rep["coverage"] <= 1.0
+    unseen.write_text(unseen.read_text() + '{"id": "n2", "text": "x", "task": {"all": []}}\n')
+    capsys.readouterr()
+    assert main(["eval", "--run", str(out), "--suite", str(unseen)]) == 2
+    assert capsys.readouterr().err.strip() == f"oir: error: {unseen}:2: task.all: is empty (a spec needs at least one clause)"
+
 
 @pytest.mark.parametrize("args,message", [
     (["--algo", "dqn"], "unknown --algo 'dqn' (choose from pqn, ppo)"),
     (["--num-envs", "0"], "--num-envs must be at least 1, got 0"),
     (["--suite", "/nonexistent/suite.jsonl"], "suite file not found: /nonexistent/suite.jsonl"),
     (["--relabel", "llm"], "--relabel 'llm' is not available (choose from none)"),
+    (["--num-envs", "3"], "num_envs x num_steps (48) must divide into 4 minibatches"),
 ])
 def test_bad_train_config_is_one_line(tmp_path, capsys, args, message):
     assert main(["train", "--out", str(tmp_path / "run"), *args]) == 2

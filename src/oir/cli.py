@@ -44,6 +44,23 @@ class Demo:
 
 
 @dataclass
+class Eval:
+    """Evaluate a trained run on any suite: every (line, episode) pair in one vectorized batch.
+
+    Texts never seen in training are fine: each line's text is embedded with the run's encoder.
+    """
+
+    run: Path  # an `oir train` run dir
+    suite: Path = STANDARD_SUITE
+    split: Literal["all", "train", "test"] = "test"
+    episodes: int = 4  # fresh worlds per suite line
+    max_steps: int = 1000  # episode cap for tasks without a `within` budget
+    seed: int = 0
+    by: Literal["category", "split"] = "category"  # rows of the table
+    out: Path | None = None  # results JSON: per line, per task, category, split, coverage, gap
+
+
+@dataclass
 class TasksList:
     """Print the counter vocabulary that task specs may use."""
 
@@ -70,6 +87,7 @@ from oir.train import TrainConfig  # noqa: E402
 Command = (
     Annotated[Demo, tyro.conf.subcommand("demo")]
     | Annotated[TrainConfig, tyro.conf.subcommand("train")]
+    | Annotated[Eval, tyro.conf.subcommand("eval")]
     | Annotated[Tasks, tyro.conf.subcommand("tasks")]
 )
 
@@ -101,23 +119,19 @@ def tasks_check(cfg: TasksCheck, console: Console) -> int:
     return 0
 
 
-def demo(cfg: Demo, console: Console) -> int:
-    from oir import jaxcache
-    from oir.evaluate import noop_policy, random_policy, run_suite, summarize
-    from oir.suites import load_suite
+def _suite_run(console: Console, lines, policy, who: str, cfg) -> int:
+    """Run ``policy`` on ``lines``, print the table and summary, write ``cfg.out`` if set."""
+    from oir.evaluate import report, run_suite, summarize
 
     if cfg.episodes < 1 or cfg.max_steps < 1:
         raise CliError("--episodes and --max-steps must be at least 1")
-    jaxcache.enable()
-    lines = load_suite(cfg.suite, None if cfg.split == "all" else [cfg.split])
-    policy = {"random": random_policy, "noop": noop_policy}[cfg.agent]
-    console.print(f"[bold]oir demo[/]: {cfg.agent} agent on {cfg.suite.name} ({cfg.split}: "
-                  f"{len(lines)} lines x {cfg.episodes} episode(s), cap {cfg.max_steps} steps)")
+    console.print(f"[bold]{who}[/] on {cfg.suite.name} ({cfg.split}: {len(lines)} lines x "
+                  f"{cfg.episodes} episode(s), cap {cfg.max_steps} steps)")
     t0 = time.perf_counter()
     results = run_suite(lines, policy, episodes=cfg.episodes, max_steps=cfg.max_steps, seed=cfg.seed)
     wall = time.perf_counter() - t0
     summary = summarize(results, by=cfg.by)
-    table = Table(title=f"Task success of the {cfg.agent} agent, per {cfg.by}")
+    table = Table(title=f"Task success, per {cfg.by}")
     for col in (cfg.by, "tasks", "lines", "success"):
         table.add_column(col, justify="left" if col == cfg.by else "right")
     for name, n_tasks, n_lines, rate in summary.rows:
@@ -127,18 +141,35 @@ def demo(cfg: Demo, console: Console) -> int:
     console.print(f"coverage (tasks solved at least once): {100 * summary.coverage:.1f}%   "
                   f"canonical - paraphrase success: {gap}   wall time: {wall:.0f} s")
     if cfg.out is not None:
-        payload = {
-            "config": {k: str(v) for k, v in asdict(cfg).items()},
-            "lines": [{"id": r.line.id, "category": r.line.category, "split": r.line.split,
-                       "successes": r.successes, "episodes": r.episodes,
-                       "steps_to_success": r.steps_to_success} for r in results],
-            f"success_by_{cfg.by}": {n: rate for n, _, _, rate in summary.rows},
-            "coverage": summary.coverage,
-            "paraphrase_gap": summary.paraphrase_gap,
-        }
+        payload = {"config": {k: str(v) for k, v in asdict(cfg).items()}, **report(results)}
         _write(cfg.out, json.dumps(payload, indent=1))
         console.print(f"results written to {cfg.out}")
     return 0
+
+
+def demo(cfg: Demo, console: Console) -> int:
+    from oir import jaxcache
+    from oir.evaluate import noop_policy, random_policy
+    from oir.suites import load_suite
+
+    jaxcache.enable()
+    lines = load_suite(cfg.suite, None if cfg.split == "all" else [cfg.split])
+    policy = {"random": random_policy, "noop": noop_policy}[cfg.agent]
+    return _suite_run(console, lines, policy, f"oir demo: {cfg.agent} agent", cfg)
+
+
+def eval_cmd(cfg: Eval, console: Console) -> int:
+    from oir import jaxcache
+    from oir.evaluate import policy_from_run
+    from oir.suites import load_suite
+
+    jaxcache.enable()
+    lines = load_suite(cfg.suite, None if cfg.split == "all" else [cfg.split])
+    try:
+        policy = policy_from_run(cfg.run, [x.text for x in lines])
+    except FileNotFoundError as e:
+        raise CliError(str(e)) from None
+    return _suite_run(console, lines, policy, f"oir eval: {cfg.run}", cfg)
 
 
 def train_cmd(cfg: TrainConfig, console: Console) -> int:
@@ -174,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
             return demo(cmd, console)
         if isinstance(cmd, TrainConfig):
             return train_cmd(cmd, console)
+        if isinstance(cmd, Eval):
+            return eval_cmd(cmd, console)
         if isinstance(cmd.cmd, TasksList):
             tasks_list(console)
             return 0

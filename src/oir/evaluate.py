@@ -133,3 +133,68 @@ def summarize(results: Sequence[LineResult], by: str = "category") -> Summary:
         float(np.mean([np.mean(canon[t]) - np.mean(para[t]) for t in both])) if both else None
     )
     return Summary(rows, float(np.mean(list(solved.values()))), gap)
+
+
+def report(results: Sequence[LineResult]) -> dict:
+    """Everything a results.json holds: per line, per task, per category and split, coverage,
+    the paraphrase gap and steps to success."""
+    by_task: dict[str, list[LineResult]] = defaultdict(list)
+    for r in results:
+        by_task[r.line.task_id].append(r)
+
+    def steps(rs: Sequence[LineResult]) -> float | None:
+        s = [x for r in rs for x in r.steps_to_success]
+        return float(np.mean(s)) if s else None
+
+    by_category, by_split = summarize(results, "category"), summarize(results, "split")
+    return {
+        "success_by_split": {name: rate for name, _, _, rate in by_split.rows},
+        "success_by_category": {name: rate for name, _, _, rate in by_category.rows},
+        "coverage": by_split.coverage,
+        "paraphrase_gap": by_split.paraphrase_gap,
+        "mean_steps_to_success": steps(results),
+        "tasks": [
+            {"task_id": t, "category": rs[0].line.category, "lines": len(rs),
+             "success": float(np.mean([r.rate for r in rs])), "solved": any(r.successes for r in rs),
+             "mean_steps_to_success": steps(rs)}
+            for t, rs in by_task.items()
+        ],
+        "lines": [
+            {"id": r.line.id, "task_id": r.line.task_id, "text": r.line.text, "category": r.line.category,
+             "split": r.line.split, "paraphrase": r.line.paraphrase, "successes": r.successes,
+             "episodes": r.episodes, "steps_to_success": r.steps_to_success}
+            for r in results
+        ],
+    }
+
+
+def policy_from_run(run_dir, texts: Sequence[str]) -> Policy:
+    """The trained policy of an ``oir train`` run dir, acting on suite lines with these texts.
+
+    Rebuilds the network from ``config.json``, restores the checkpoint's parameters, and embeds
+    the texts with the run's encoder: any text works, seen in training or not.
+    """
+    import json
+    from pathlib import Path
+
+    import orbax.checkpoint as ocp
+
+    from oir import ppo, pqn
+    from oir.encode import make_encoder
+    from oir.networks import PRESETS
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a training run (no config.json)")
+    if not (run_dir / "checkpoint").is_dir():
+        raise FileNotFoundError(f"{run_dir} has no checkpoint (was training interrupted?)")
+    cfg = json.loads((run_dir / "config.json").read_text())
+    algo = {"pqn": (pqn, pqn.PQNConfig), "ppo": (ppo, ppo.PPOConfig)}[cfg["algo"]]
+    act = algo[0].make_act(algo[1](**cfg[cfg["algo"]]), PRESETS[cfg["network"]])
+    params = ocp.StandardCheckpointer().restore((run_dir / "checkpoint").absolute())["params"]
+    emb = jnp.asarray(make_encoder(cfg["encoder"]).encode(list(texts)))
+
+    def policy(key, obs, line):
+        return act(params, key, obs, emb[line])
+
+    return policy

@@ -72,6 +72,17 @@ def ppo_loss(cfg: PPOConfig, logits, value, action, old_log_prob, old_value, adv
     return total, (pg_loss, v_loss, entropy)
 
 
+def make_act(cfg: PPOConfig, preset: NetPreset):
+    """``act(params, key, obs, instr) -> actions`` outside training: a sample from the policy."""
+    net = ActorCritic(NUM_ACTIONS, preset)
+
+    def act(params, key, obs, instr):
+        logits, _ = net.apply(params, obs, instr)
+        return jax.random.categorical(key, logits)
+
+    return act
+
+
 def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int):
     """Returns ``(init, update, act)`` for this config; ``update`` is jitted."""
     net = ActorCritic(NUM_ACTIONS, preset)
@@ -92,9 +103,7 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int):
     def init(key, bank, weights, emb) -> Runner:
         return init_runner(net, tx, env, key, bank, weights, emb)
 
-    def act(params, key, obs, instr):
-        logits, _ = net.apply(params, obs, instr)
-        return jax.random.categorical(key, logits)
+    act = make_act(cfg, preset)
 
     @jax.jit
     def update(r: Runner):

@@ -67,6 +67,19 @@ def td_loss(q, action, target):
     return 0.5 * ((q_a - jax.lax.stop_gradient(target)) ** 2).mean(), q_a.mean()
 
 
+def make_act(cfg: PQNConfig, preset: NetPreset):
+    """``act(params, key, obs, instr) -> actions`` outside training: greedy, ``eval_epsilon`` random."""
+    net = QNetwork(NUM_ACTIONS, preset)
+
+    def act(params, key, obs, instr):
+        k_explore, k_rand = jax.random.split(key)
+        greedy = jnp.argmax(net.apply(params, obs, instr), axis=-1)
+        random = jax.random.randint(k_rand, greedy.shape, 0, NUM_ACTIONS)
+        return jnp.where(jax.random.uniform(k_explore, greedy.shape) < cfg.eval_epsilon, random, greedy)
+
+    return act
+
+
 def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int):
     """Returns ``(init, update, act)`` for this config; ``update`` is jitted."""
     net = QNetwork(NUM_ACTIONS, preset)
@@ -85,11 +98,7 @@ def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int):
     def init(key, bank, weights, emb) -> Runner:
         return init_runner(net, tx, env, key, bank, weights, emb)
 
-    def act(params, key, obs, instr):
-        k_explore, k_rand = jax.random.split(key)
-        greedy = jnp.argmax(net.apply(params, obs, instr), axis=-1)
-        random = jax.random.randint(k_rand, greedy.shape, 0, NUM_ACTIONS)
-        return jnp.where(jax.random.uniform(k_explore, greedy.shape) < cfg.eval_epsilon, random, greedy)
+    act = make_act(cfg, preset)
 
     @jax.jit
     def update(r: Runner):

@@ -13,12 +13,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import jax
-import numpy as np
 
 from oir import jaxcache, ppo, pqn
 from oir.encode import ENCODERS, make_encoder
 from oir.env import TaskEnv, VecEnv
-from oir.evaluate import run_suite, summarize
+from oir.evaluate import report, run_suite
 from oir.networks import PRESETS
 from oir.suites import STANDARD_SUITE, load_suite
 from oir.tasks import TaskBank
@@ -142,23 +141,17 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
 
     summary = {"env_steps": num_updates * per_update, "wall_s": time.perf_counter() - start}
     if cfg.eval_episodes > 0:
-        lines = suite
-        line_emb = jax.numpy.asarray(encoder.encode([x.text for x in lines]))
+        line_emb = jax.numpy.asarray(encoder.encode([x.text for x in suite]))
         params = runner.train.params
 
         def policy(key, obs, line):
             return act(params, key, obs, line_emb[line])
 
-        results = run_suite(lines, policy, episodes=cfg.eval_episodes, max_steps=cfg.eval_max_steps, seed=cfg.seed + 10_000)
-        by_split = summarize(results, by="split")
-        summary["eval"] = {
-            "success_by_split": {name: rate for name, _, _, rate in by_split.rows},
-            "success_by_category": {name: rate for name, _, _, rate in summarize(results).rows},
-            "coverage": by_split.coverage,
-            "paraphrase_gap": by_split.paraphrase_gap,
-            "episodes": cfg.eval_episodes,
-            "max_steps": cfg.eval_max_steps,
-        }
+        results = run_suite(suite, policy, episodes=cfg.eval_episodes, max_steps=cfg.eval_max_steps, seed=cfg.seed + 10_000)
+        rep = report(results)
+        summary["eval"] = {k: rep[k] for k in ("success_by_split", "success_by_category", "coverage", "paraphrase_gap")}
+        summary["eval"].update(episodes=cfg.eval_episodes, max_steps=cfg.eval_max_steps)
+        (out / "results.json").write_text(json.dumps(rep, indent=1))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
@@ -199,8 +192,3 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
-
-
-def eval_summary_rows(summary: dict) -> list[tuple[str, float]]:
-    ev = summary.get("eval", {})
-    return [(k, float(np.round(v, 4))) for k, v in ev.get("success_by_split", {}).items()]
