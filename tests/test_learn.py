@@ -162,8 +162,8 @@ def test_oir_train_end_to_end_writes_the_run(tmp_path, tiny_suite, algo, capsys)
     (["--num-envs", "0"], "--num-envs must be at least 1, got 0"),
     (["--suite", "/nonexistent/suite.jsonl"], "suite file not found: /nonexistent/suite.jsonl"),
     (["--relabel", "llm"], "--relabel 'llm' is not available (choose from none)"),
-    (["--num-envs", "3"], "num_envs x num_steps (48) must divide into 4 minibatches"),
+    (["--num-envs", "3", "--pqn.num-minibatches", "5"], "num_envs x num_steps (48) must divide into 5 minibatches"),
 ])
 def test_bad_train_config_is_one_line(tmp_path, capsys, args, message):
-    assert main(["train", "--out", str(tmp_path / "run"), *args]) == 2
+    assert main(["train", "--steps", "64", "--out", str(tmp_path / "run"), *args]) == 2
     assert capsys.readouterr().err.strip() == f"oir: error: {message}"
