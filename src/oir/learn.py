@@ -38,6 +38,13 @@ def init_runner(net: nn.Module, tx: optax.GradientTransformation, env: TaskEnv, 
     return strong_types(Runner(train, env_state, obs, jnp.asarray(emb), k_run, jnp.zeros((), jnp.int32)))
 
 
+def check_minibatches(num_envs: int, num_steps: int, num_minibatches: int) -> None:
+    """A rollout of ``num_envs x num_steps`` must split into equal minibatches (ValueError if not)."""
+    batch = num_envs * num_steps
+    if num_minibatches < 1 or batch % num_minibatches:
+        raise ValueError(f"num_envs x num_steps ({batch}) must divide into {num_minibatches} minibatches")
+
+
 def minibatch_epochs(
     train: TrainState,
     key: jax.Array,

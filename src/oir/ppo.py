@@ -15,7 +15,7 @@ import optax
 from flax import struct
 
 from oir.env import NUM_ACTIONS, TaskEnv, task_metrics
-from oir.learn import Runner, init_runner, minibatch_epochs
+from oir.learn import Runner, check_minibatches, init_runner, minibatch_epochs
 from oir.networks import ActorCritic, NetPreset
 
 
@@ -87,9 +87,7 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int):
     """Returns ``(init, update, act)`` for this config; ``update`` is jitted."""
     net = ActorCritic(NUM_ACTIONS, preset)
     n = env.num_envs
-    batch = n * cfg.num_steps
-    if batch % cfg.num_minibatches:
-        raise ValueError(f"num_envs x num_steps ({batch}) must divide into {cfg.num_minibatches} minibatches")
+    check_minibatches(n, cfg.num_steps, cfg.num_minibatches)
 
     def schedule(count):
         frac = 1.0 - (count // (cfg.num_minibatches * cfg.update_epochs)) / max(num_updates, 1)

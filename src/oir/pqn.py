@@ -15,7 +15,7 @@ import optax
 from flax import struct
 
 from oir.env import NUM_ACTIONS, TaskEnv, task_metrics
-from oir.learn import Runner, init_runner, minibatch_epochs
+from oir.learn import Runner, check_minibatches, init_runner, minibatch_epochs
 from oir.networks import NetPreset, QNetwork
 
 
@@ -84,9 +84,7 @@ def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int):
     """Returns ``(init, update, act)`` for this config; ``update`` is jitted."""
     net = QNetwork(NUM_ACTIONS, preset)
     n = env.num_envs
-    batch = n * cfg.num_steps
-    if batch % cfg.num_minibatches:
-        raise ValueError(f"num_envs x num_steps ({batch}) must divide into {cfg.num_minibatches} minibatches")
+    check_minibatches(n, cfg.num_steps, cfg.num_minibatches)
     grad_steps = num_updates * cfg.num_epochs * cfg.num_minibatches
     lr = optax.linear_schedule(cfg.lr, 1e-20, max(grad_steps, 1)) if cfg.anneal_lr else cfg.lr
     tx = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.radam(lr))
