@@ -168,33 +168,36 @@ def report(results: Sequence[LineResult]) -> dict:
     }
 
 
+def text_policy(act: Callable, params, emb) -> Policy:
+    """A suite-run policy from a learner's ``act`` and the embedding of every line's text."""
+    emb = jnp.asarray(emb)
+
+    def policy(key, obs, line):
+        return act(params, key, obs, emb[line])
+
+    return policy
+
+
 def policy_from_run(run_dir, texts: Sequence[str]) -> Policy:
     """The trained policy of an ``oir train`` run dir, acting on suite lines with these texts.
 
     Rebuilds the network from ``config.json``, restores the checkpoint's parameters, and embeds
     the texts with the run's encoder: any text works, seen in training or not.
     """
-    import json
     from pathlib import Path
 
     import orbax.checkpoint as ocp
 
-    from oir import ppo, pqn
     from oir.encode import make_encoder
     from oir.networks import PRESETS
+    from oir.train import ALGOS, load_config
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise FileNotFoundError(f"{run_dir} is not a training run (no config.json)")
     if not (run_dir / "checkpoint").is_dir():
         raise FileNotFoundError(f"{run_dir} has no checkpoint (was training interrupted?)")
-    cfg = json.loads((run_dir / "config.json").read_text())
-    algo = {"pqn": (pqn, pqn.PQNConfig), "ppo": (ppo, ppo.PPOConfig)}[cfg["algo"]]
-    act = algo[0].make_act(algo[1](**cfg[cfg["algo"]]), PRESETS[cfg["network"]])
+    cfg = load_config(run_dir / "config.json")
+    act = ALGOS[cfg.algo].make_act(getattr(cfg, cfg.algo), PRESETS[cfg.network])
     params = ocp.StandardCheckpointer().restore((run_dir / "checkpoint").absolute())["params"]
-    emb = jnp.asarray(make_encoder(cfg["encoder"]).encode(list(texts)))
-
-    def policy(key, obs, line):
-        return act(params, key, obs, emb[line])
-
-    return policy
+    return text_policy(act, params, make_encoder(cfg.encoder).encode(list(texts)))

@@ -17,12 +17,12 @@ import jax
 from oir import jaxcache, ppo, pqn
 from oir.encode import ENCODERS, make_encoder
 from oir.env import TaskEnv, VecEnv
-from oir.evaluate import report, run_suite
+from oir.evaluate import report, run_suite, text_policy
 from oir.networks import PRESETS
 from oir.suites import STANDARD_SUITE, load_suite
 from oir.tasks import TaskBank
 
-ALGOS = ("pqn", "ppo")
+ALGOS = {"pqn": pqn, "ppo": ppo}  # --algo -> the module with make() and make_act()
 RELABELS = ("none",)
 
 
@@ -48,6 +48,14 @@ class TrainConfig:
 
 class ConfigError(ValueError):
     """A bad training config: printed as one line by the CLI."""
+
+
+def load_config(path: Path) -> TrainConfig:
+    """The TrainConfig a run saved as ``config.json``."""
+    raw = json.loads(Path(path).read_text())
+    nested = {"pqn": pqn.PQNConfig(**raw.pop("pqn")), "ppo": ppo.PPOConfig(**raw.pop("ppo"))}
+    paths = {k: Path(raw.pop(k)) for k in ("out", "suite")}
+    return TrainConfig(**raw, **nested, **paths)
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -112,12 +120,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     emb = encoder.encode([x.text for x in train_lines])
     bank = TaskBank.from_specs([x.spec for x in train_lines])
 
-    algo_cfg = cfg.pqn if cfg.algo == "pqn" else cfg.ppo
+    algo_cfg = getattr(cfg, cfg.algo)
     env = TaskEnv(VecEnv(cfg.num_envs), cfg.max_task_steps)
     per_update = cfg.num_envs * algo_cfg.num_steps
     num_updates = math.ceil(cfg.steps / per_update)
     try:
-        init, update, act = (pqn if cfg.algo == "pqn" else ppo).make(algo_cfg, env, PRESETS[cfg.network], num_updates)
+        init, update, act = ALGOS[cfg.algo].make(algo_cfg, env, PRESETS[cfg.network], num_updates)
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
@@ -129,9 +137,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         for u in range(num_updates):
             runner, metrics = update(runner)
             metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            steps = (u + 1) * per_update
-            row = {"update": u + 1, "env_steps": steps, "sps": steps / (time.perf_counter() - start),
-                   "wall_s": time.perf_counter() - start, **metrics}
+            steps, wall = (u + 1) * per_update, time.perf_counter() - start
+            row = {"update": u + 1, "env_steps": steps, "sps": steps / wall, "wall_s": wall, **metrics}
             log.write(row)
             bar.advance(steps, row)
     finally:
@@ -141,12 +148,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
 
     summary = {"env_steps": num_updates * per_update, "wall_s": time.perf_counter() - start}
     if cfg.eval_episodes > 0:
-        line_emb = jax.numpy.asarray(encoder.encode([x.text for x in suite]))
-        params = runner.train.params
-
-        def policy(key, obs, line):
-            return act(params, key, obs, line_emb[line])
-
+        policy = text_policy(act, runner.train.params, encoder.encode([x.text for x in suite]))
         results = run_suite(suite, policy, episodes=cfg.eval_episodes, max_steps=cfg.eval_max_steps, seed=cfg.seed + 10_000)
         rep = report(results)
         summary["eval"] = {k: rep[k] for k in ("success_by_split", "success_by_category", "coverage", "paraphrase_gap")}
