@@ -17,7 +17,7 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -26,6 +26,34 @@ from oir.narrate import Segment
 from oir.tasks import SpecError, TaskSpec, first_success, parse_spec
 
 FLAW_REASONS = ("does-not-hold", "unknown-counter", "malformed-json", "empty", "duplicate")
+
+
+@dataclass(frozen=True)
+class Flawed:
+    """A proposal already known to be flawed before verification (an unparseable LLM reply, say).
+
+    A relabeler puts one in its proposal list; :func:`verify` counts it under ``reason``.
+    """
+
+    reason: str  # one of FLAW_REASONS
+
+
+class Relabeler(Protocol):
+    """What every relabeler offers the training loop (narrator or LLM)."""
+
+    name: str
+
+    def propose_batch(self, segments: list[Segment]) -> list[list[Any]]:
+        """One list of proposals per segment: ``{"text", "task"}`` dicts or :class:`Flawed`.
+
+        Must not raise on bad model output or a down server: those become Flawed entries or
+        empty lists.
+        """
+        ...
+
+    def stats(self) -> dict[str, float]:
+        """Running counters for metrics.jsonl (LLM calls, cache hits, latency...); may be empty."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -49,6 +77,9 @@ def verify(segment: Segment, proposals: list[Any]) -> tuple[list[Relabel], Count
     seen_text: set[str] = set()
     seen_spec: set[str] = set()
     for p in proposals:
+        if isinstance(p, Flawed):
+            flawed[p.reason] += 1
+            continue
         text = p.get("text") if isinstance(p, dict) else None
         if not isinstance(text, str) or not text.strip() or not isinstance(p, dict) or "task" not in p:
             flawed["empty"] += 1
@@ -164,6 +195,12 @@ class NarratorRelabeler:
         add(f"{self._phrase(rng, a, 1)} {rng.choice(['within', 'in no more than'])} {budget} steps",
             {"all": [_clause(a, 1)], "within": budget})
         return out if len(out) <= self.max_proposals else _spread(out, self.max_proposals)
+
+    def propose_batch(self, segments: list[Segment]) -> list[list[dict]]:
+        return [self.propose(s) for s in segments]
+
+    def stats(self) -> dict[str, float]:
+        return {}
 
 
 def _spread(items: list, k: int) -> list:
