@@ -161,7 +161,11 @@ def test_oir_train_end_to_end_writes_the_run(tmp_path, tiny_suite, algo, capsys)
     (["--algo", "dqn"], "unknown --algo 'dqn' (choose from pqn, ppo)"),
     (["--num-envs", "0"], "--num-envs must be at least 1, got 0"),
     (["--suite", "/nonexistent/suite.jsonl"], "suite file not found: /nonexistent/suite.jsonl"),
-    (["--relabel", "llm"], "--relabel 'llm' is not available (choose from none)"),
+    (["--relabel", "gpt"], "--relabel 'gpt' is not available (choose from none, narrator, llm)"),
+    (["--relabel", "llm"], "--relabel llm needs --llm-url (an OpenAI-compatible server)"),
+    (["--relabel", "narrator", "--reward", "cosine"], "unknown --reward 'cosine' (choose from verified, similarity)"),
+    (["--relabel", "narrator", "--max-task-steps", "2000"],
+     "--relabeling.history (1024) must exceed --max-task-steps (2000)"),
     (["--num-envs", "3", "--pqn.num-minibatches", "5"], "num_envs x num_steps (48) must divide into 5 minibatches"),
 ])
 def test_bad_train_config_is_one_line(tmp_path, capsys, args, message):

@@ -142,6 +142,9 @@ class TaskState:
     progress: tasks.Progress  # batched [N]
     bank: tasks.TaskBank  # [M]: the instructions that can be sampled
     cdf: jax.Array  # float32[M]: cumulative sampling weights; a zero-weight row is never drawn
+    # Similarity rewards (the paper's ablation) instead of the spec: hit[m, e] says whether
+    # event e's text is within delta of instruction m's text (None: verified rewards).
+    hit: jax.Array | None = None  # bool[M, NUM_EVENTS]
 
 
 @struct.dataclass
@@ -178,8 +181,14 @@ class TaskEnv:
         """The sampling table for ``weights`` (non-negative, one per bank row)."""
         return jnp.cumsum(jnp.asarray(weights, jnp.float32))
 
-    def reset(self, key: jax.Array, bank: tasks.TaskBank, weights: jax.Array | None = None) -> tuple[jax.Array, TaskState]:
-        """Fresh worlds, and a task for every env drawn by ``weights`` (uniform if None)."""
+    def reset(
+        self, key: jax.Array, bank: tasks.TaskBank, weights: jax.Array | None = None, hit: jax.Array | None = None
+    ) -> tuple[jax.Array, TaskState]:
+        """Fresh worlds, and a task for every env drawn by ``weights`` (uniform if None).
+
+        With ``hit`` (bool[M, NUM_EVENTS]) a task succeeds at the first step with an event whose
+        text is similar enough to the instruction (similarity rewards), and never fails.
+        """
         k_env, k_task = jax.random.split(key)
         obs, vec = self.vec.reset(k_env)
         cdf = self.weights_cdf(jnp.ones(bank.size) if weights is None else weights)
@@ -189,6 +198,7 @@ class TaskEnv:
             progress=tasks.progress_init((self.num_envs,)),
             bank=bank,
             cdf=cdf,
+            hit=None if hit is None else jnp.asarray(hit, bool),
         )
         return obs, state
 
@@ -199,6 +209,9 @@ class TaskEnv:
         progress, success, fail, reason = jax.vmap(tasks.progress_step)(
             spec, state.progress, world.events, world.levels
         )
+        if state.hit is not None:
+            success = ((world.events > 0) & state.hit[state.task]).any(-1)
+            fail, reason = jnp.zeros_like(fail), jnp.zeros_like(reason)
         timeout = (progress.t >= self.max_task_steps) & ~success & ~fail
         task_done = success | fail | timeout | world.done
         new_task = jnp.where(task_done, self._sample(k_task, state.cdf), state.task)

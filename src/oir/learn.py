@@ -6,6 +6,7 @@ The algorithms themselves live one file each (``oir/pqn.py``, ``oir/ppo.py``), C
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import flax.linen as nn
 import jax
@@ -14,7 +15,18 @@ import optax
 from flax import struct
 from flax.training.train_state import TrainState
 
-from oir.env import TaskEnv, TaskState, strong_types
+from oir.env import TaskEnv, TaskState, TaskStep, strong_types
+from oir.narrate import nearby_from_obs
+from oir.segments import Chunk, Replay, replay_init
+
+
+@dataclass(frozen=True)
+class RelabelShapes:
+    """How a learner takes part in relabeling (None for ``--relabel none``)."""
+
+    batch: int  # relabeled windows trained on per update (PQN); PPO trains on none of them
+    window: int  # steps per relabeled window
+    history: int  # steps of every env kept in the replay (a multiple of the rollout length)
 
 
 @struct.dataclass
@@ -27,15 +39,41 @@ class Runner:
     emb: jax.Array  # float32[M, D]: embedding of every bank row's instruction text
     key: jax.Array
     update: jax.Array  # int32: updates done
+    replay: Replay | None = None  # recent steps for relabeled windows (PQN with relabeling)
 
 
-def init_runner(net: nn.Module, tx: optax.GradientTransformation, env: TaskEnv, key, bank, weights, emb) -> Runner:
-    """Fresh worlds, sampled instructions and network parameters."""
+def init_runner(
+    net: nn.Module,
+    tx: optax.GradientTransformation,
+    env: TaskEnv,
+    key,
+    bank,
+    weights,
+    emb,
+    replay_history: int = 0,
+    hit=None,
+) -> Runner:
+    """Fresh worlds, sampled instructions and network parameters (and an empty replay)."""
     k_net, k_env, k_run = jax.random.split(key, 3)
-    obs, env_state = env.reset(k_env, bank, weights)
+    obs, env_state = env.reset(k_env, bank, weights, hit)
     params = net.init(k_net, obs[:1], emb[:1])
     train = TrainState.create(apply_fn=net.apply, params=params, tx=tx)
-    return strong_types(Runner(train, env_state, obs, jnp.asarray(emb), k_run, jnp.zeros((), jnp.int32)))
+    replay = replay_init(replay_history, env.num_envs, obs.shape[-1]) if replay_history else None
+    runner = Runner(train, env_state, obs, jnp.array(emb), k_run, jnp.zeros((), jnp.int32), replay)
+    return strong_types(runner)
+
+
+def chunk_of(outs: TaskStep, next_obs: jax.Array) -> Chunk:
+    """The host's view of a ``[T, N]`` rollout, for cutting segments."""
+    return Chunk(
+        task=outs.task,
+        task_done=outs.task_done,
+        success=outs.success,
+        world_done=outs.world.done,
+        events=outs.world.events.astype(jnp.int8),
+        levels=outs.world.levels.astype(jnp.int8),
+        nearby=nearby_from_obs(next_obs),
+    )
 
 
 def check_minibatches(num_envs: int, num_steps: int, num_minibatches: int) -> None:

@@ -185,3 +185,15 @@ def narrate(seg: Segment) -> str:
 def narrate_batch(segments: Sequence[Segment]) -> list[str]:
     """Narrate many segments (host side); same input, same text."""
     return [narrate(s) for s in segments]
+
+
+def _event_text(name: str) -> str:
+    if name in PHRASES:
+        return PHRASES[name]
+    placed, near = name[len("place_") :].split("_near_")
+    return f"{PHRASES['place_' + placed]} next to {near}"
+
+
+# The state text of a step with one event, as the narration writes it ("collected wood",
+# "placed a crafting table next to water"): what similarity rewards compare instructions with.
+EVENT_TEXTS: tuple[str, ...] = tuple(_event_text(n) for n in EVENT_NAMES)

@@ -15,7 +15,14 @@ import optax
 from flax import struct
 
 from oir.env import NUM_ACTIONS, TaskEnv, task_metrics
-from oir.learn import Runner, check_minibatches, init_runner, minibatch_epochs
+from oir.learn import (
+    RelabelShapes,
+    Runner,
+    check_minibatches,
+    chunk_of,
+    init_runner,
+    minibatch_epochs,
+)
 from oir.networks import ActorCritic, NetPreset
 
 
@@ -83,8 +90,16 @@ def make_act(cfg: PPOConfig, preset: NetPreset):
     return act
 
 
-def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int):
-    """Returns ``(init, update, act)`` for this config; ``update`` is jitted."""
+def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, relabel: RelabelShapes | None = None):
+    """Returns ``(init, update, act)``.
+
+    ``update(runner, rb) -> (runner, metrics, chunk)`` is jitted. PPO is on-policy: a relabeled
+    window's actions were chosen for another instruction, so their probabilities under the
+    hindsight instruction are not the behaviour policy's. PPO therefore never trains on relabeled
+    windows (``rb`` is ignored); with ``relabel`` it returns each rollout's
+    :class:`~oir.segments.Chunk`, so relabels still grow the instruction buffer it samples from
+    and it learns them on-policy, with rewards from the jitted task check.
+    """
     net = ActorCritic(NUM_ACTIONS, preset)
     n = env.num_envs
     check_minibatches(n, cfg.num_steps, cfg.num_minibatches)
@@ -98,13 +113,13 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int):
         optax.adam(schedule if cfg.anneal_lr else cfg.lr, eps=1e-5),
     )
 
-    def init(key, bank, weights, emb) -> Runner:
-        return init_runner(net, tx, env, key, bank, weights, emb)
+    def init(key, bank, weights, emb, hit=None) -> Runner:
+        return init_runner(net, tx, env, key, bank, weights, emb, 0, hit)
 
     act = make_act(cfg, preset)
 
     @jax.jit
-    def update(r: Runner):
+    def update(r: Runner, rb=None):
         def step(carry, key):
             env_state, obs = carry
             k_act, k_env = jax.random.split(key)
@@ -113,10 +128,10 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int):
             log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], axis=-1)[:, 0]
             next_obs, env_state2, out = env.step(k_env, env_state, action)
             tr = Transition(obs, env_state.task, action, log_prob, value, out.reward, out.task_done)
-            return (env_state2, next_obs), (tr, out)
+            return (env_state2, next_obs), (tr, out, next_obs)
 
         key, k_roll = jax.random.split(r.key)
-        (env_state, obs), (traj, outs) = jax.lax.scan(
+        (env_state, obs), (traj, outs, next_obs) = jax.lax.scan(
             step, (r.env, r.obs), jax.random.split(k_roll, cfg.num_steps)
         )
         _, last_value = net.apply(r.train.params, obs, r.emb[env_state.task])
@@ -133,6 +148,7 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int):
             r.train, k_epochs, (traj, advantages, targets), loss_fn, cfg.update_epochs, cfg.num_minibatches
         )
         metrics = {**task_metrics(outs), "policy_loss": pg.mean(), "value_loss": vl.mean(), "entropy": ent.mean()}
-        return r.replace(train=train, env=env_state, obs=obs, key=key, update=r.update + 1), metrics
+        chunk = chunk_of(outs, next_obs) if relabel else None
+        return r.replace(train=train, env=env_state, obs=obs, key=key, update=r.update + 1), metrics, chunk
 
     return init, update, act

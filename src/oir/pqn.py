@@ -1,13 +1,20 @@
 """Instruction-conditioned PQN (parallel Q-learning): the paper's learner.
 
 Q(obs, instruction) with LayerNorm, epsilon-greedy rollouts from many envs, Q(lambda) returns,
-several epochs of minibatch regression: no target network and no replay buffer, all in one jitted
-update. An instruction's end (success, failure, timeout or death) cuts the return.
+several epochs of minibatch regression: no target network, all in one jitted update. An
+instruction's end (success, failure, timeout or death) cuts the return.
+
+With relabeling, each update also trains on ``B`` relabeled windows cut from the replay of
+recent steps (:mod:`oir.segments`): the same actions, conditioned on the hindsight instruction's
+text, with reward 1 and a terminal at the step its spec first held. Q-learning is off-policy,
+so experience gathered under another instruction is valid data for it; the windows join the
+rollout's transitions in the same minibatches.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -15,8 +22,16 @@ import optax
 from flax import struct
 
 from oir.env import NUM_ACTIONS, TaskEnv, task_metrics
-from oir.learn import Runner, check_minibatches, init_runner, minibatch_epochs
+from oir.learn import (
+    RelabelShapes,
+    Runner,
+    check_minibatches,
+    chunk_of,
+    init_runner,
+    minibatch_epochs,
+)
 from oir.networks import NetPreset, QNetwork
+from oir.segments import RelabelBatch, relabel_windows, replay_write
 
 
 @dataclass
@@ -42,6 +57,7 @@ class Transition(struct.PyTreeNode):
     reward: jax.Array
     done: jax.Array
     q_max: jax.Array  # max_a Q(obs, instruction): the bootstrap for the step before
+    weight: jax.Array  # 1 for rollout steps and live relabeled steps, 0 for padding
 
 
 def lambda_returns(reward, done, q_max, last_q, gamma: float, lam: float) -> jax.Array:
@@ -61,10 +77,12 @@ def lambda_returns(reward, done, q_max, last_q, gamma: float, lam: float) -> jax
     return jax.lax.scan(back, (last_q, last_q), (reward, done.astype(jnp.float32), q_max), reverse=True)[1]
 
 
-def td_loss(q, action, target):
-    """0.5 * mean squared error of Q(obs, action) to the (constant) targets; also mean Q."""
+def td_loss(q, action, target, weight=None):
+    """0.5 * (weighted) mean squared error of Q(obs, action) to the constant targets; also mean Q."""
     q_a = jnp.take_along_axis(q, action[:, None], axis=-1)[:, 0]
-    return 0.5 * ((q_a - jax.lax.stop_gradient(target)) ** 2).mean(), q_a.mean()
+    w = jnp.ones_like(q_a) if weight is None else weight
+    err = (q_a - jax.lax.stop_gradient(target)) ** 2
+    return 0.5 * (w * err).sum() / jnp.maximum(w.sum(), 1.0), q_a.mean()
 
 
 def make_act(cfg: PQNConfig, preset: NetPreset):
@@ -80,11 +98,21 @@ def make_act(cfg: PQNConfig, preset: NetPreset):
     return act
 
 
-def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int):
-    """Returns ``(init, update, act)`` for this config; ``update`` is jitted."""
+def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int, relabel: RelabelShapes | None = None):
+    """Returns ``(init, update, act)``.
+
+    ``update(runner, rb) -> (runner, metrics, chunk)`` is jitted. Without ``relabel``, ``rb``
+    and ``chunk`` are None. With it, ``rb`` is a :class:`~oir.segments.RelabelBatch` of
+    ``relabel.batch`` windows, ``chunk`` the rollout's :class:`~oir.segments.Chunk` for the host,
+    and the runner is donated (the replay is updated in place).
+    """
     net = QNetwork(NUM_ACTIONS, preset)
     n = env.num_envs
-    check_minibatches(n, cfg.num_steps, cfg.num_minibatches)
+    extra = relabel.batch if relabel else 0
+    check_minibatches(n + extra, cfg.num_steps, cfg.num_minibatches)
+    if relabel and (relabel.history % cfg.num_steps or relabel.window > relabel.history):
+        raise ValueError(f"replay history {relabel.history} must be a multiple of num_steps {cfg.num_steps} "
+                         f"and at least the window {relabel.window}")
     grad_steps = num_updates * cfg.num_epochs * cfg.num_minibatches
     lr = optax.linear_schedule(cfg.lr, 1e-20, max(grad_steps, 1)) if cfg.anneal_lr else cfg.lr
     tx = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.radam(lr))
@@ -93,13 +121,21 @@ def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int):
         frac = jnp.minimum(update / max(cfg.eps_decay * num_updates, 1.0), 1.0)
         return cfg.eps_start + frac * (cfg.eps_finish - cfg.eps_start)
 
-    def init(key, bank, weights, emb) -> Runner:
-        return init_runner(net, tx, env, key, bank, weights, emb)
+    def init(key, bank, weights, emb, hit=None) -> Runner:
+        return init_runner(net, tx, env, key, bank, weights, emb, relabel.history if relabel else 0, hit)
 
     act = make_act(cfg, preset)
 
-    @jax.jit
-    def update(r: Runner):
+    def relabeled(r: Runner, rb: RelabelBatch) -> tuple[Transition, jax.Array]:
+        """The batch's windows as transitions with their Q(lambda) targets, ``[window, B]``."""
+        obs, action, reward, done, mask = relabel_windows(r.replay, rb, relabel.window)
+        instr = jnp.broadcast_to(rb.task[None, :], action.shape)
+        q_max = net.apply(r.train.params, obs, r.emb[instr]).max(-1)
+        targets = lambda_returns(reward, done, q_max, jnp.zeros_like(q_max[0]), cfg.gamma, cfg.lam)
+        return Transition(obs, instr, action, reward, done, q_max, mask.astype(jnp.float32)), targets
+
+    @partial(jax.jit, donate_argnums=0 if relabel else ())
+    def update(r: Runner, rb: RelabelBatch | None):
         eps = epsilon(r.update)
 
         def step(carry, key):
@@ -110,25 +146,37 @@ def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int):
             random = jax.random.randint(k_rand, (n,), 0, NUM_ACTIONS)
             action = jnp.where(jax.random.uniform(k_explore, (n,)) < eps, random, greedy)
             next_obs, env_state2, out = env.step(k_env, env_state, action)
-            tr = Transition(obs, env_state.task, action, out.reward, out.task_done, q.max(-1))
-            return (env_state2, next_obs), (tr, out)
+            tr = Transition(obs, env_state.task, action, out.reward, out.task_done, q.max(-1), jnp.ones(n))
+            return (env_state2, next_obs), (tr, out, next_obs)
 
         key, k_roll = jax.random.split(r.key)
-        (env_state, obs), (traj, outs) = jax.lax.scan(
+        (env_state, obs), (traj, outs, next_obs) = jax.lax.scan(
             step, (r.env, r.obs), jax.random.split(k_roll, cfg.num_steps)
         )
         last_q = net.apply(r.train.params, obs, r.emb[env_state.task]).max(-1)
 
         targets = lambda_returns(traj.reward, traj.done, traj.q_max, last_q, cfg.gamma, cfg.lam)
+        replay, chunk, more = r.replay, None, {}
+        if relabel:
+            # Write this rollout first: a window may end in it (relabels come from earlier
+            # rollouts, but their windows reach up to the newest step written).
+            replay = replay_write(r.replay, r.update * cfg.num_steps, traj.obs, traj.action)
+            rl_traj, rl_targets = relabeled(r.replace(replay=replay), rb)
+            traj = jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=1), traj, rl_traj)
+            targets = jnp.concatenate([targets, rl_targets], axis=1)
+            chunk = chunk_of(outs, next_obs)
+            more = {"relabel_windows": rb.valid.sum(), "relabel_q": (rl_traj.q_max * rl_traj.weight).sum()
+                    / jnp.maximum(rl_traj.weight.sum(), 1.0)}
 
         def loss_fn(params, mb, target):
-            return td_loss(net.apply(params, mb.obs, r.emb[mb.task]), mb.action, target)
+            return td_loss(net.apply(params, mb.obs, r.emb[mb.task]), mb.action, target, mb.weight)
 
         key, k_epochs = jax.random.split(key)
         train, (loss, q_mean) = minibatch_epochs(
             r.train, k_epochs, (traj, targets), loss_fn, cfg.num_epochs, cfg.num_minibatches
         )
-        metrics = {**task_metrics(outs), "td_loss": loss.mean(), "q_mean": q_mean.mean(), "epsilon": eps}
-        return r.replace(train=train, env=env_state, obs=obs, key=key, update=r.update + 1), metrics
+        metrics = {**task_metrics(outs), "td_loss": loss.mean(), "q_mean": q_mean.mean(), "epsilon": eps, **more}
+        new = r.replace(train=train, env=env_state, obs=obs, key=key, update=r.update + 1, replay=replay)
+        return new, metrics, chunk
 
     return init, update, act

@@ -13,10 +13,15 @@ grammar (which must never copy a human suite's texts, design doc §9). It is not
 from __future__ import annotations
 
 import hashlib
+import queue
 import random
 import re
+import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -26,6 +31,8 @@ from oir.narrate import Segment
 from oir.tasks import SpecError, TaskSpec, first_success, parse_spec
 
 FLAW_REASONS = ("does-not-hold", "unknown-counter", "malformed-json", "empty", "duplicate")
+# Similarity rewards only: the text never came within delta of any step's state text.
+BELOW_DELTA = "below-delta"
 
 
 @dataclass(frozen=True)
@@ -69,8 +76,14 @@ def _normal(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
-def verify(segment: Segment, proposals: list[Any]) -> tuple[list[Relabel], Counter]:
-    """Keep the proposals whose spec holds on ``segment``; count the others by reason."""
+def verify(
+    segment: Segment, proposals: list[Any], reward_step: Callable[[str, TaskSpec], int | None] | None = None
+) -> tuple[list[Relabel], Counter]:
+    """Keep the proposals whose spec holds on ``segment``; count the others by reason.
+
+    ``reward_step(text, spec)`` replaces the spec check for similarity rewards: the 1-based step
+    to reward, or None (counted as ``below-delta``). Specs must parse in both modes.
+    """
     counters = segment.counters()
     flawed: Counter = Counter()
     kept: list[Relabel] = []
@@ -92,9 +105,9 @@ def verify(segment: Segment, proposals: list[Any]) -> tuple[list[Relabel], Count
         if _normal(text) in seen_text or spec.key() in seen_spec:
             flawed["duplicate"] += 1
             continue
-        step = first_success(spec, counters)
+        step = first_success(spec, counters) if reward_step is None else reward_step(text, spec)
         if step is None:
-            flawed["does-not-hold"] += 1
+            flawed["does-not-hold" if reward_step is None else BELOW_DELTA] += 1
             continue
         seen_text.add(_normal(text))
         seen_spec.add(spec.key())
@@ -207,3 +220,126 @@ def _spread(items: list, k: int) -> list:
     """``k`` items spread over the list, so every kind of proposal keeps a place."""
     idx = np.unique(np.linspace(0, len(items) - 1, k).round().astype(int))
     return [items[i] for i in idx]
+
+
+# ---------------------------------------------------------------------------------------------
+# Similarity rewards (the paper's ablation) and asynchronous relabeling.
+
+
+def similarity_hits(instr_emb: np.ndarray, event_emb: np.ndarray, delta: float) -> np.ndarray:
+    """bool[M, E]: instruction m is rewarded by a step with event e (cosine of the texts >= delta)."""
+    return (np.asarray(instr_emb) @ np.asarray(event_emb).T) >= delta
+
+
+def first_similar_step(segment: Segment, hits: np.ndarray) -> int | None:
+    """The 1-based first step of ``segment`` with an event in ``hits`` (bool[E]), or None."""
+    steps = np.flatnonzero(((segment.events > 0) & hits[None, :]).any(axis=1))
+    return int(steps[0]) + 1 if len(steps) else None
+
+
+def _similar_step(segment: Segment, hits: dict[str, np.ndarray], text: str, spec: TaskSpec) -> int | None:
+    return first_similar_step(segment, hits[text])
+
+
+@dataclass
+class RelabelResult:
+    """What relabeling made of one segment."""
+
+    info: Any  # the segments.SegmentInfo it came from
+    relabels: list[Relabel]
+    flawed: Counter
+    proposed: int
+    unsupported: int = 0  # similarity rewards only: rewarded, but the proposal's spec does not hold
+
+
+class AsyncRelabeler:
+    """Runs a relabeler and the verification in a worker thread, off the jitted training path.
+
+    ``submit`` never blocks (past ``max_pending`` waiting segments, new ones are dropped and
+    counted); ``drain`` returns whatever is done. A relabeler that raises costs its batch, never
+    the run. With ``event_emb`` and ``encoder`` it rewards by similarity instead of the spec.
+    """
+
+    def __init__(
+        self,
+        relabeler: Relabeler,
+        batch: int = 64,
+        max_pending: int = 4096,
+        encoder=None,
+        event_emb: np.ndarray | None = None,
+        delta: float = 0.5,
+    ):
+        self.relabeler, self.batch, self.max_pending = relabeler, batch, max_pending
+        self.encoder, self.event_emb, self.delta = encoder, event_emb, delta
+        self.inbox: queue.Queue = queue.Queue()
+        self.outbox: queue.Queue = queue.Queue()
+        self.busy_s = 0.0
+        self.dropped = 0
+        self.errors = 0
+        self.last_error = ""
+        self._thread = threading.Thread(target=self._run, name="oir-relabel", daemon=True)
+        self._thread.start()
+
+    def submit(self, infos: list) -> None:
+        for info in infos:
+            if self.inbox.qsize() >= self.max_pending:
+                self.dropped += 1
+            else:
+                self.inbox.put(info)
+
+    def drain(self) -> list[RelabelResult]:
+        out = []
+        while True:
+            try:
+                out.extend(self.outbox.get_nowait())
+            except queue.Empty:
+                return out
+
+    def pending(self) -> int:
+        return self.inbox.qsize()
+
+    def close(self) -> None:
+        self.inbox.put(None)
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            first = self.inbox.get()
+            if first is None:
+                return
+            infos = [first]
+            while len(infos) < self.batch:
+                try:
+                    nxt = self.inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self.inbox.put(None)  # stop after this batch
+                    break
+                infos.append(nxt)
+            start = time.perf_counter()
+            try:
+                self.outbox.put(self._relabel(infos))
+            except Exception as e:  # a broken relabeler must not stop training
+                self.errors += 1
+                self.last_error = f"{type(e).__name__}: {e}"
+            self.busy_s += time.perf_counter() - start
+
+    def _relabel(self, infos: list) -> list[RelabelResult]:
+        segments = [i.segment for i in infos]
+        proposals = self.relabeler.propose_batch(segments)
+        results = []
+        for info, props in zip(infos, proposals, strict=True):
+            if self.event_emb is None:
+                kept, flawed = verify(info.segment, props)
+                results.append(RelabelResult(info, kept, flawed, len(props)))
+                continue
+            texts = [p["text"] for p in props if isinstance(p, dict) and isinstance(p.get("text"), str)]
+            emb = dict(zip(texts, self.encoder.encode(texts), strict=True)) if texts else {}
+            hits = {t: (self.event_emb @ e) >= self.delta for t, e in emb.items()}
+            step = partial(_similar_step, info.segment, hits)
+            kept, flawed = verify(info.segment, props, step)
+            counters = info.segment.counters()
+            unsupported = sum(first_success(r.spec, counters) is None for r in kept)
+            results.append(RelabelResult(info, kept, flawed, len(props), unsupported))
+        return results

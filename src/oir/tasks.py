@@ -252,6 +252,11 @@ class TaskBank:
     @classmethod
     def from_specs(cls, specs: Sequence[TaskSpec], capacity: int | None = None) -> TaskBank:
         """Pack specs; ``capacity`` pads the bank so it can grow without a recompile."""
+        return jax.tree.map(jnp.asarray, cls.pack(specs, capacity))
+
+    @classmethod
+    def pack(cls, specs: Sequence[TaskSpec], capacity: int | None = None) -> TaskBank:
+        """Like :meth:`from_specs`, with numpy leaves: host-side packing that never waits on the device."""
         m = max(capacity or 0, len(specs), 1)
 
         def pack(clause_lists: list[tuple[Clause, ...]], width: int):
@@ -276,8 +281,7 @@ class TaskBank:
             ordered[r] = s.ordered
             if s.within is not None:
                 within[r] = s.within
-        arrays = (*a, ordered, *n, within)
-        return cls(*(jnp.asarray(x) for x in arrays))
+        return cls(*a, ordered, *n, within)
 
     def take(self, index: jax.Array) -> TaskBank:
         return jax.tree.map(lambda x: x[index], self)

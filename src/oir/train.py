@@ -1,29 +1,45 @@
 """``oir train``: one instruction-conditioned learner on Craftax, with logs and a checkpoint.
 
-``--relabel none`` is the no-relabel baseline (the paper's "PQN" row): instructions drawn
-uniformly from the suite's ``train`` split, binary task rewards from the jitted task check.
+* ``--relabel none`` is the no-relabel baseline (the paper's "PQN" row): instructions drawn
+  uniformly from the suite's ``train`` split, binary task rewards from the jitted task check.
+* ``--relabel narrator`` / ``--relabel llm`` is OIR: instructions come only from hindsight
+  relabels of the agent's own segments (:mod:`oir.hindsight`), never from a human suite. The
+  narrator relabeler is rule-based (no language model); ``llm`` asks an OpenAI-compatible server.
+* ``--reward verified`` (default) rewards a relabel at the step its spec first holds;
+  ``--reward similarity --delta D`` at the first step whose state text is within cosine D.
+
+The suite is used for the final evaluation only, unless the baseline trains on its train split.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import jax
+import numpy as np
 
 from oir import jaxcache, ppo, pqn
 from oir.encode import ENCODERS, make_encoder
 from oir.env import TaskEnv, VecEnv
 from oir.evaluate import report, run_suite, text_policy
+from oir.events import levels_of
+from oir.hindsight import Hindsight, RelabelingConfig
+from oir.learn import RelabelShapes
 from oir.networks import PRESETS
+from oir.relabel import NarratorRelabeler
 from oir.suites import STANDARD_SUITE, load_suite
 from oir.tasks import TaskBank
 
 ALGOS = {"pqn": pqn, "ppo": ppo}  # --algo -> the module with make() and make_act()
-RELABELS = ("none",)
+RELABELS = ("none", "narrator", "llm")
+REWARDS = ("verified", "similarity")
+RELABELER_NAMES = {"narrator": "narrator relabeler (rule-based, offline; not a language model)",
+                   "llm": "LLM relabeler"}
 
 
 @dataclass
@@ -31,7 +47,13 @@ class TrainConfig:
     """Train an instruction-following policy on Craftax-Classic."""
 
     algo: str = "pqn"  # pqn or ppo
-    relabel: str = "none"  # none: the no-relabel baseline (train-split instructions only)
+    relabel: str = "none"  # none (baseline: suite train split), narrator or llm (OIR)
+    reward: str = "verified"  # verified (the relabel's spec holds) or similarity (text cosine >= delta)
+    delta: float = 0.5  # similarity threshold for --reward similarity
+    llm_url: str = ""  # OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1
+    llm_model: str = "default"
+    llm_api_key_env: str = ""  # name of the environment variable holding the API key, if any
+    llm_required: bool = False  # refuse to start when the LLM server does not answer
     steps: int = 1_000_000  # env steps
     num_envs: int = 64
     seed: int = 0
@@ -44,6 +66,7 @@ class TrainConfig:
     eval_max_steps: int = 500
     pqn: pqn.PQNConfig = field(default_factory=pqn.PQNConfig)
     ppo: ppo.PPOConfig = field(default_factory=ppo.PPOConfig)
+    relabeling: RelabelingConfig = field(default_factory=RelabelingConfig)
 
 
 class ConfigError(ValueError):
@@ -53,7 +76,8 @@ class ConfigError(ValueError):
 def load_config(path: Path) -> TrainConfig:
     """The TrainConfig a run saved as ``config.json``."""
     raw = json.loads(Path(path).read_text())
-    nested = {"pqn": pqn.PQNConfig(**raw.pop("pqn")), "ppo": ppo.PPOConfig(**raw.pop("ppo"))}
+    nested = {"pqn": pqn.PQNConfig(**raw.pop("pqn")), "ppo": ppo.PPOConfig(**raw.pop("ppo")),
+              "relabeling": RelabelingConfig(**raw.pop("relabeling", {}))}
     paths = {k: Path(raw.pop(k)) for k in ("out", "suite")}
     return TrainConfig(**raw, **nested, **paths)
 
@@ -65,6 +89,15 @@ def validate(cfg: TrainConfig) -> None:
 
     need(cfg.algo in ALGOS, f"unknown --algo {cfg.algo!r} (choose from {', '.join(ALGOS)})")
     need(cfg.relabel in RELABELS, f"--relabel {cfg.relabel!r} is not available (choose from {', '.join(RELABELS)})")
+    need(cfg.reward in REWARDS, f"unknown --reward {cfg.reward!r} (choose from {', '.join(REWARDS)})")
+    need(-1.0 <= cfg.delta <= 1.0, f"--delta must be a cosine in [-1, 1], got {cfg.delta}")
+    need(cfg.relabel != "llm" or bool(cfg.llm_url), "--relabel llm needs --llm-url (an OpenAI-compatible server)")
+    need(cfg.reward == "verified" or cfg.relabel != "none", "--reward similarity needs --relabel narrator or llm")
+    rl = cfg.relabeling
+    need(rl.history > cfg.max_task_steps, f"--relabeling.history ({rl.history}) must exceed --max-task-steps ({cfg.max_task_steps})")
+    need(1 <= rl.window <= rl.history, f"--relabeling.window must be in [1, history], got {rl.window}")
+    need(rl.batch >= 0 and rl.capacity >= 2 and rl.pool >= 1, "--relabeling.batch >= 0, capacity >= 2 and pool >= 1")
+    need(0.0 <= rl.free_play < 1.0, f"--relabeling.free-play must be in [0, 1), got {rl.free_play}")
     need(cfg.encoder in ENCODERS, f"unknown --encoder {cfg.encoder!r} (choose from {', '.join(ENCODERS)})")
     need(cfg.network in PRESETS, f"unknown --network {cfg.network!r} (choose from {', '.join(PRESETS)})")
     need(cfg.num_envs >= 1, f"--num-envs must be at least 1, got {cfg.num_envs}")
@@ -113,40 +146,57 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1, default=str))
 
     suite = load_suite(cfg.suite)
-    train_lines = [x for x in suite if x.split == "train"]
-    if not train_lines:
-        raise ConfigError(f"{cfg.suite} has no train-split lines to train on")
     encoder = make_encoder(cfg.encoder)
-    emb = encoder.encode([x.text for x in train_lines])
-    bank = TaskBank.from_specs([x.spec for x in train_lines])
-
     algo_cfg = getattr(cfg, cfg.algo)
     env = TaskEnv(VecEnv(cfg.num_envs), cfg.max_task_steps)
     per_update = cfg.num_envs * algo_cfg.num_steps
     num_updates = math.ceil(cfg.steps / per_update)
+    hs = _hindsight(cfg, encoder) if cfg.relabel != "none" else None
     try:
-        init, update, act = ALGOS[cfg.algo].make(algo_cfg, env, PRESETS[cfg.network], num_updates)
+        init, update, act = ALGOS[cfg.algo].make(algo_cfg, env, PRESETS[cfg.network], num_updates, _shapes(cfg))
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
-    runner = jax.jit(init)(jax.random.PRNGKey(cfg.seed), bank, None, emb)
+    bank, weights, emb, hit = hs.initial() if hs else _baseline_tasks(cfg, suite, encoder)
+    runner = jax.jit(init)(jax.random.PRNGKey(cfg.seed), bank, weights, emb, hit)
+    if hs:
+        hs.start(runner, np.asarray(levels_of(jax.tree.map(lambda x: x[0], runner.env.vec.pool))))
     log = RunLog(out)
-    bar = _Progress(num_updates * per_update, f"{cfg.algo} {cfg.relabel}", enabled=progress)
+    bar = _Progress(num_updates * per_update, _label(cfg), enabled=progress)
     start = time.perf_counter()
+
+    def finish(u: int, metrics, chunk) -> None:
+        """Host work on a finished update, while the device runs the next one."""
+        metrics, chunk = jax.device_get((metrics, chunk))
+        steps, wall = (u + 1) * per_update, time.perf_counter() - start
+        if hs:
+            hs.observe(chunk, steps)
+        row = {"update": u + 1, "env_steps": steps, "sps": steps / wall, "wall_s": wall,
+               **{k: float(v) for k, v in metrics.items()}, **(hs.metrics(wall) if hs else {})}
+        log.write(row)
+        bar.advance(steps, row)
+
     try:
+        pending = None
         for u in range(num_updates):
-            runner, metrics = update(runner)
-            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            steps, wall = (u + 1) * per_update, time.perf_counter() - start
-            row = {"update": u + 1, "env_steps": steps, "sps": steps / wall, "wall_s": wall, **metrics}
-            log.write(row)
-            bar.advance(steps, row)
+            rb = hs.next_batch(u, algo_cfg.num_steps) if hs else None
+            runner, metrics, chunk = update(runner, rb)
+            if pending:
+                finish(*pending)
+            runner = hs.sync(runner) if hs else runner
+            pending = (u, metrics, chunk)
+        finish(*pending)
     finally:
         bar.close()
         log.close()
+        if hs:
+            hs.close(out)
     _checkpoint(out / "checkpoint", runner)
 
-    summary = {"env_steps": num_updates * per_update, "wall_s": time.perf_counter() - start}
+    summary = {"env_steps": num_updates * per_update, "wall_s": time.perf_counter() - start,
+               "relabeler": RELABELER_NAMES.get(cfg.relabel, "none"), "reward": cfg.reward}
+    if hs:
+        summary["relabeling"] = hs.metrics(summary["wall_s"])
     if cfg.eval_episodes > 0:
         policy = text_policy(act, runner.train.params, encoder.encode([x.text for x in suite]))
         results = run_suite(suite, policy, episodes=cfg.eval_episodes, max_steps=cfg.eval_max_steps, seed=cfg.seed + 10_000)
@@ -156,6 +206,49 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         (out / "results.json").write_text(json.dumps(rep, indent=1))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _shapes(cfg: TrainConfig) -> RelabelShapes | None:
+    if cfg.relabel == "none":
+        return None
+    rl = cfg.relabeling
+    return RelabelShapes(batch=rl.batch, window=rl.window, history=rl.history)
+
+
+def _baseline_tasks(cfg: TrainConfig, suite, encoder):
+    """The no-relabel baseline's instructions: the suite's train split, uniformly."""
+    train_lines = [x for x in suite if x.split == "train"]
+    if not train_lines:
+        raise ConfigError(f"{cfg.suite} has no train-split lines to train on")
+    return TaskBank.from_specs([x.spec for x in train_lines]), None, encoder.encode([x.text for x in train_lines]), None
+
+
+def _make_relabeler(cfg: TrainConfig):
+    if cfg.relabel == "narrator":
+        return NarratorRelabeler()
+    from oir.llm import check_reachable, make_llm_relabeler
+
+    try:
+        relabeler = make_llm_relabeler(cfg.llm_url, cfg.llm_model, cfg.llm_api_key_env or None)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    reason = check_reachable(cfg.llm_url)
+    if reason is not None:
+        if cfg.llm_required:
+            raise ConfigError(f"LLM server {cfg.llm_url} does not answer ({reason}) and --llm-required is set")
+        print(f"oir: warning: LLM server {cfg.llm_url} does not answer ({reason}); training goes on with "
+              "the instructions it has and relabels once the server answers", file=sys.stderr)
+    return relabeler
+
+
+def _hindsight(cfg: TrainConfig, encoder) -> Hindsight:
+    return Hindsight(cfg.relabeling, _make_relabeler(cfg), encoder, cfg.num_envs, cfg.reward, cfg.delta, cfg.seed)
+
+
+def _label(cfg: TrainConfig) -> str:
+    if cfg.relabel == "none":
+        return f"{cfg.algo} no-relabel"
+    return f"{cfg.algo} {cfg.relabel}-relabeler {cfg.reward}"
 
 
 def _checkpoint(path: Path, runner) -> None:

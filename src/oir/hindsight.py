@@ -1,0 +1,189 @@
+"""The host side of the OIR loop, between two jitted updates.
+
+Each update hands the host a :class:`~oir.segments.Chunk` of its rollout. :class:`Hindsight`
+
+1. cuts it into finished segments (:class:`~oir.segments.SegmentTracker`);
+2. sends the segments with events to the relabeler, in a worker thread
+   (:class:`~oir.relabel.AsyncRelabeler`), and collects whatever relabels are done;
+3. adds verified relabels to the instruction buffer (:mod:`oir.buffer`) and to the pool of
+   relabeled windows the learner trains on (:class:`~oir.segments.RelabelPool`);
+4. pushes new instructions (spec, text embedding, similarity hits) and fresh sampling weights
+   to the device.
+
+Instructions come only from relabels (design doc §9: OIR never trains on a human suite). Until
+the first relabels arrive, and for a ``free_play`` share of the time afterwards, envs follow a
+reserved *free-play* instruction whose spec cannot hold: its segments end by timeout or the
+world's end and are relabeled like any other.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from oir.buffer import InstructionBuffer
+from oir.events import ACHIEVEMENTS, NUM_EVENTS
+from oir.narrate import EVENT_TEXTS, nearby_from_obs
+from oir.relabel import AsyncRelabeler, Relabeler, similarity_hits
+from oir.segments import RelabelBatch, RelabelPool, SegmentTracker
+from oir.tasks import MAX_COUNT, Clause, TaskBank, TaskSpec
+
+FREE_PLAY_TEXT = "Explore the world and survive."
+FREE_PLAY_SPEC = TaskSpec(all=(Clause("collect_diamond", at_least=MAX_COUNT),))  # never holds
+FREE_PLAY_ROW = 0
+
+
+@dataclass
+class RelabelingConfig:
+    """Knobs of the relabeling loop (``--relabeling.*``)."""
+
+    batch: int = 64  # relabeled windows the PQN learner trains on per update, beside the rollout
+    window: int = 16  # steps per relabeled window, ending at the step its spec first held
+    history: int = 1024  # steps of every env kept in the replay (more than --max-task-steps)
+    capacity: int = 8192  # most unique instructions in the buffer
+    free_play: float = 0.1  # share of instructions that are free play once the buffer has some
+    pool: int = 65536  # most recent relabels kept for sampling windows
+    worker_batch: int = 64  # segments per relabeler call in the worker
+
+
+class Hindsight:
+    """Segments in, relabels out: the host state of an OIR run."""
+
+    def __init__(
+        self,
+        cfg: RelabelingConfig,
+        relabeler: Relabeler,
+        encoder,
+        num_envs: int,
+        reward: str = "verified",
+        delta: float = 0.5,
+        seed: int = 0,
+    ):
+        self.cfg, self.relabeler, self.encoder, self.n = cfg, relabeler, encoder, num_envs
+        self.buffer = InstructionBuffer(cfg.capacity, encoder, reserved=1)
+        self.pool = RelabelPool(cfg.pool, cfg.history, cfg.window)
+        self.rng = np.random.default_rng(seed)
+        self.event_emb = encoder.encode(list(EVENT_TEXTS)) if reward == "similarity" else None
+        self.delta = delta
+        self.worker = AsyncRelabeler(relabeler, cfg.worker_batch, encoder=encoder, event_emb=self.event_emb, delta=delta)
+        self.counts: Counter = Counter()
+        self.host_s = 0.0
+        self.tracker: SegmentTracker | None = None
+        # Host mirrors of the device's instruction tables; uploaded whole when rows are added.
+        self.bank = TaskBank.pack([FREE_PLAY_SPEC], capacity=cfg.capacity)
+        self.emb = np.zeros((cfg.capacity, encoder.dim), np.float32)
+        self.emb[FREE_PLAY_ROW] = encoder.encode([FREE_PLAY_TEXT])[0]
+        self.hit = None if self.event_emb is None else np.zeros((cfg.capacity, NUM_EVENTS), bool)
+        self.dirty = False
+
+    # -- device tables --------------------------------------------------------------------
+    def weights(self) -> np.ndarray:
+        """Sampling weights: buffer priorities, plus the free-play row's share."""
+        w = self.buffer.priorities().astype(np.float64)
+        rest = w.sum()
+        w[FREE_PLAY_ROW] = 1.0 if rest == 0 else rest * self.cfg.free_play / (1.0 - self.cfg.free_play)
+        return w.astype(np.float32)
+
+    def initial(self):
+        """``(bank, weights, emb, hit)`` for the learner's ``init``."""
+        return jax.tree.map(jnp.array, self.bank), self.weights(), self.emb, self.hit
+
+    def start(self, runner, fresh_levels: np.ndarray) -> None:
+        obs = np.asarray(jax.device_get(runner.obs))
+        self.tracker = SegmentTracker(self.n, self.cfg.history, fresh_levels, nearby_from_obs(obs))
+
+    # -- one update -----------------------------------------------------------------------
+    def next_batch(self, update: int, num_steps: int) -> RelabelBatch:
+        """Relabeled windows for update ``update`` (whose rollout ends the replay's newest steps)."""
+        t0 = time.perf_counter()
+        cols, live = self.pool.sample(self.rng, self.cfg.batch, now=(update + 1) * num_steps)
+        self.counts["relabels_live"] = live
+        self.host_s += time.perf_counter() - t0
+        return RelabelBatch(**{k: jnp.asarray(v) for k, v in cols.items()})
+
+    def observe(self, chunk, env_steps: int) -> None:
+        """Take a finished rollout's chunk (numpy leaves): segments out, relabels in."""
+        t0 = time.perf_counter()
+        attempts = np.bincount(chunk.task[chunk.task_done], minlength=self.cfg.capacity)
+        successes = np.bincount(chunk.task[chunk.task_done & chunk.success], minlength=self.cfg.capacity)
+        self.buffer.record(attempts, successes)
+        infos = self.tracker.push(chunk)
+        eventful = [i for i in infos if i.segment.events[:, : len(ACHIEVEMENTS)].any()]
+        self.counts["segments"] += len(infos)
+        self.counts["segments_quiet"] += len(infos) - len(eventful)
+        self.worker.submit(eventful)
+        for res in self.worker.drain():
+            self._take(res, env_steps)
+        self.host_s += time.perf_counter() - t0
+
+    def _take(self, res, env_steps: int) -> None:
+        self.counts["proposed"] += res.proposed
+        self.counts["verified"] += len(res.relabels)
+        self.counts["unsupported"] += res.unsupported
+        for reason, k in res.flawed.items():
+            self.counts[f"flawed_{reason}"] += k
+        if not res.relabels:
+            return
+        added = self.buffer.add_many([(r.text, r.spec, env_steps) for r in res.relabels])
+        info = res.info
+        for r, (row, _) in zip(res.relabels, added, strict=True):
+            if row is None:
+                continue
+            if row == info.task and info.success:
+                continue  # the instruction it followed, already rewarded online
+            self.pool.add(info.env, info.start, info.start + r.step - 1, row)
+            self.counts["windows_added"] += 1
+
+    def sync(self, runner):
+        """The runner with the buffer's new rows and current sampling weights."""
+        t0 = time.perf_counter()
+        new = self.buffer.drain_new()
+        env = runner.env
+        if new:
+            part = TaskBank.pack([self.buffer.spec(r) for r in new])
+            for full, p in zip(jax.tree.leaves(self.bank), jax.tree.leaves(part), strict=True):
+                full[new] = p
+            self.emb[new] = np.stack([self.buffer.embedding(r) for r in new])
+            env = env.replace(bank=jax.tree.map(jnp.array, self.bank))
+            runner = runner.replace(emb=jnp.array(self.emb))
+            if self.hit is not None:
+                self.hit[new] = similarity_hits(self.emb[new], self.event_emb, self.delta)
+                env = env.replace(hit=jnp.array(self.hit))
+        # numpy, then one upload: a jnp op here would queue behind the update in flight
+        runner = runner.replace(env=env.replace(cdf=jnp.array(np.cumsum(self.weights(), dtype=np.float32))))
+        self.host_s += time.perf_counter() - t0
+        return runner
+
+    # -- reporting ------------------------------------------------------------------------
+    def metrics(self, wall_s: float) -> dict[str, float]:
+        c = self.counts
+        flawed = {k: v for k, v in c.items() if k.startswith("flawed_")}
+        out = {
+            "relabel_segments": c["segments"],
+            "relabel_segments_quiet": c["segments_quiet"],
+            "relabel_proposed": c["proposed"],
+            "relabel_verified": c["verified"],
+            "relabel_flawed": sum(flawed.values()),
+            **{f"relabel_{k}": v for k, v in sorted(flawed.items())},
+            "relabel_windows_added": c["windows_added"],
+            "relabel_windows_live": c["relabels_live"],
+            "relabel_pending": self.worker.pending(),
+            "relabel_dropped": self.worker.dropped,
+            "relabel_errors": self.worker.errors,
+            "unique_instructions": len(self.buffer),
+            "relabel_wall_frac": self.host_s / max(wall_s, 1e-9),
+            "relabel_worker_frac": self.worker.busy_s / max(wall_s, 1e-9),
+        }
+        if self.event_emb is not None:
+            out["relabel_unsupported"] = c["unsupported"]
+        out.update(self.relabeler.stats())
+        return out
+
+    def close(self, out_dir) -> None:
+        self.worker.close()
+        self.buffer.save(out_dir / "instructions.jsonl")

@@ -1,0 +1,172 @@
+"""Segments: each env's experience under one instruction, and the replay that keeps it trainable.
+
+A *segment* is one env's stretch of experience from the moment an instruction was given to the
+moment it ended (success, failure, timeout or the world's end). Relabeling is asynchronous, so a
+segment's relabels arrive some updates after it ended; two structures keep what they need:
+
+* :class:`Replay` (device): a ring of the last ``history`` steps of every env's observation and
+  action. A relabel names an env and the step its spec first held; the learner cuts a window of
+  ``window`` steps ending there out of the ring and trains on it with reward 1 at its end.
+  Windows whose steps have left the ring are dropped (counted as expired).
+* :class:`SegmentTracker` (host): a ring of the same steps' events, levels and surroundings,
+  cut into :class:`~oir.narrate.Segment` objects for the narrator and relabelers when each
+  env's instruction ends.
+
+Step indices are per env: step ``g`` of every env is the ``g``-th env step since training began;
+its row in both rings is ``g % history``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from oir.events import NUM_EVENTS, NUM_LEVELS
+from oir.narrate import NUM_NEARBY, Segment
+
+
+@struct.dataclass
+class Replay:
+    """Device ring of recent steps: ``obs[g % H, env]`` was seen before action ``action[g % H, env]``."""
+
+    obs: jax.Array  # float16[H, N, obs_dim]: symbolic obs are tenths, exact enough in half precision
+    action: jax.Array  # int32[H, N]
+
+
+def replay_init(history: int, num_envs: int, obs_dim: int) -> Replay:
+    return Replay(jnp.zeros((history, num_envs, obs_dim), jnp.float16), jnp.zeros((history, num_envs), jnp.int32))
+
+
+def replay_write(replay: Replay, step: jax.Array, obs: jax.Array, action: jax.Array) -> Replay:
+    """Write a ``[T, N]`` rollout that began at per-env step ``step`` (``history`` divides by T)."""
+    row = step % replay.obs.shape[0]
+    return Replay(
+        jax.lax.dynamic_update_slice(replay.obs, obs.astype(jnp.float16), (row, 0, 0)),
+        jax.lax.dynamic_update_slice(replay.action, action.astype(jnp.int32), (row, 0)),
+    )
+
+
+@struct.dataclass
+class RelabelBatch:
+    """``B`` relabeled windows to train on: env ``env`` from ``start`` to the success step ``end``."""
+
+    env: jax.Array  # int32[B]
+    start: jax.Array  # int32[B]: the segment's first step (steps before it belong to another instruction)
+    end: jax.Array  # int32[B]: the step at which the relabel's spec first held: reward 1, terminal
+    task: jax.Array  # int32[B]: the relabel's instruction (bank row, for its text embedding)
+    valid: jax.Array  # bool[B]: padding rows are False
+
+
+def relabel_windows(replay: Replay, rb: RelabelBatch, window: int):
+    """``[window, B]`` obs, actions, rewards, dones and loss mask for a batch of relabels."""
+    steps = rb.end[None, :] - window + 1 + jnp.arange(window)[:, None]  # [L, B]
+    rows = steps % replay.obs.shape[0]
+    obs = replay.obs[rows, rb.env[None, :]].astype(jnp.float32)
+    action = replay.action[rows, rb.env[None, :]]
+    last = steps == rb.end[None, :]
+    mask = (steps >= rb.start[None, :]) & rb.valid[None, :]
+    return obs, action, last.astype(jnp.float32), last, mask
+
+
+@struct.dataclass
+class Chunk:
+    """What the host needs of a ``[T, N]`` rollout to cut segments (compact dtypes for transfer)."""
+
+    task: jax.Array  # int32[T, N]: the instruction followed at each step
+    task_done: jax.Array  # bool[T, N]
+    success: jax.Array  # bool[T, N]
+    world_done: jax.Array  # bool[T, N]
+    events: jax.Array  # int8[T, N, NUM_EVENTS]
+    levels: jax.Array  # int8[T, N, NUM_LEVELS]: after the step (before any world reset)
+    nearby: jax.Array  # bool[T, N, NUM_NEARBY]: seen in the next observation
+
+
+@dataclass
+class SegmentInfo:
+    """A finished segment and where its steps live in the replay."""
+
+    segment: Segment
+    env: int
+    start: int  # per-env step index of its first step
+    task: int  # the bank row it followed
+    success: bool
+
+    @property
+    def end(self) -> int:
+        return self.start + self.segment.length - 1
+
+
+class SegmentTracker:
+    """Cuts each env's steps into segments at instruction ends (host side, numpy)."""
+
+    def __init__(self, num_envs: int, history: int, fresh_levels: np.ndarray, nearby0: np.ndarray):
+        self.n, self.h = num_envs, history
+        self.events = np.zeros((history, num_envs, NUM_EVENTS), np.int8)
+        self.levels = np.zeros((history, num_envs, NUM_LEVELS), np.int8)
+        self.nearby = np.zeros((history, num_envs, NUM_NEARBY), bool)
+        self.fresh = np.asarray(fresh_levels, np.int8)  # levels of every newly generated world
+        self.start = np.zeros(num_envs, np.int64)
+        self.start_levels = np.tile(self.fresh, (num_envs, 1))
+        self.start_nearby = np.asarray(nearby0, bool).copy()
+        self.step = 0  # per-env steps pushed so far
+
+    def push(self, chunk: Chunk) -> list[SegmentInfo]:
+        """Add a rollout chunk (numpy leaves); return the segments that ended in it, in time order."""
+        t_len = chunk.task_done.shape[0]
+        rows = (self.step + np.arange(t_len)) % self.h
+        self.events[rows], self.levels[rows], self.nearby[rows] = chunk.events, chunk.levels, chunk.nearby
+        out = []
+        for t, i in zip(*np.nonzero(chunk.task_done), strict=True):
+            g = self.step + int(t)
+            s = int(self.start[i])
+            if g - s + 1 > self.h:  # cannot happen while history > max_task_steps; guard anyway
+                s = g - self.h + 1
+            idx = np.arange(s, g + 1) % self.h
+            seg = Segment(
+                events=self.events[idx, i].astype(np.int32),
+                levels=np.concatenate([self.start_levels[i][None], self.levels[idx, i]]).astype(np.int32),
+                nearby=np.concatenate([self.start_nearby[i][None], self.nearby[idx, i]]),
+                ended=bool(chunk.world_done[t, i]),
+            )
+            out.append(SegmentInfo(seg, int(i), s, int(chunk.task[t, i]), bool(chunk.success[t, i])))
+            self.start[i] = g + 1
+            self.start_levels[i] = self.fresh if chunk.world_done[t, i] else chunk.levels[t, i]
+            self.start_nearby[i] = chunk.nearby[t, i]
+        self.step += t_len
+        return out
+
+
+class RelabelPool:
+    """Recent relabels waiting to be trained on, sampled uniformly among those still in the replay."""
+
+    def __init__(self, capacity: int, history: int, window: int):
+        self.h, self.window = history, window
+        self.data = np.zeros((capacity, 4), np.int64)  # env, start, end, task
+        self.size = 0
+        self.next = 0
+        self.added = 0
+
+    def add(self, env: int, start: int, end: int, task: int) -> None:
+        self.data[self.next] = (env, start, end, task)
+        self.next = (self.next + 1) % len(self.data)
+        self.size = min(self.size + 1, len(self.data))
+        self.added += 1
+
+    def sample(self, rng: np.random.Generator, batch: int, now: int) -> tuple[dict[str, np.ndarray], int]:
+        """``batch`` relabels whose window is still in the replay (``now``: steps written so far).
+
+        Returns the batch (padding rows invalid) and how many live relabels there were.
+        """
+        d = self.data[: self.size]
+        first = np.maximum(d[:, 1], d[:, 2] - self.window + 1)
+        live = np.flatnonzero(first >= now - self.h)
+        pick = rng.choice(live, size=min(batch, len(live)), replace=False) if len(live) else live
+        out = np.zeros((batch, 4), np.int64)
+        out[: len(pick)] = d[pick]
+        valid = np.arange(batch) < len(pick)
+        cols = {k: out[:, j].astype(np.int32) for j, k in enumerate(("env", "start", "end", "task"))}
+        return {**cols, "valid": valid}, len(live)
