@@ -42,7 +42,7 @@ FREE_PLAY_ROW = 0
 class RelabelingConfig:
     """Knobs of the relabeling loop (``--relabeling.*``)."""
 
-    batch: int = 64  # relabeled windows the PQN learner trains on per update, beside the rollout
+    batch: int = 16  # relabeled windows the PQN learner trains on per update, beside the rollout
     window: int = 16  # steps per relabeled window, ending at the step its spec first held
     history: int = 1024  # steps of every env kept in the replay (more than --max-task-steps)
     capacity: int = 8192  # most unique instructions in the buffer
@@ -184,6 +184,9 @@ class Hindsight:
         out.update(self.relabeler.stats())
         return out
 
-    def close(self, out_dir) -> None:
+    def close(self, out_dir, env_steps: int) -> None:
+        """Stop the worker, take the relabels it finished, and write ``instructions.jsonl``."""
         self.worker.close()
+        for res in self.worker.drain():
+            self._take(res, env_steps)
         self.buffer.save(out_dir / "instructions.jsonl")

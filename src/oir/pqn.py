@@ -108,7 +108,11 @@ def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
     """
     net = QNetwork(NUM_ACTIONS, preset)
     n = env.num_envs
-    extra = relabel.batch if relabel else 0
+    # Relabeled windows ([window, B] transitions) join the rollout's [num_steps, N] as extra columns.
+    extra = relabel.batch * relabel.window // cfg.num_steps if relabel else 0
+    if relabel and (relabel.batch * relabel.window) % cfg.num_steps:
+        raise ValueError(f"relabeled windows x window length ({relabel.batch} x {relabel.window}) must be a "
+                         f"multiple of num_steps ({cfg.num_steps})")
     check_minibatches(n + extra, cfg.num_steps, cfg.num_minibatches)
     if relabel and (relabel.history % cfg.num_steps or relabel.window > relabel.history):
         raise ValueError(f"replay history {relabel.history} must be a multiple of num_steps {cfg.num_steps} "
@@ -162,6 +166,9 @@ def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
             # rollouts, but their windows reach up to the newest step written).
             replay = replay_write(r.replay, r.update * cfg.num_steps, traj.obs, traj.action)
             rl_traj, rl_targets = relabeled(r.replace(replay=replay), rb)
+            # Targets are computed per window; minibatches ignore time, so re-split into columns.
+            rl_traj, rl_targets = jax.tree.map(lambda x: x.reshape((cfg.num_steps, extra, *x.shape[2:])),
+                                               (rl_traj, rl_targets))
             traj = jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=1), traj, rl_traj)
             targets = jnp.concatenate([targets, rl_targets], axis=1)
             chunk = chunk_of(outs, next_obs)

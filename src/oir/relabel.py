@@ -257,7 +257,8 @@ class AsyncRelabeler:
 
     ``submit`` never blocks (past ``max_pending`` waiting segments, new ones are dropped and
     counted); ``drain`` returns whatever is done. A relabeler that raises costs its batch, never
-    the run. With ``event_emb`` and ``encoder`` it rewards by similarity instead of the spec.
+    the run. With ``encoder`` it also embeds the relabels' texts (into the encoder's cache), off the
+    training thread. With ``event_emb`` too it rewards by similarity instead of the spec.
     """
 
     def __init__(
@@ -298,9 +299,16 @@ class AsyncRelabeler:
     def pending(self) -> int:
         return self.inbox.qsize()
 
-    def close(self) -> None:
+    def close(self, timeout: float = 60.0) -> None:
+        """Stop after the batch in flight; segments still waiting are dropped (and counted)."""
+        while True:
+            try:
+                self.inbox.get_nowait()
+                self.dropped += 1
+            except queue.Empty:
+                break
         self.inbox.put(None)
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=timeout)
 
     def _run(self) -> None:
         while True:
@@ -330,7 +338,7 @@ class AsyncRelabeler:
         proposals = self.relabeler.propose_batch(segments)
         results = []
         for info, props in zip(infos, proposals, strict=True):
-            if self.event_emb is None:
+            if self.event_emb is None or self.encoder is None:
                 kept, flawed = verify(info.segment, props)
                 results.append(RelabelResult(info, kept, flawed, len(props)))
                 continue
@@ -342,4 +350,7 @@ class AsyncRelabeler:
             counters = info.segment.counters()
             unsupported = sum(first_success(r.spec, counters) is None for r in kept)
             results.append(RelabelResult(info, kept, flawed, len(props), unsupported))
+        if self.encoder is not None:
+            # Embed the new texts here, so the buffer's lookups on the training thread hit the cache.
+            self.encoder.encode([r.text for res in results for r in res.relabels])
         return results

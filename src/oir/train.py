@@ -54,6 +54,8 @@ class TrainConfig:
     llm_model: str = "default"
     llm_api_key_env: str = ""  # name of the environment variable holding the API key, if any
     llm_required: bool = False  # refuse to start when the LLM server does not answer
+    llm_timeout: float = 30.0  # seconds per LLM request before it is retried
+    llm_batch: int = 8  # segments narrated into one LLM request
     steps: int = 1_000_000  # env steps
     num_envs: int = 64
     seed: int = 0
@@ -90,6 +92,7 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.algo in ALGOS, f"unknown --algo {cfg.algo!r} (choose from {', '.join(ALGOS)})")
     need(cfg.relabel in RELABELS, f"--relabel {cfg.relabel!r} is not available (choose from {', '.join(RELABELS)})")
     need(cfg.reward in REWARDS, f"unknown --reward {cfg.reward!r} (choose from {', '.join(REWARDS)})")
+    need(cfg.llm_timeout > 0 and cfg.llm_batch >= 1, "--llm-timeout must be positive and --llm-batch at least 1")
     need(-1.0 <= cfg.delta <= 1.0, f"--delta must be a cosine in [-1, 1], got {cfg.delta}")
     need(cfg.relabel != "llm" or bool(cfg.llm_url), "--relabel llm needs --llm-url (an OpenAI-compatible server)")
     need(cfg.reward == "verified" or cfg.relabel != "none", "--reward similarity needs --relabel narrator or llm")
@@ -190,7 +193,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         bar.close()
         log.close()
         if hs:
-            hs.close(out)
+            hs.close(out, num_updates * per_update)
     _checkpoint(out / "checkpoint", runner)
 
     summary = {"env_steps": num_updates * per_update, "wall_s": time.perf_counter() - start,
@@ -229,7 +232,8 @@ def _make_relabeler(cfg: TrainConfig):
     from oir.llm import check_reachable, make_llm_relabeler
 
     try:
-        relabeler = make_llm_relabeler(cfg.llm_url, cfg.llm_model, cfg.llm_api_key_env or None)
+        relabeler = make_llm_relabeler(cfg.llm_url, cfg.llm_model, cfg.llm_api_key_env or None,
+                                       timeout=cfg.llm_timeout, batch_size=cfg.llm_batch)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     reason = check_reachable(cfg.llm_url)
