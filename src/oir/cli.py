@@ -28,19 +28,26 @@ class CliError(Exception):
 
 @dataclass
 class Demo:
-    """The main job: run an agent on every line of a suite and print success per category.
+    """The main job: a short OIR run, then its evaluation on held-out human instructions.
 
-    For now the agent is a random (or no-op) policy: the floor every learned policy must beat.
+    Trains PQN with the narrator relabeler (rule-based and offline; not a language model): every
+    instruction it learns comes from hindsight relabels of its own experience, none from the suite.
+    Then evaluates it on the standard suite's test split next to a random agent, per category.
     """
 
-    agent: Literal["random", "noop"] = "random"
+    steps: int = 400_000  # env steps of OIR training
+    relabel: Literal["narrator", "none"] = "narrator"  # none: the no-relabel baseline instead
+    algo: Literal["pqn", "ppo"] = "pqn"
+    encoder: Literal["minilm", "hash"] = "minilm"
+    num_envs: int = 64
     suite: Path = STANDARD_SUITE
-    split: Literal["all", "train", "test"] = "all"
+    split: Literal["all", "train", "test"] = "test"
     episodes: int = 2  # fresh worlds per suite line
-    max_steps: int = 200  # episode cap for tasks without a `within` budget
+    max_steps: int = 500  # episode cap for tasks without a `within` budget
     seed: int = 0
     by: Literal["category", "split"] = "category"  # rows of the table
-    out: Path | None = None  # optional results JSON
+    out: Path = Path("runs/demo")  # the run dir; results.json goes in it
+    baseline: bool = True  # also evaluate a random agent on the same lines and worlds
 
 
 @dataclass
@@ -148,14 +155,52 @@ def _suite_run(console: Console, lines, policy, who: str, cfg) -> int:
 
 
 def demo(cfg: Demo, console: Console) -> int:
-    from oir import jaxcache
-    from oir.evaluate import noop_policy, random_policy
+    from oir.evaluate import policy_from_run, random_policy, report, run_suite, summarize
     from oir.suites import load_suite
+    from oir.train import train
 
-    jaxcache.enable()
+    if cfg.episodes < 1 or cfg.max_steps < 1:
+        raise CliError("--episodes and --max-steps must be at least 1")
     lines = load_suite(cfg.suite, None if cfg.split == "all" else [cfg.split])
-    policy = {"random": random_policy, "noop": noop_policy}[cfg.agent]
-    return _suite_run(console, lines, policy, f"oir demo: {cfg.agent} agent", cfg)
+    who = "narrator relabeler (rule-based, offline; not a language model)" if cfg.relabel == "narrator" else "no relabeling"
+    console.print(f"[bold]oir demo[/]: {cfg.algo.upper()} with {who}, {cfg.steps:,} env steps, {cfg.num_envs} envs")
+    tcfg = TrainConfig(algo=cfg.algo, relabel=cfg.relabel, steps=cfg.steps, num_envs=cfg.num_envs, seed=cfg.seed,
+                       out=cfg.out, suite=cfg.suite, encoder=cfg.encoder, eval_episodes=0)
+    summary = train(tcfg)
+    rel = summary.get("relabeling", {})
+    if rel:
+        console.print(f"trained in {summary['wall_s']:.0f} s: {rel['unique_instructions']:,} unique instructions from "
+                      f"{rel['relabel_verified']:,} verified relabels of {rel['relabel_segments']:,} segments "
+                      f"({rel['relabel_flawed']:,} flawed); relabeling took {100 * rel['relabel_wall_frac']:.1f}% "
+                      "of the training thread")
+
+    console.print(f"evaluating on {cfg.suite.name} ({cfg.split}: {len(lines)} lines x {cfg.episodes} episode(s), "
+                  f"cap {cfg.max_steps} steps; same worlds for every agent)")
+    agents = {f"OIR {cfg.algo.upper()} ({cfg.relabel})": policy_from_run(cfg.out, [x.text for x in lines])}
+    if cfg.baseline:
+        agents["random agent"] = random_policy
+    results = {name: run_suite(lines, pol, episodes=cfg.episodes, max_steps=cfg.max_steps, seed=cfg.seed + 10_000)
+               for name, pol in agents.items()}
+    summaries = {name: summarize(r, by=cfg.by) for name, r in results.items()}
+    table = Table(title=f"Task success on held-out instructions, per {cfg.by}")
+    table.add_column(cfg.by)
+    table.add_column("tasks", justify="right")
+    table.add_column("lines", justify="right")
+    for name in agents:
+        table.add_column(name, justify="right")
+    first = next(iter(summaries.values()))
+    for i, (name, n_tasks, n_lines, _) in enumerate(first.rows):
+        rates = [f"{100 * s.rows[i][3]:.1f}%" for s in summaries.values()]
+        table.add_row(name, str(n_tasks), str(n_lines), *rates, end_section=i == len(first.rows) - 2)
+    console.print(table)
+    for name, s in summaries.items():
+        gap = "n/a" if s.paraphrase_gap is None else f"{100 * s.paraphrase_gap:+.1f} pts"
+        console.print(f"{name}: coverage {100 * s.coverage:.1f}% of tasks solved at least once; "
+                      f"canonical - paraphrase success {gap}")
+    _write(cfg.out / "results.json", json.dumps({name: report(r) for name, r in results.items()}, indent=1))
+    console.print(f"results: {cfg.out / 'results.json'}; metrics: {cfg.out / 'metrics.jsonl'}; "
+                  f"instructions: {cfg.out / 'instructions.jsonl'}")
+    return 0
 
 
 def eval_cmd(cfg: Eval, console: Console) -> int:
@@ -176,8 +221,12 @@ def train_cmd(cfg: TrainConfig, console: Console) -> int:
     from oir.train import train
 
     summary = train(cfg)
-    console.print(f"[bold]oir train[/] {cfg.algo}, relabel {cfg.relabel}: {summary['env_steps']:,} env steps "
-                  f"in {summary['wall_s']:.0f} s; run dir {cfg.out}")
+    console.print(f"[bold]oir train[/] {cfg.algo}, relabeler: {summary['relabeler']}, reward {cfg.reward}: "
+                  f"{summary['env_steps']:,} env steps in {summary['wall_s']:.0f} s; run dir {cfg.out}")
+    rel = summary.get("relabeling")
+    if rel:
+        console.print(f"{rel['unique_instructions']:,} unique instructions; relabels proposed {rel['relabel_proposed']:,}, "
+                      f"verified {rel['relabel_verified']:,}, flawed {rel['relabel_flawed']:,}")
     ev = summary.get("eval")
     if ev:
         table = Table(title="Final evaluation (standard suite)")
