@@ -5,13 +5,18 @@
 
 Every row is one subprocess timed by wall clock from start to exit (start-up, compile and
 training included), 262,144 env steps with 64 envs on Craftax-Classic-Symbolic by default. Our
-runs get a fresh, empty JAX compilation cache, so they pay their compile like the peers do.
+runs get a fresh, empty JAX compilation cache and embedding cache, so they pay their compile and
+every instruction embedding like the peers do. The ``--relabel narrator`` rows are the OIR loop
+(segments, the narrator relabeler in its worker thread, verification, the instruction buffer,
+relabeled windows in every PQN update); their share of wall time on the training thread is
+printed beside them.
 The peers come from checkouts brought here with the search tool's ``fetch`` (never vendored);
 see ``bench/peers.py``. A peer whose checkout is missing is reported as skipped.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -46,14 +51,21 @@ def run_ours(name: str, extra: list[str], args: Args) -> dict:
         cmd = [str(oir), "train", "--steps", str(args.steps), "--num-envs", str(args.num_envs),
                "--seed", str(args.seed), "--encoder", args.encoder, "--eval-episodes", "0",
                "--out", f"{tmp}/run", *extra]
-        env = {**os.environ, "OIR_JAX_CACHE": f"{tmp}/jax-cache"}
-        return _run(name, cmd, ROOT, env, args.steps, timeout_s=3600)
+        env = {**os.environ, "OIR_JAX_CACHE": f"{tmp}/jax-cache", "XDG_CACHE_HOME": f"{tmp}/cache"}
+        row = _run(name, cmd, ROOT, env, args.steps, timeout_s=3600)
+        metrics = Path(f"{tmp}/run/metrics.jsonl")
+        if row["ok"] and metrics.exists():
+            last = json.loads(metrics.read_text().splitlines()[-1])
+            row["loop_sps"] = last["sps"]  # env steps / training-loop seconds (no start-up)
+            row["relabel_frac"] = last.get("relabel_wall_frac")
+        return row
 
 
 def main(args: Args) -> None:
     rows = [
         run_ours("oir PPO (small net)", ["--algo", "ppo"], args),
         run_ours("oir PQN (small net)", ["--algo", "pqn"], args),
+        run_ours("oir PQN --relabel narrator", ["--algo", "pqn", "--relabel", "narrator"], args),
         # purejaxql's craftax config does one epoch of one minibatch per update: same work here.
         run_ours("oir PQN (purejaxql net, 4x1024 LN)", ["--algo", "pqn", "--network", "purejaxql",
                                                        "--pqn.num-epochs", "1", "--pqn.num-minibatches", "1"], args),
@@ -62,12 +74,19 @@ def main(args: Args) -> None:
         rows += run_peers(args.cb_dir, args.cb_python, args.pjq_dir, args.pjq_python,
                           steps=args.steps, num_envs=args.num_envs, seed=args.seed)
     print(f"\n{args.steps:,} env steps, {args.num_envs} envs, wall clock per process (compile included)")
-    print(f"{'run':<40} {'env steps':>10} {'wall s':>8} {'steps/s':>9}")
+    print(f"{'run':<40} {'env steps':>10} {'wall s':>8} {'steps/s':>9} {'loop steps/s':>13} {'relabel share':>14}")
     for r in rows:
         status = "" if r["ok"] else f"  FAILED: {r['error']}"
         wall, sps = r["wall_s"] or 0.0, r["sps"] or 0.0
-        print(f"{r['name']:<40} {r['steps']:>10,} {wall:>8.1f} {sps:>9,.0f}{status}")
+        loop = f"{r['loop_sps']:>13,.0f}" if r.get("loop_sps") else f"{'':>13}"
+        share = f"{100 * r['relabel_frac']:>13.1f}%" if r.get("relabel_frac") is not None else ""
+        print(f"{r['name']:<40} {r['steps']:>10,} {wall:>8.1f} {sps:>9,.0f} {loop} {share}{status}")
     by = {r["name"]: r for r in rows if r["ok"]}
+    base, oir = by.get("oir PQN (small net)"), by.get("oir PQN --relabel narrator")
+    if base and oir:
+        print(f"\nOIR loop (narrator) / no-relabel PQN = {oir['sps'] / base['sps']:.2f}x wall clock, "
+              f"{oir['loop_sps'] / base['loop_sps']:.2f}x training loop  (goal >= 0.9x); relabel share of "
+              f"wall time on the training thread {100 * oir['relabel_frac']:.1f}%  (goal <= 10%)")
     cb, pjq = by.get("cb_ppo"), by.get("pjq_pqn")
     if cb and "oir PPO (small net)" in by:
         print(f"\noir PPO / Craftax_Baselines PPO = {by['oir PPO (small net)']['sps'] / cb['sps']:.2f}x  (goal >= 1.0x)")

@@ -49,6 +49,7 @@ class RelabelingConfig:
     free_play: float = 0.1  # share of instructions that are free play once the buffer has some
     pool: int = 65536  # most recent relabels kept for sampling windows
     worker_batch: int = 64  # segments per relabeler call in the worker
+    sync_every: int = 4  # updates between pushes of new instructions and weights to the device
 
 
 class Hindsight:
@@ -79,7 +80,7 @@ class Hindsight:
         self.emb = np.zeros((cfg.capacity, encoder.dim), np.float32)
         self.emb[FREE_PLAY_ROW] = encoder.encode([FREE_PLAY_TEXT])[0]
         self.hit = None if self.event_emb is None else np.zeros((cfg.capacity, NUM_EVENTS), bool)
-        self.dirty = False
+        self.syncs = 0
 
     # -- device tables --------------------------------------------------------------------
     def weights(self) -> np.ndarray:
@@ -141,6 +142,9 @@ class Hindsight:
 
     def sync(self, runner):
         """The runner with the buffer's new rows and current sampling weights."""
+        self.syncs += 1
+        if self.syncs % self.cfg.sync_every:
+            return runner  # a few updates' delay costs nothing; an upload per update costs SPS
         t0 = time.perf_counter()
         new = self.buffer.drain_new()
         env = runner.env

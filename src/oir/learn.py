@@ -16,7 +16,6 @@ from flax import struct
 from flax.training.train_state import TrainState
 
 from oir.env import TaskEnv, TaskState, TaskStep, strong_types
-from oir.narrate import nearby_from_obs
 from oir.segments import Chunk, Replay, replay_init
 
 
@@ -63,8 +62,8 @@ def init_runner(
     return strong_types(runner)
 
 
-def chunk_of(outs: TaskStep, next_obs: jax.Array) -> Chunk:
-    """The host's view of a ``[T, N]`` rollout, for cutting segments."""
+def chunk_of(outs: TaskStep, nearby: jax.Array) -> Chunk:
+    """The host's view of a ``[T, N]`` rollout, for cutting segments (``nearby`` of each next obs)."""
     return Chunk(
         task=outs.task,
         task_done=outs.task_done,
@@ -72,7 +71,7 @@ def chunk_of(outs: TaskStep, next_obs: jax.Array) -> Chunk:
         world_done=outs.world.done,
         events=outs.world.events.astype(jnp.int8),
         levels=outs.world.levels.astype(jnp.int8),
-        nearby=nearby_from_obs(next_obs),
+        nearby=nearby,
     )
 
 

@@ -23,6 +23,7 @@ from oir.learn import (
     init_runner,
     minibatch_epochs,
 )
+from oir.narrate import nearby_from_obs
 from oir.networks import ActorCritic, NetPreset
 
 
@@ -128,10 +129,10 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
             log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], axis=-1)[:, 0]
             next_obs, env_state2, out = env.step(k_env, env_state, action)
             tr = Transition(obs, env_state.task, action, log_prob, value, out.reward, out.task_done)
-            return (env_state2, next_obs), (tr, out, next_obs)
+            return (env_state2, next_obs), (tr, out, nearby_from_obs(next_obs) if relabel else None)
 
         key, k_roll = jax.random.split(r.key)
-        (env_state, obs), (traj, outs, next_obs) = jax.lax.scan(
+        (env_state, obs), (traj, outs, nearby) = jax.lax.scan(
             step, (r.env, r.obs), jax.random.split(k_roll, cfg.num_steps)
         )
         _, last_value = net.apply(r.train.params, obs, r.emb[env_state.task])
@@ -148,7 +149,7 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
             r.train, k_epochs, (traj, advantages, targets), loss_fn, cfg.update_epochs, cfg.num_minibatches
         )
         metrics = {**task_metrics(outs), "policy_loss": pg.mean(), "value_loss": vl.mean(), "entropy": ent.mean()}
-        chunk = chunk_of(outs, next_obs) if relabel else None
+        chunk = chunk_of(outs, nearby) if relabel else None
         return r.replace(train=train, env=env_state, obs=obs, key=key, update=r.update + 1), metrics, chunk
 
     return init, update, act

@@ -30,6 +30,7 @@ from oir.learn import (
     init_runner,
     minibatch_epochs,
 )
+from oir.narrate import nearby_from_obs
 from oir.networks import NetPreset, QNetwork
 from oir.segments import RelabelBatch, relabel_windows, replay_write
 
@@ -151,10 +152,10 @@ def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
             action = jnp.where(jax.random.uniform(k_explore, (n,)) < eps, random, greedy)
             next_obs, env_state2, out = env.step(k_env, env_state, action)
             tr = Transition(obs, env_state.task, action, out.reward, out.task_done, q.max(-1), jnp.ones(n))
-            return (env_state2, next_obs), (tr, out, next_obs)
+            return (env_state2, next_obs), (tr, out, nearby_from_obs(next_obs) if relabel else None)
 
         key, k_roll = jax.random.split(r.key)
-        (env_state, obs), (traj, outs, next_obs) = jax.lax.scan(
+        (env_state, obs), (traj, outs, nearby) = jax.lax.scan(
             step, (r.env, r.obs), jax.random.split(k_roll, cfg.num_steps)
         )
         last_q = net.apply(r.train.params, obs, r.emb[env_state.task]).max(-1)
@@ -171,7 +172,7 @@ def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
                                                (rl_traj, rl_targets))
             traj = jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=1), traj, rl_traj)
             targets = jnp.concatenate([targets, rl_targets], axis=1)
-            chunk = chunk_of(outs, next_obs)
+            chunk = chunk_of(outs, nearby)
             more = {"relabel_windows": rb.valid.sum(), "relabel_q": (rl_traj.q_max * rl_traj.weight).sum()
                     / jnp.maximum(rl_traj.weight.sum(), 1.0)}
 
