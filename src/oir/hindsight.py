@@ -71,7 +71,9 @@ class Hindsight:
         self.rng = np.random.default_rng(seed)
         self.event_emb = encoder.encode(list(EVENT_TEXTS)) if reward == "similarity" else None
         self.delta = delta
-        self.worker = AsyncRelabeler(relabeler, cfg.worker_batch, encoder=encoder, event_emb=self.event_emb, delta=delta)
+        self.env_steps = 0  # of the newest update the host has seen; stamps first-seen steps
+        self.worker = AsyncRelabeler(relabeler, cfg.worker_batch, encoder=encoder, event_emb=self.event_emb,
+                                     delta=delta, sink=self._to_buffer)
         self.counts: Counter = Counter()
         self.host_s = 0.0
         self.tracker: SegmentTracker | None = None
@@ -117,26 +119,30 @@ class Hindsight:
         eventful = [i for i in infos if i.segment.events[:, : len(ACHIEVEMENTS)].any()]
         self.counts["segments"] += len(infos)
         self.counts["segments_quiet"] += len(infos) - len(eventful)
+        self.env_steps = env_steps
         self.worker.submit(eventful)
         for res in self.worker.drain():
-            self._take(res, env_steps)
+            self._take(res)
         self.host_s += time.perf_counter() - t0
 
-    def _take(self, res, env_steps: int) -> None:
+    def _to_buffer(self, results: list) -> None:
+        """In the worker thread: add a batch's verified relabels to the buffer (one encoder call)."""
+        items = [(r.text, r.spec, self.env_steps) for res in results for r in res.relabels]
+        added = iter(self.buffer.add_many(items) if items else [])
+        for res in results:
+            res.rows = [next(added)[0] for _ in res.relabels]
+
+    def _take(self, res) -> None:
+        """On the training thread: count, and queue the relabeled windows for the learner."""
         self.counts["proposed"] += res.proposed
         self.counts["verified"] += len(res.relabels)
         self.counts["unsupported"] += res.unsupported
         for reason, k in res.flawed.items():
             self.counts[f"flawed_{reason}"] += k
-        if not res.relabels:
-            return
-        added = self.buffer.add_many([(r.text, r.spec, env_steps) for r in res.relabels])
         info = res.info
-        for r, (row, _) in zip(res.relabels, added, strict=True):
-            if row is None:
-                continue
-            if row == info.task and info.success:
-                continue  # the instruction it followed, already rewarded online
+        for r, row in zip(res.relabels, res.rows or [None] * len(res.relabels), strict=True):
+            if row is None or (row == info.task and info.success):
+                continue  # dropped by the buffer, or the instruction it followed (already rewarded online)
             self.pool.add(info.env, info.start, info.start + r.step - 1, row)
             self.counts["windows_added"] += 1
 
@@ -188,9 +194,9 @@ class Hindsight:
         out.update(self.relabeler.stats())
         return out
 
-    def close(self, out_dir, env_steps: int) -> None:
+    def close(self, out_dir) -> None:
         """Stop the worker, take the relabels it finished, and write ``instructions.jsonl``."""
         self.worker.close()
         for res in self.worker.drain():
-            self._take(res, env_steps)
+            self._take(res)
         self.buffer.save(out_dir / "instructions.jsonl")

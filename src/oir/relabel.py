@@ -250,6 +250,7 @@ class RelabelResult:
     flawed: Counter
     proposed: int
     unsupported: int = 0  # similarity rewards only: rewarded, but the proposal's spec does not hold
+    rows: list[int | None] | None = None  # set by a sink: the buffer row each relabel went to
 
 
 class AsyncRelabeler:
@@ -258,7 +259,8 @@ class AsyncRelabeler:
     ``submit`` never blocks (past ``max_pending`` waiting segments, new ones are dropped and
     counted); ``drain`` returns whatever is done. A relabeler that raises costs its batch, never
     the run. With ``encoder`` it also embeds the relabels' texts (into the encoder's cache), off the
-    training thread. With ``event_emb`` too it rewards by similarity instead of the spec.
+    training thread. With ``event_emb`` too it rewards by similarity instead of the spec. ``sink``
+    runs on each finished batch in the worker too (the trainer adds relabels to its buffer there).
     """
 
     def __init__(
@@ -269,8 +271,9 @@ class AsyncRelabeler:
         encoder=None,
         event_emb: np.ndarray | None = None,
         delta: float = 0.5,
+        sink: Callable[[list[RelabelResult]], None] | None = None,
     ):
-        self.relabeler, self.batch, self.max_pending = relabeler, batch, max_pending
+        self.relabeler, self.batch, self.max_pending, self.sink = relabeler, batch, max_pending, sink
         self.encoder, self.event_emb, self.delta = encoder, event_emb, delta
         self.inbox: queue.Queue = queue.Queue()
         self.outbox: queue.Queue = queue.Queue()
@@ -351,6 +354,8 @@ class AsyncRelabeler:
             unsupported = sum(first_success(r.spec, counters) is None for r in kept)
             results.append(RelabelResult(info, kept, flawed, len(props), unsupported))
         if self.encoder is not None:
-            # Embed the new texts here, so the buffer's lookups on the training thread hit the cache.
+            # Embed the new texts here, so later lookups hit the encoder's cache.
             self.encoder.encode([r.text for res in results for r in res.relabels])
+        if self.sink is not None:
+            self.sink(results)
         return results

@@ -169,13 +169,19 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     bar = _Progress(num_updates * per_update, _label(cfg), enabled=progress)
     start = time.perf_counter()
 
+    first_wall = []  # when the first update (which includes the compile) finished
+
     def finish(u: int, metrics, chunk) -> None:
         """Host work on a finished update, while the device runs the next one."""
         metrics, chunk = jax.device_get((metrics, chunk))
         steps, wall = (u + 1) * per_update, time.perf_counter() - start
+        if u == 0:
+            first_wall.append(wall)
+        # sps: throughput since the first update, so the compile does not hide the loop's speed
+        sps = steps / wall if u == 0 else (steps - per_update) / max(wall - first_wall[0], 1e-9)
         if hs:
             hs.observe(chunk, steps)
-        row = {"update": u + 1, "env_steps": steps, "sps": steps / wall, "wall_s": wall,
+        row = {"update": u + 1, "env_steps": steps, "sps": sps, "wall_s": wall,
                **{k: float(v) for k, v in metrics.items()}, **(hs.metrics(wall) if hs else {})}
         log.write(row)
         bar.advance(steps, row)
@@ -194,7 +200,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         bar.close()
         log.close()
         if hs:
-            hs.close(out, num_updates * per_update)
+            hs.close(out)
     _checkpoint(out / "checkpoint", runner)
 
     summary = {"env_steps": num_updates * per_update, "wall_s": time.perf_counter() - start,
