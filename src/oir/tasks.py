@@ -186,30 +186,31 @@ def evaluate(spec: TaskSpec, counters: np.ndarray | Sequence[Sequence[int]]) -> 
 
     ``counters[t - 1]`` is the full counter vector (layout of :mod:`oir.events`) after step
     ``t`` since the instruction: events cumulative since the instruction, levels current.
+
+    Vectorized over the trace (relabel verification runs it on every proposal of every segment):
+    each clause's first-true step decides everything, because clauses latch. On one step the
+    checks go none, order, success, budget, as in the JAX evaluator.
     """
-    idx_all = [COUNTER_INDEX[c.counter] for c in spec.all]
-    idx_none = [COUNTER_INDEX[c.counter] for c in spec.none]
-    latched = [False] * len(spec.all)
-    for t, row in enumerate(counters, start=1):
-        now = [c.holds(int(row[i])) for c, i in zip(spec.all, idx_all, strict=True)]
-        violation = False
-        if spec.ordered:
-            earlier_ok = True
-            for j, c_now in enumerate(now):
-                if c_now and not latched[j] and not earlier_ok:
-                    violation = True
-                earlier_ok = earlier_ok and (latched[j] or c_now)
-        latched = [a or b for a, b in zip(latched, now, strict=True)]
-        none_hit = any(c.holds(int(row[i])) for c, i in zip(spec.none, idx_none, strict=True))
-        if none_hit:
-            return Outcome("fail", t, "none")
-        if violation:
-            return Outcome("fail", t, "order")
-        if all(latched):
-            return Outcome("success", t)
-        if spec.within is not None and t >= spec.within:
-            return Outcome("fail", t, "budget")
-    return Outcome("pending")
+    c = np.asarray(counters)
+    n = len(c)
+    never = n + 1
+
+    def first_true(clause: Clause) -> int:
+        v = c[:, COUNTER_INDEX[clause.counter]] if n else np.zeros(0, np.int64)
+        hit = np.flatnonzero(v <= clause.at_most if clause.at_most is not None else v >= clause.at_least)
+        return int(hit[0]) + 1 if len(hit) else never
+
+    first = [first_true(cl) for cl in spec.all]
+    t_success = max(first)
+    t_none = min((first_true(cl) for cl in spec.none), default=never)
+    # Ordered: clause j turning true while an earlier clause is still false is a violation.
+    t_order = min((f for j, f in enumerate(first) if f < never and any(e > f for e in first[:j])),
+                  default=never) if spec.ordered else never
+    t_budget = max(spec.within, 1) if spec.within is not None else never
+    ends = [(t_none, 0, "fail", "none"), (t_order, 1, "fail", "order"),
+            (t_success, 2, "success", None), (t_budget, 3, "fail", "budget")]
+    t, _, status, reason = min(ends)
+    return Outcome(status, t, reason) if t <= n else Outcome("pending")
 
 
 def first_success(spec: TaskSpec, counters: np.ndarray) -> int | None:
