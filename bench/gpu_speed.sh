@@ -31,6 +31,11 @@ except Exception as e:
 PY
   cp "/tmp/runs/$name/metrics.jsonl" "$OUT/$name.jsonl" 2>/dev/null
 }
-run pqn-none --algo pqn
-run pqn-narrator --algo pqn --relabel narrator --relabeling.batch $((ENVS / 4))
-run ppo-none --algo ppo
+RUNS=${RUNS:-"pqn-none pqn-narrator ppo-none"}
+for r in $RUNS; do
+  case $r in
+    pqn-none) run pqn-none --algo pqn ;;
+    pqn-narrator) run pqn-narrator --algo pqn --relabel narrator --relabeling.batch $((ENVS / 4)) ;;
+    ppo-none) run ppo-none --algo ppo ;;
+  esac
+done
