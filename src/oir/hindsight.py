@@ -186,6 +186,7 @@ class Hindsight:
             "relabel_dropped": self.worker.dropped,
             "relabel_errors": self.worker.errors,
             "unique_instructions": len(self.buffer),
+            "texts_embedded": getattr(self.encoder, "misses", 0),  # new texts the encoder had to run on
             "relabel_wall_frac": self.host_s / max(wall_s, 1e-9),
             "relabel_worker_frac": self.worker.busy_s / max(wall_s, 1e-9),
         }

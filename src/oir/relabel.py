@@ -13,6 +13,7 @@ grammar (which must never copy a human suite's texts, design doc §9). It is not
 from __future__ import annotations
 
 import hashlib
+import json
 import queue
 import random
 import re
@@ -156,12 +157,17 @@ def _clause(counter: str, n: int) -> dict:
 
 
 class NarratorRelabeler:
-    """Deterministic hindsight instructions from a segment's counters (no language model)."""
+    """Deterministic hindsight instructions from a segment's counters (no language model).
+
+    Each task gets one of ``phrasings`` wordings, picked by the segment: the same task is
+    worded the same few ways all run long, so the buffer holds a handful of texts per task
+    rather than one per verb and numeral combination, and few new texts need embedding.
+    """
 
     name = "narrator"
 
-    def __init__(self, max_proposals: int = 6):
-        self.max_proposals = max_proposals
+    def __init__(self, max_proposals: int = 6, phrasings: int = 3):
+        self.max_proposals, self.phrasings = max_proposals, phrasings
 
     def _phrase(self, rng: random.Random, event: str, n: int) -> str:
         verbs, one, many = _WORDS[event]
@@ -177,10 +183,15 @@ class NarratorRelabeler:
         if not happened:
             return []
         seed = hashlib.blake2b(np.ascontiguousarray(segment.events).tobytes(), digest_size=8).digest()
-        rng = random.Random(int.from_bytes(seed, "little"))
+        variant = int.from_bytes(seed, "little") % self.phrasings
         first = {a: int(np.argmax(segment.events[:, COUNTER_INDEX[a]] > 0)) + 1 for a in happened}
         order = sorted(happened, key=lambda a: (first[a], ACHIEVEMENTS.index(a)))
         out: list[dict] = []
+
+        def rng(task: dict) -> random.Random:
+            """The wording's randomness: a function of the task and the segment's variant only."""
+            key = json.dumps(task, sort_keys=True) + f"#{variant}"
+            return random.Random(int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little"))
 
         def add(text: str, task: dict) -> None:
             out.append({"text": text[0].upper() + text[1:] + ".", "task": task})
@@ -188,25 +199,30 @@ class NarratorRelabeler:
         # Everything that happened, as often as it happened.
         for a in order:
             n = int(totals[COUNTER_INDEX[a]])
-            add(self._phrase(rng, a, n), {"all": [_clause(a, n)]})
+            task = {"all": [_clause(a, n)]}
+            add(self._phrase(rng(task), a, n), task)
         # The first two different things, in the order they were first done.
         if len(order) >= 2 and first[order[0]] < first[order[1]]:
             a, b = order[:2]
-            glue = rng.choice(["{}, then {}", "first {}, and after that {}", "{} and afterwards {}"])
-            add(glue.format(self._phrase(rng, a, 1), self._phrase(rng, b, 1)),
-                {"all": [_clause(a, 1), _clause(b, 1)], "ordered": True})
+            task = {"all": [_clause(a, 1), _clause(b, 1)], "ordered": True}
+            r = rng(task)
+            glue = r.choice(["{}, then {}", "first {}, and after that {}", "{} and afterwards {}"])
+            add(glue.format(self._phrase(r, a, 1), self._phrase(r, b, 1)), task)
         # Where things were placed.
         for name in PLACEMENTS:
             if totals[COUNTER_INDEX[name]] > 0:
                 placed, near = name[len("place_"):].split("_near_")
-                verb = rng.choice(["put", "place", "set"])
-                where = rng.choice(["next to", "beside", "right by"])
-                add(f"{verb} {_PLACE_WORDS[placed]} {where} {_NEAR_WORDS[near]}", {"all": [_clause(name, 1)]})
+                task = {"all": [_clause(name, 1)]}
+                r = rng(task)
+                verb = r.choice(["put", "place", "set"])
+                where = r.choice(["next to", "beside", "right by"])
+                add(f"{verb} {_PLACE_WORDS[placed]} {where} {_NEAR_WORDS[near]}", task)
         # How quickly the first thing was done.
         a = order[0]
         budget = 25 * -(-first[a] // 25)
-        add(f"{self._phrase(rng, a, 1)} {rng.choice(['within', 'in no more than'])} {budget} steps",
-            {"all": [_clause(a, 1)], "within": budget})
+        task = {"all": [_clause(a, 1)], "within": budget}
+        r = rng(task)
+        add(f"{self._phrase(r, a, 1)} {r.choice(['within', 'in no more than'])} {budget} steps", task)
         return out if len(out) <= self.max_proposals else _spread(out, self.max_proposals)
 
     def propose_batch(self, segments: list[Segment]) -> list[list[dict]]:
