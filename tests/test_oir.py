@@ -148,3 +148,21 @@ def test_ppo_grows_its_buffer_but_trains_on_no_windows(tmp_path, algo):
                              "--ppo.num-steps", "16", "--ppo.num-minibatches", "2")
     assert summary["relabeling"]["unique_instructions"] > 0
     assert all("relabel_windows" not in r for r in rows)
+
+
+def test_rows_the_worker_added_are_not_drawn_before_their_spec_reaches_the_device():
+    from oir.encode import make_encoder
+    from oir.hindsight import FREE_PLAY_ROW, Hindsight, RelabelingConfig
+    from oir.relabel import NarratorRelabeler
+
+    hs = Hindsight(RelabelingConfig(capacity=8), NarratorRelabeler(), make_encoder("hash", cache=None), num_envs=2)
+    try:
+        assert hs.weights()[FREE_PLAY_ROW] == 1.0 and hs.weights().sum() == 1.0  # free play only
+        (row, outcome), = hs.buffer.add_many([("Gather some wood.", parse_spec({"all": [
+            {"counter": "collect_wood", "at_least": 1}]}), 0)])
+        assert outcome == "new" and hs.weights()[row] == 0.0  # in the buffer, not yet on the device
+        hs.on_device[row] = True  # what sync() does once it has uploaded the row
+        w = hs.weights()
+        assert w[row] > 0 and w[FREE_PLAY_ROW] == pytest.approx(w[row] * 0.1 / 0.9)
+    finally:
+        hs.worker.close()

@@ -83,11 +83,15 @@ class Hindsight:
         self.emb[FREE_PLAY_ROW] = encoder.encode([FREE_PLAY_TEXT])[0]
         self.hit = None if self.event_emb is None else np.zeros((cfg.capacity, NUM_EVENTS), bool)
         self.syncs = 0
+        # Rows whose spec and embedding are on the device: the worker adds rows at any time, and a
+        # row drawn before its spec arrives would be an empty (instantly true) task.
+        self.on_device = np.zeros(cfg.capacity, bool)
+        self.on_device[FREE_PLAY_ROW] = True
 
     # -- device tables --------------------------------------------------------------------
     def weights(self) -> np.ndarray:
         """Sampling weights: buffer priorities, plus the free-play row's share."""
-        w = self.buffer.priorities().astype(np.float64)
+        w = self.buffer.priorities().astype(np.float64) * self.on_device
         rest = w.sum()
         w[FREE_PLAY_ROW] = 1.0 if rest == 0 else rest * self.cfg.free_play / (1.0 - self.cfg.free_play)
         return w.astype(np.float32)
@@ -159,6 +163,7 @@ class Hindsight:
             for full, p in zip(jax.tree.leaves(self.bank), jax.tree.leaves(part), strict=True):
                 full[new] = p
             self.emb[new] = np.stack([self.buffer.embedding(r) for r in new])
+            self.on_device[new] = True
             env = env.replace(bank=jax.tree.map(jnp.array, self.bank))
             runner = runner.replace(emb=jnp.array(self.emb))
             if self.hit is not None:
