@@ -163,8 +163,8 @@ def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
         targets = lambda_returns(traj.reward, traj.done, traj.q_max, last_q, cfg.gamma, cfg.lam)
         replay, chunk, more = r.replay, None, {}
         if relabel:
-            # Write this rollout first: a window may end in it (relabels come from earlier
-            # rollouts, but their windows reach up to the newest step written).
+            # Write this rollout first, as the pool's liveness check assumes: windows whose steps
+            # it overwrites (the oldest in the ring) were not sampled.
             replay = replay_write(r.replay, r.update * cfg.num_steps, traj.obs, traj.action)
             rl_traj, rl_targets = relabeled(r.replace(replay=replay), rb)
             # Targets are computed per window; minibatches ignore time, so re-split into columns.

@@ -155,11 +155,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     env = TaskEnv(VecEnv(cfg.num_envs), cfg.max_task_steps)
     per_update = cfg.num_envs * algo_cfg.num_steps
     num_updates = math.ceil(cfg.steps / per_update)
-    hs = _hindsight(cfg, encoder) if cfg.relabel != "none" else None
     try:
         init, update, act = ALGOS[cfg.algo].make(algo_cfg, env, PRESETS[cfg.network], num_updates, _shapes(cfg))
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    hs = _hindsight(cfg, encoder) if cfg.relabel != "none" else None
 
     bank, weights, emb, hit = hs.initial() if hs else _baseline_tasks(cfg, suite, encoder)
     runner = jax.jit(init)(jax.random.PRNGKey(cfg.seed), bank, weights, emb, hit)
