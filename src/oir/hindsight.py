@@ -29,7 +29,7 @@ import numpy as np
 from oir.buffer import InstructionBuffer
 from oir.events import ACHIEVEMENTS, NUM_EVENTS
 from oir.narrate import EVENT_TEXTS, nearby_from_obs
-from oir.relabel import AsyncRelabeler, Relabeler, similarity_hits
+from oir.relabel import BELOW_DELTA, FLAW_REASONS, AsyncRelabeler, Relabeler, similarity_hits
 from oir.segments import RelabelBatch, RelabelPool, SegmentTracker
 from oir.tasks import MAX_COUNT, Clause, TaskBank, TaskSpec
 
@@ -177,7 +177,8 @@ class Hindsight:
     # -- reporting ------------------------------------------------------------------------
     def metrics(self, wall_s: float) -> dict[str, float]:
         c = self.counts
-        flawed = {k: v for k, v in c.items() if k.startswith("flawed_")}
+        reasons = (*FLAW_REASONS, BELOW_DELTA) if self.event_emb is not None else FLAW_REASONS
+        flawed = {f"flawed_{r}": c[f"flawed_{r}"] for r in reasons}  # every reason, zeros included
         out = {
             "relabel_segments": c["segments"],
             "relabel_segments_quiet": c["segments_quiet"],
