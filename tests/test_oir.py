@@ -91,7 +91,8 @@ def test_llm_run_survives_adversarial_server_and_never_rewards_a_flaw(tmp_path):
     server.respond = adversarial(server)
     try:
         out, summary, _rows = run(tmp_path, "llm", "--relabel", "llm", "--llm-url", server.url,
-                                 "--llm-timeout", "0.5", "--llm-batch", "1")
+                                 "--llm-timeout", "0.5", "--llm-batch", "1",
+                                  "--llm-cache", str(tmp_path / "llm-cache.sqlite"))
     finally:
         server.stop()
     rel = summary["relabeling"]
@@ -112,7 +113,7 @@ def test_llm_run_survives_adversarial_server_and_never_rewards_a_flaw(tmp_path):
 def test_llm_unreachable_gives_one_line_and_trains_on_or_refuses(tmp_path, capsys):
     dead = "http://127.0.0.1:9/v1"  # the discard port: nothing listens
     _out, summary, _ = run(tmp_path, "down", "--relabel", "llm", "--llm-url", dead, "--llm-timeout", "0.2",
-                          "--steps", str(8 * 16 * 4))
+                          "--steps", str(8 * 16 * 4), "--llm-cache", "off")
     err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("oir:")]
     assert len(err) == 1 and "does not answer" in err[0] and "training goes on" in err[0]
     assert summary["relabeling"]["relabel_verified"] == 0

@@ -56,6 +56,7 @@ class TrainConfig:
     llm_required: bool = False  # refuse to start when the LLM server does not answer
     llm_timeout: float = 30.0  # seconds per LLM request before it is retried
     llm_batch: int = 8  # segments narrated into one LLM request
+    llm_cache: str = ""  # reply cache (SQLite): "" for ~/.cache/oir/llm_cache.sqlite, "off" for none
     steps: int = 1_000_000  # env steps
     num_envs: int = 64
     seed: int = 0
@@ -240,7 +241,8 @@ def _make_relabeler(cfg: TrainConfig):
 
     try:
         relabeler = make_llm_relabeler(cfg.llm_url, cfg.llm_model, cfg.llm_api_key_env or None,
-                                       timeout=cfg.llm_timeout, batch_size=cfg.llm_batch)
+                                       timeout=cfg.llm_timeout, batch_size=cfg.llm_batch,
+                                       use_cache=cfg.llm_cache != "off", cache_path=cfg.llm_cache or None)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     reason = check_reachable(cfg.llm_url)
