@@ -90,13 +90,14 @@ def test_llm_run_survives_adversarial_server_and_never_rewards_a_flaw(tmp_path):
     server = LLMServer().start()
     server.respond = adversarial(server)
     try:
-        out, summary, _rows = run(tmp_path, "llm", "--relabel", "llm", "--llm-url", server.url,
+        out, summary, _rows = run(tmp_path, "llm", "--relabel", "llm", "--llm-url", server.url, "--llm-model", "test-model",
                                  "--llm-timeout", "0.5", "--llm-batch", "1",
                                   "--llm-cache", str(tmp_path / "llm-cache.sqlite"))
     finally:
         server.stop()
     rel = summary["relabeling"]
     assert summary["relabeler"] == "LLM relabeler"
+    assert "test-model" in summary["llm"] and "relabel_v1" in summary["llm"]
     # The 500s and the slow replies were retried: more requests reached the server than calls succeeded.
     assert rel["llm_calls"] >= 3 and len(server.calls) > rel["llm_calls"] + rel["llm_errors"]
     assert counts_add_up(rel)

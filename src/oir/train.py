@@ -206,6 +206,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
 
     summary = {"env_steps": num_updates * per_update, "wall_s": time.perf_counter() - start,
                "relabeler": RELABELER_NAMES.get(cfg.relabel, "none"), "reward": cfg.reward}
+    if hs and hasattr(hs.relabeler, "describe"):
+        summary["llm"] = hs.relabeler.describe()  # model, server and prompt version
     if hs:
         summary["relabeling"] = hs.metrics(summary["wall_s"])
     if cfg.eval_episodes > 0:
