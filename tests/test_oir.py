@@ -168,3 +168,20 @@ def test_rows_the_worker_added_are_not_drawn_before_their_spec_reaches_the_devic
         assert w[row] > 0 and w[FREE_PLAY_ROW] == pytest.approx(w[row] * 0.1 / 0.9)
     finally:
         hs.worker.close()
+
+
+def test_training_time_evaluation_writes_curves_into_metrics(tmp_path):
+    suite = tmp_path / "tiny.jsonl"
+    alive = {"all": [{"counter": "health", "at_least": 1}]}  # holds after one step, whatever the agent does
+    diamonds = {"all": [{"counter": "collect_diamond", "at_least": 9}]}  # never, in a few steps
+    suite.write_text("\n".join(json.dumps(x) for x in [
+        {"id": "alive", "text": "stay alive", "task": alive, "split": "test", "category": "easy"},
+        {"id": "gems", "text": "collect nine diamonds", "task": diamonds, "split": "train", "category": "hard"},
+    ]) + "\n")
+    _, _, rows = run(tmp_path, "during", "--relabel", "narrator", "--eval-suite", str(suite),
+                     "--eval-every", str(8 * 16 * 8), "--eval-max-steps", "8")
+    evaluated = [r["env_steps"] for r in rows if "eval_success_all" in r]
+    assert evaluated == [8 * 16 * 8, 8 * 16 * 16]  # after 8 and 16 updates; the final one is in summary.json
+    for r in rows:
+        if "eval_success_all" in r:
+            assert r["eval_success_test"] == 1.0 and r["eval_success_train"] == 0.0 and r["eval_coverage"] == 0.5

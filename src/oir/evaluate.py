@@ -44,12 +44,14 @@ class LineResult:
         return self.successes / max(self.episodes, 1)
 
 
-def _make_chunk(env: VecEnv, policy: Policy, chunk: int, max_steps: int):
-    def run(carry, bank, line):
+def _make_chunk(env: VecEnv, policy: Callable, chunk: int, max_steps: int):
+    """A jitted ``chunk``-step advance of every episode; ``policy(params, key, obs, line)``."""
+
+    def run(carry, bank, line, params):
         def body(c, key):
             vec, obs, prog, ended, won, won_at = c
             k_act, k_env = jax.random.split(key)
-            action = policy(k_act, obs, line)
+            action = policy(params, k_act, obs, line)
             obs, vec, world = env.step(k_env, vec, action)
             prog, success, fail, _ = jax.vmap(tasks.progress_step)(bank, prog, world.events, world.levels)
             live = ~ended
@@ -65,6 +67,11 @@ def _make_chunk(env: VecEnv, policy: Policy, chunk: int, max_steps: int):
         return (key, *carry)
 
     return jax.jit(run)
+
+
+# Compiled chunks of TextPolicy runs, by (envs, act, chunk, max_steps): an evaluation repeated
+# during training with new parameters reuses its compile.
+_CHUNKS: dict[tuple, Callable] = {}
 
 
 def run_suite(
@@ -89,9 +96,16 @@ def run_suite(
     obs, vec = jax.jit(env.reset)(k_reset)
     zeros = jnp.zeros(n, bool)
     carry = (key, vec, obs, tasks.progress_init((n,)), zeros, zeros, jnp.zeros(n, jnp.int32))
-    step_chunk = _make_chunk(env, policy, chunk, max_steps)
+    if isinstance(policy, TextPolicy):
+        key_ = (n, policy.act, chunk, max_steps)
+        if key_ not in _CHUNKS:
+            act = policy.act
+            _CHUNKS[key_] = _make_chunk(env, lambda pe, k, o, ln: act(pe[0], k, o, pe[1][ln]), chunk, max_steps)
+        step_chunk, params = _CHUNKS[key_], (policy.params, policy.emb)
+    else:
+        step_chunk, params = _make_chunk(env, lambda _, k, o, ln: policy(k, o, ln), chunk, max_steps), ()
     for _ in range(-(-max_steps // chunk)):
-        carry = step_chunk(carry, bank, line)
+        carry = step_chunk(carry, bank, line, params)
         if bool(carry[4].all()):
             break
     won, won_at = np.asarray(carry[5]), np.asarray(carry[6])
@@ -168,14 +182,25 @@ def report(results: Sequence[LineResult]) -> dict:
     }
 
 
-def text_policy(act: Callable, params, emb) -> Policy:
+@dataclass(frozen=True)
+class TextPolicy:
+    """A learner's ``act`` with its parameters and the embedding of every line's text.
+
+    Callable like any :data:`Policy`; :func:`run_suite` passes ``params`` and ``emb`` to its
+    compiled step as arguments, so new parameters do not recompile it.
+    """
+
+    act: Callable
+    params: object
+    emb: jax.Array
+
+    def __call__(self, key, obs, line):
+        return self.act(self.params, key, obs, self.emb[line])
+
+
+def text_policy(act: Callable, params, emb) -> TextPolicy:
     """A suite-run policy from a learner's ``act`` and the embedding of every line's text."""
-    emb = jnp.asarray(emb)
-
-    def policy(key, obs, line):
-        return act(params, key, obs, emb[line])
-
-    return policy
+    return TextPolicy(act, params, jnp.asarray(emb))
 
 
 def policy_from_run(run_dir, texts: Sequence[str]) -> Policy:

@@ -67,6 +67,8 @@ class TrainConfig:
     max_task_steps: int = 500  # an instruction without success or failure times out here
     eval_episodes: int = 1  # episodes per suite line in the final evaluation (0: skip)
     eval_max_steps: int = 500
+    eval_suite: Path | None = None  # evaluate during training on this suite (all its lines)...
+    eval_every: int = 0  # ...every this many env steps (0: only the final evaluation)
     pqn: pqn.PQNConfig = field(default_factory=pqn.PQNConfig)
     ppo: ppo.PPOConfig = field(default_factory=ppo.PPOConfig)
     relabeling: RelabelingConfig = field(default_factory=RelabelingConfig)
@@ -82,6 +84,8 @@ def load_config(path: Path) -> TrainConfig:
     nested = {"pqn": pqn.PQNConfig(**raw.pop("pqn")), "ppo": ppo.PPOConfig(**raw.pop("ppo")),
               "relabeling": RelabelingConfig(**raw.pop("relabeling", {}))}
     paths = {k: Path(raw.pop(k)) for k in ("out", "suite")}
+    if raw.get("eval_suite") is not None:
+        paths["eval_suite"] = Path(raw.pop("eval_suite"))
     return TrainConfig(**raw, **nested, **paths)
 
 
@@ -110,6 +114,8 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.max_task_steps >= 1, f"--max-task-steps must be at least 1, got {cfg.max_task_steps}")
     need(cfg.eval_episodes >= 0 and cfg.eval_max_steps >= 1, "--eval-episodes must be >= 0 and --eval-max-steps >= 1")
     need(cfg.suite.is_file(), f"suite file not found: {cfg.suite}")
+    need(cfg.eval_every >= 0, f"--eval-every must be >= 0, got {cfg.eval_every}")
+    need(cfg.eval_suite is None or cfg.eval_suite.is_file(), f"eval suite file not found: {cfg.eval_suite}")
 
 
 class RunLog:
@@ -171,6 +177,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     start = time.perf_counter()
 
     first_wall = []  # when the first update (which includes the compile) finished
+    during = _during_eval(cfg, encoder, act) if cfg.eval_every else None
+    evals: dict = {}  # the latest training-time evaluation, merged into the next metrics row
 
     def finish(u: int, metrics, chunk) -> None:
         """Host work on a finished update, while the device runs the next one."""
@@ -183,13 +191,16 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         if hs:
             hs.observe(chunk, steps)
         row = {"update": u + 1, "env_steps": steps, "sps": sps, "wall_s": wall,
-               **{k: float(v) for k, v in metrics.items()}, **(hs.metrics(wall) if hs else {})}
+               **{k: float(v) for k, v in metrics.items()}, **(hs.metrics(wall) if hs else {}), **evals}
+        evals.clear()
         log.write(row)
         bar.advance(steps, row)
 
     try:
         pending = None
         for u in range(num_updates):
+            if during and u and (u * per_update) // cfg.eval_every > ((u - 1) * per_update) // cfg.eval_every:
+                evals.update(during(runner.train.params))  # the parameters after u updates
             rb = hs.next_batch(u, algo_cfg.num_steps) if hs else None
             runner, metrics, chunk = update(runner, rb)
             if pending:
@@ -219,6 +230,23 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         (out / "results.json").write_text(json.dumps(rep, indent=1))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _during_eval(cfg: TrainConfig, encoder, act):
+    """``params -> metrics`` for training-time evaluation: the same code as ``oir eval``."""
+    from oir.evaluate import summarize
+
+    lines = load_suite(cfg.eval_suite or cfg.suite)
+    emb = encoder.encode([x.text for x in lines])
+
+    def run(params) -> dict[str, float]:
+        results = run_suite(lines, text_policy(act, params, emb), episodes=max(cfg.eval_episodes, 1),
+                            max_steps=cfg.eval_max_steps, seed=cfg.seed + 20_000)
+        by_split = summarize(results, "split")
+        out = {f"eval_success_{name}": rate for name, _, _, rate in by_split.rows}
+        return {**out, "eval_coverage": by_split.coverage}
+
+    return run
 
 
 def _shapes(cfg: TrainConfig) -> RelabelShapes | None:
