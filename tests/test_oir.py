@@ -18,6 +18,7 @@ from oir.cli import main
 from oir.events import COUNTERS, NUM_EVENTS
 from oir.narrate import EVENT_TEXTS, PHRASES
 from oir.relabel import first_similar_step, similarity_hits
+from oir.segments import load_segments
 from oir.tasks import parse_spec
 
 # 8 envs x 16 steps per update, 24 updates; instructions time out after 32 steps.
@@ -42,12 +43,14 @@ def counts_add_up(r: dict) -> bool:
 
 
 def test_narrator_run_grows_verified_instructions(tmp_path, capsys):
-    out, summary, rows = run(tmp_path, "narrator", "--relabel", "narrator")
+    out, summary, rows = run(tmp_path, "narrator", "--relabel", "narrator", "--relabeling.save-segments", "6")
     rel = summary["relabeling"]
     assert summary["relabeler"].startswith("narrator relabeler") and "not a language model" in summary["relabeler"]
     assert "LLM" not in summary["relabeler"]
     assert rel["relabel_verified"] > 0 and rel["relabel_flawed"] == 0 and counts_add_up(rel)
     assert rel["unique_instructions"] == len(instructions(out)) > 0
+    saved = load_segments(out / "segments.npz")
+    assert len(saved) == 6 and all(s.events[:, :22].any() for s in saved)  # eventful segments only
     assert rows[-1]["relabel_windows_added"] > 0 and max(r["relabel_windows"] for r in rows) > 0
     for key in ("relabel_wall_frac", "relabel_worker_frac", "unique_instructions", "relabel_proposed"):
         assert key in rows[-1]
@@ -185,3 +188,42 @@ def test_training_time_evaluation_writes_curves_into_metrics(tmp_path):
     for r in rows:
         if "eval_success_all" in r:
             assert r["eval_success_test"] == 1.0 and r["eval_success_train"] == 0.0 and r["eval_coverage"] == 0.5
+
+
+def test_oir_relabel_on_saved_segments(tmp_path, capsys):
+    from test_relabel import segment_with
+
+    from oir.segments import save_segments
+
+    segs = [segment_with({3: ["collect_wood"], 7: ["collect_sapling"]}), segment_with({2: ["wake_up"]}, length=5)]
+    path = tmp_path / "segments.npz"
+    save_segments(path, segs)
+    back = load_segments(path)
+    assert [s.length for s in back] == [30, 5] and (back[0].events == segs[0].events).all()
+    assert (back[1].levels == segs[1].levels).all() and (back[1].nearby == segs[1].nearby).all()
+
+    capsys.readouterr()
+    assert main(["relabel", "--segments", str(path), "--out", str(tmp_path / "n.jsonl")]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "narrator relabeler" in text and "flawed 0" in text
+    lines = [json.loads(x) for x in (tmp_path / "n.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 and all(len(x["verified"]) == x["proposed"] > 0 for x in lines)
+
+    server = LLMServer().start()
+    server.respond = adversarial(server)
+    try:
+        assert main(["relabel", "--segments", str(path), "--relabeler", "llm", "--llm-url", server.url,
+                     "--llm-cache", "off", "--out", str(tmp_path / "l.jsonl")]) == 0
+    finally:
+        server.stop()
+    lines = [json.loads(x) for x in (tmp_path / "l.jsonl").read_text().splitlines()]
+    assert sum(x["proposed"] for x in lines) == sum(len(x["verified"]) + sum(x["flawed"].values()) for x in lines)
+    assert any(x["flawed"].get("does-not-hold") for x in lines)  # the diamond that was never mined
+    assert all(v["task"]["all"][0]["counter"] != "collect_diamond" for x in lines for v in x["verified"])
+
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    capsys.readouterr()
+    assert main(["relabel", "--segments", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"oir: error: {bad}: not a segments file")

@@ -68,6 +68,25 @@ class Eval:
 
 
 @dataclass
+class Relabel:
+    """Run a relabeler and the verification on saved segments, without training.
+
+    Segments come from `oir train --relabel ... --relabeling.save-segments K` (DIR/segments.npz).
+    Prints proposed, verified and flawed counts by reason; `--out` gets one JSON line per segment.
+    """
+
+    segments: Path
+    relabeler: Literal["narrator", "llm"] = "narrator"
+    llm_url: str = ""
+    llm_model: str = "default"
+    llm_api_key_env: str = ""
+    llm_timeout: float = 30.0
+    llm_batch: int = 8
+    llm_cache: str = ""  # "" for ~/.cache/oir/llm_cache.sqlite, "off" for none
+    out: Path | None = None
+
+
+@dataclass
 class TasksList:
     """Print the counter vocabulary that task specs may use."""
 
@@ -95,6 +114,7 @@ Command = (
     Annotated[Demo, tyro.conf.subcommand("demo")]
     | Annotated[TrainConfig, tyro.conf.subcommand("train")]
     | Annotated[Eval, tyro.conf.subcommand("eval")]
+    | Annotated[Relabel, tyro.conf.subcommand("relabel")]
     | Annotated[Tasks, tyro.conf.subcommand("tasks")]
 )
 
@@ -217,6 +237,57 @@ def eval_cmd(cfg: Eval, console: Console) -> int:
     return _suite_run(console, lines, policy, f"oir eval: {cfg.run}", cfg)
 
 
+def relabel_cmd(cfg: Relabel, console: Console) -> int:
+    from collections import Counter
+
+    from oir.narrate import narrate
+    from oir.relabel import FLAW_REASONS, NarratorRelabeler, verify
+    from oir.segments import load_segments
+
+    try:
+        segments = load_segments(cfg.segments)
+    except (ValueError, FileNotFoundError) as e:
+        raise CliError(str(e)) from None
+    if cfg.relabeler == "narrator":
+        relabeler, who = NarratorRelabeler(), "narrator relabeler (rule-based, offline; not a language model)"
+    else:
+        if not cfg.llm_url:
+            raise CliError("--relabeler llm needs --llm-url (an OpenAI-compatible server)")
+        from oir.llm import check_reachable, make_llm_relabeler
+
+        try:
+            relabeler = make_llm_relabeler(cfg.llm_url, cfg.llm_model, cfg.llm_api_key_env or None,
+                                           timeout=cfg.llm_timeout, batch_size=cfg.llm_batch,
+                                           use_cache=cfg.llm_cache != "off", cache_path=cfg.llm_cache or None)
+        except ValueError as e:
+            raise CliError(str(e)) from None
+        reason = check_reachable(cfg.llm_url)
+        if reason is not None:
+            raise CliError(f"LLM server {cfg.llm_url} does not answer ({reason})")
+        who = relabeler.describe()
+    t0 = time.perf_counter()
+    proposals = relabeler.propose_batch(segments)
+    flawed: Counter = Counter()
+    lines, verified = [], 0
+    for seg, props in zip(segments, proposals, strict=True):
+        kept, bad = verify(seg, props)
+        flawed += bad
+        verified += len(kept)
+        lines.append({"narration": narrate(seg), "proposed": len(props),
+                      "verified": [{"text": r.text, "task": r.spec.to_json(), "step": r.step} for r in kept],
+                      "flawed": dict(bad)})
+    proposed = sum(x["proposed"] for x in lines)
+    console.print(f"[bold]oir relabel[/]: {who} on {len(segments)} segments in {time.perf_counter() - t0:.1f} s")
+    console.print(f"proposed {proposed}, verified {verified}, flawed {sum(flawed.values())}: "
+                  + ", ".join(f"{r} {flawed[r]}" for r in FLAW_REASONS))
+    for k, v in relabeler.stats().items():
+        console.print(f"{k}: {v:g}")
+    if cfg.out is not None:
+        _write(cfg.out, "".join(json.dumps(x) + "\n" for x in lines))
+        console.print(f"per-segment results written to {cfg.out}")
+    return 0
+
+
 def train_cmd(cfg: TrainConfig, console: Console) -> int:
     from oir.train import train
 
@@ -256,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
             return train_cmd(cmd, console)
         if isinstance(cmd, Eval):
             return eval_cmd(cmd, console)
+        if isinstance(cmd, Relabel):
+            return relabel_cmd(cmd, console)
         if isinstance(cmd.cmd, TasksList):
             tasks_list(console)
             return 0

@@ -30,7 +30,7 @@ from oir.buffer import InstructionBuffer
 from oir.events import ACHIEVEMENTS, NUM_EVENTS
 from oir.narrate import EVENT_TEXTS, nearby_from_obs
 from oir.relabel import BELOW_DELTA, FLAW_REASONS, AsyncRelabeler, Relabeler, similarity_hits
-from oir.segments import RelabelBatch, RelabelPool, SegmentTracker
+from oir.segments import RelabelBatch, RelabelPool, SegmentTracker, save_segments
 from oir.tasks import MAX_COUNT, Clause, TaskBank, TaskSpec
 
 FREE_PLAY_TEXT = "Explore the world and survive."
@@ -50,6 +50,7 @@ class RelabelingConfig:
     pool: int = 65536  # most recent relabels kept for sampling windows
     worker_batch: int = 64  # segments per relabeler call in the worker
     sync_every: int = 4  # updates between pushes of new instructions and weights to the device
+    save_segments: int = 0  # keep a uniform sample of this many eventful segments: DIR/segments.npz
 
 
 class Hindsight:
@@ -83,6 +84,7 @@ class Hindsight:
         self.emb[FREE_PLAY_ROW] = encoder.encode([FREE_PLAY_TEXT])[0]
         self.hit = None if self.event_emb is None else np.zeros((cfg.capacity, NUM_EVENTS), bool)
         self.syncs = 0
+        self.kept: list = []  # segments sampled for --relabeling.save-segments
         # Rows whose spec and embedding are on the device: the worker adds rows at any time, and a
         # row drawn before its spec arrives would be an empty (instantly true) task.
         self.on_device = np.zeros(cfg.capacity, bool)
@@ -124,10 +126,23 @@ class Hindsight:
         self.counts["segments"] += len(infos)
         self.counts["segments_quiet"] += len(infos) - len(eventful)
         self.env_steps = env_steps
+        self._keep(eventful)
         self.worker.submit(eventful)
         for res in self.worker.drain():
             self._take(res)
         self.host_s += time.perf_counter() - t0
+
+    def _keep(self, infos: list) -> None:
+        """Reservoir sampling: every eventful segment of the run is equally likely to be kept."""
+        k = self.cfg.save_segments
+        for info in infos if k else ():
+            self.counts["eventful_seen"] += 1
+            if len(self.kept) < k:
+                self.kept.append(info.segment)
+            else:
+                j = int(self.rng.integers(self.counts["eventful_seen"]))
+                if j < k:
+                    self.kept[j] = info.segment
 
     def _to_buffer(self, results: list) -> None:
         """In the worker thread: add a batch's verified relabels to the buffer (one encoder call)."""
@@ -207,3 +222,5 @@ class Hindsight:
         for res in self.worker.drain():
             self._take(res)
         self.buffer.save(out_dir / "instructions.jsonl")
+        if self.cfg.save_segments:
+            save_segments(out_dir / "segments.npz", self.kept)

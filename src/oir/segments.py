@@ -170,3 +170,46 @@ class RelabelPool:
         valid = np.arange(batch) < len(pick)
         cols = {k: out[:, j].astype(np.int32) for j, k in enumerate(("env", "start", "end", "task"))}
         return {**cols, "valid": valid}, len(live)
+
+
+def save_segments(path, segments: list[Segment]) -> None:
+    """Write segments to one ``.npz`` (concatenated arrays plus lengths), atomically."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path)
+    lengths = np.array([s.length for s in segments], np.int64)
+    empty = np.zeros((0, NUM_EVENTS), np.int8)
+    arrays = {
+        "lengths": lengths,
+        "ended": np.array([s.ended for s in segments], bool),
+        "events": np.concatenate([s.events for s in segments]).astype(np.int16) if segments else empty,
+        "levels": np.concatenate([s.levels for s in segments]).astype(np.int16) if segments else np.zeros((0, NUM_LEVELS)),
+        "nearby": np.concatenate([s.nearby for s in segments]) if segments else np.zeros((0, NUM_NEARBY), bool),
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+    with os.fdopen(fd, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    os.replace(tmp, path)
+
+
+def load_segments(path) -> list[Segment]:
+    """Segments saved by :func:`save_segments`; ValueError (one line) for anything else."""
+    try:
+        with np.load(path) as z:
+            lengths, ended = z["lengths"], z["ended"]
+            events, levels, nearby = z["events"], z["levels"], z["nearby"]
+    except (OSError, KeyError, ValueError) as e:
+        raise ValueError(f"{path}: not a segments file ({type(e).__name__}: {e})") from None
+    if events.shape[0] != lengths.sum() or levels.shape[0] != lengths.sum() + len(lengths):
+        raise ValueError(f"{path}: segment arrays do not add up to the stored lengths")
+    out, e0, l0 = [], 0, 0
+    try:
+        for n, end in zip(lengths.tolist(), ended.tolist(), strict=True):
+            out.append(Segment(events[e0:e0 + n].astype(np.int32), levels[l0:l0 + n + 1].astype(np.int32),
+                               nearby[l0:l0 + n + 1].astype(bool), bool(end)))
+            e0, l0 = e0 + n, l0 + n + 1
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    return out

@@ -105,6 +105,7 @@ def validate(cfg: TrainConfig) -> None:
     need(rl.history > cfg.max_task_steps, f"--relabeling.history ({rl.history}) must exceed --max-task-steps ({cfg.max_task_steps})")
     need(1 <= rl.window <= rl.history, f"--relabeling.window must be in [1, history], got {rl.window}")
     need(rl.batch >= 0 and rl.capacity >= 2 and rl.pool >= 1, "--relabeling.batch >= 0, capacity >= 2 and pool >= 1")
+    need(rl.save_segments >= 0, f"--relabeling.save-segments must be >= 0, got {rl.save_segments}")
     need(rl.sync_every >= 1 and rl.worker_batch >= 1, "--relabeling.sync-every and --relabeling.worker-batch must be >= 1")
     need(0.0 <= rl.free_play < 1.0, f"--relabeling.free-play must be in [0, 1), got {rl.free_play}")
     need(cfg.encoder in ENCODERS, f"unknown --encoder {cfg.encoder!r} (choose from {', '.join(ENCODERS)})")
