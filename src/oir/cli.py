@@ -253,15 +253,9 @@ def relabel_cmd(cfg: Relabel, console: Console) -> int:
     else:
         if not cfg.llm_url:
             raise CliError("--relabeler llm needs --llm-url (an OpenAI-compatible server)")
-        from oir.llm import check_reachable, make_llm_relabeler
+        from oir.train import llm_relabeler
 
-        try:
-            relabeler = make_llm_relabeler(cfg.llm_url, cfg.llm_model, cfg.llm_api_key_env or None,
-                                           timeout=cfg.llm_timeout, batch_size=cfg.llm_batch,
-                                           use_cache=cfg.llm_cache != "off", cache_path=cfg.llm_cache or None)
-        except ValueError as e:
-            raise CliError(str(e)) from None
-        reason = check_reachable(cfg.llm_url)
+        relabeler, reason = llm_relabeler(cfg)
         if reason is not None:
             raise CliError(f"LLM server {cfg.llm_url} does not answer ({reason})")
         who = relabeler.describe()

@@ -265,9 +265,9 @@ def _baseline_tasks(cfg: TrainConfig, suite, encoder):
     return TaskBank.from_specs([x.spec for x in train_lines]), None, encoder.encode([x.text for x in train_lines]), None
 
 
-def _make_relabeler(cfg: TrainConfig):
-    if cfg.relabel == "narrator":
-        return NarratorRelabeler()
+def llm_relabeler(cfg):
+    """The LLM relabeler for any config with ``llm_*`` fields, and why its server does not answer
+    (None when it does). ConfigError for a bad URL or an unset key variable."""
     from oir.llm import check_reachable, make_llm_relabeler
 
     try:
@@ -276,7 +276,13 @@ def _make_relabeler(cfg: TrainConfig):
                                        use_cache=cfg.llm_cache != "off", cache_path=cfg.llm_cache or None)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    reason = check_reachable(cfg.llm_url)
+    return relabeler, check_reachable(cfg.llm_url)
+
+
+def _make_relabeler(cfg: TrainConfig):
+    if cfg.relabel == "narrator":
+        return NarratorRelabeler()
+    relabeler, reason = llm_relabeler(cfg)
     if reason is not None:
         if cfg.llm_required:
             raise ConfigError(f"LLM server {cfg.llm_url} does not answer ({reason}) and --llm-required is set")
