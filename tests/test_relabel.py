@@ -8,9 +8,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from oir.buffer import normalize_text
 from oir.events import ACHIEVEMENTS, COUNTER_INDEX, LEVEL_NAMES, NUM_EVENTS, NUM_LEVELS, PLACEMENTS
 from oir.narrate import NUM_NEARBY, Segment
-from oir.relabel import NarratorRelabeler, _normal, verify
+from oir.relabel import NarratorRelabeler, verify
 from oir.suites import STANDARD_SUITE, load_suite
 
 
@@ -78,13 +79,13 @@ def test_narrator_never_proposes_a_flawed_relabel(events_at):
 
 
 def test_narrator_grammar_never_copies_suite_texts():
-    suite = {_normal(x.text) for x in load_suite(STANDARD_SUITE)}
+    suite = {normalize_text(x.text) for x in load_suite(STANDARD_SUITE)}
     rng = np.random.default_rng(0)
     narrator = NarratorRelabeler(max_proposals=50)
     texts = set()
     for _ in range(300):
         events_at = {int(t): list(rng.choice(list(ACHIEVEMENTS) + list(PLACEMENTS), size=rng.integers(1, 3)))
                      for t in rng.integers(1, 40, size=rng.integers(1, 6))}
-        texts |= {_normal(p["text"]) for p in narrator.propose(segment_with(events_at, 40))}
+        texts |= {normalize_text(p["text"]) for p in narrator.propose(segment_with(events_at, 40))}
     assert len(texts) > 300
     assert not texts & suite

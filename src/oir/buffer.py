@@ -121,7 +121,7 @@ def clean_text(text: str) -> str:
 def normalize_text(text: str) -> str:
     """Lower-case words and digits joined by single spaces; the key for exact-text duplicates.
 
-    The same rule :func:`oir.relabel.verify` uses to drop duplicates within one segment.
+    Also what :func:`oir.relabel.verify` uses to drop duplicates within one segment.
     """
     return " ".join(_WORD.findall(text.lower()))
 

@@ -16,7 +16,6 @@ import hashlib
 import json
 import queue
 import random
-import re
 import threading
 import time
 from collections import Counter
@@ -27,6 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from oir.buffer import normalize_text
 from oir.events import ACHIEVEMENTS, COUNTER_INDEX, PLACEMENTS
 from oir.narrate import Segment
 from oir.tasks import SpecError, TaskSpec, first_success, parse_spec
@@ -73,10 +73,6 @@ class Relabel:
     step: int
 
 
-def _normal(text: str) -> str:
-    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
-
-
 def verify(
     segment: Segment, proposals: list[Any], reward_step: Callable[[str, TaskSpec], int | None] | None = None
 ) -> tuple[list[Relabel], Counter]:
@@ -103,14 +99,14 @@ def verify(
         except SpecError as e:
             flawed["unknown-counter" if "unknown counter" in e.message else "malformed-json"] += 1
             continue
-        if _normal(text) in seen_text or spec.key() in seen_spec:
+        if normalize_text(text) in seen_text or spec.key() in seen_spec:
             flawed["duplicate"] += 1
             continue
         step = first_success(spec, counters) if reward_step is None else reward_step(text, spec)
         if step is None:
             flawed["does-not-hold" if reward_step is None else BELOW_DELTA] += 1
             continue
-        seen_text.add(_normal(text))
+        seen_text.add(normalize_text(text))
         seen_spec.add(spec.key())
         kept.append(Relabel(text.strip(), spec, step))
     return kept, flawed
@@ -366,7 +362,7 @@ class AsyncRelabeler:
             hits = {t: (self.event_emb @ e) >= self.delta for t, e in emb.items()}
             step = partial(_similar_step, info.segment, hits)
             kept, flawed = verify(info.segment, props, step)
-            counters = info.segment.counters()
+            counters = info.segment.counters() if kept else None
             unsupported = sum(first_success(r.spec, counters) is None for r in kept)
             results.append(RelabelResult(info, kept, flawed, len(props), unsupported))
         if self.encoder is not None:
