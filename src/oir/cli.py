@@ -63,7 +63,7 @@ class Eval:
     episodes: int = 4  # fresh worlds per suite line
     max_steps: int = 1000  # episode cap for tasks without a `within` budget
     seed: int = 0
-    by: Literal["category", "split"] = "category"  # rows of the table
+    by: Literal["category", "split", "task"] = "category"  # rows of the table
     out: Path | None = None  # results JSON: per line, per task, category, split, coverage, gap
 
 
@@ -108,6 +108,7 @@ class Tasks:
     )
 
 
+from oir.compare import CompareConfig  # noqa: E402
 from oir.train import TrainConfig  # noqa: E402
 
 Command = (
@@ -115,6 +116,7 @@ Command = (
     | Annotated[TrainConfig, tyro.conf.subcommand("train")]
     | Annotated[Eval, tyro.conf.subcommand("eval")]
     | Annotated[Relabel, tyro.conf.subcommand("relabel")]
+    | Annotated[CompareConfig, tyro.conf.subcommand("compare")]
     | Annotated[Tasks, tyro.conf.subcommand("tasks")]
 )
 
@@ -164,9 +166,7 @@ def _suite_run(console: Console, lines, policy, who: str, cfg) -> int:
     for name, n_tasks, n_lines, rate in summary.rows:
         table.add_row(name, str(n_tasks), str(n_lines), f"{100 * rate:.1f}%", end_section=name == summary.rows[-2][0])
     console.print(table)
-    gap = "n/a" if summary.paraphrase_gap is None else f"{100 * summary.paraphrase_gap:+.1f} pts"
-    console.print(f"coverage (tasks solved at least once): {100 * summary.coverage:.1f}%   "
-                  f"canonical - paraphrase success: {gap}   wall time: {wall:.0f} s")
+    console.print(f"{summary.describe()}; wall time {wall:.0f} s")
     if cfg.out is not None:
         payload = {"config": {k: str(v) for k, v in asdict(cfg).items()}, **report(results)}
         _write(cfg.out, json.dumps(payload, indent=1))
@@ -214,9 +214,7 @@ def demo(cfg: Demo, console: Console) -> int:
         table.add_row(name, str(n_tasks), str(n_lines), *rates, end_section=i == len(first.rows) - 2)
     console.print(table)
     for name, s in summaries.items():
-        gap = "n/a" if s.paraphrase_gap is None else f"{100 * s.paraphrase_gap:+.1f} pts"
-        console.print(f"{name}: coverage {100 * s.coverage:.1f}% of tasks solved at least once; "
-                      f"canonical - paraphrase success {gap}")
+        console.print(f"{name}: {s.describe()}")
     _write(cfg.out / "results.json", json.dumps({name: report(r) for name, r in results.items()}, indent=1))
     console.print(f"results: {cfg.out / 'results.json'}; metrics: {cfg.out / 'metrics.jsonl'}; "
                   f"instructions: {cfg.out / 'instructions.jsonl'}")
@@ -282,6 +280,18 @@ def relabel_cmd(cfg: Relabel, console: Console) -> int:
     return 0
 
 
+def compare_cmd(cfg: CompareConfig, console: Console, argv: list[str] | None) -> int:
+    import shlex
+
+    from oir.compare import compare
+
+    command = "oir " + shlex.join(sys.argv[1:] if argv is None else argv)
+    report = compare(cfg, say=lambda s: console.print(s, highlight=False), command=command)
+    print(report.read_text().split("\n## ", 2)[1].split("\n", 1)[1])  # plain: markdown tables must not wrap
+    console.print(f"report: {report}")
+    return 0
+
+
 def train_cmd(cfg: TrainConfig, console: Console) -> int:
     from oir.train import train
 
@@ -323,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
             return eval_cmd(cmd, console)
         if isinstance(cmd, Relabel):
             return relabel_cmd(cmd, console)
+        if isinstance(cmd, CompareConfig):
+            return compare_cmd(cmd, console, argv)
         if isinstance(cmd.cmd, TasksList):
             tasks_list(console)
             return 0

@@ -124,13 +124,26 @@ class Summary:
     rows: list[tuple[str, int, int, float]]  # (group, tasks, lines, mean success)
     coverage: float  # fraction of tasks solved at least once
     paraphrase_gap: float | None  # canonical minus paraphrase success over tasks with both
+    paraphrase_ratio: float | None  # paraphrase over canonical success, same tasks (None if 0/0)
+    mean_steps_to_success: float | None
+
+    def describe(self) -> str:
+        """Coverage, the paraphrase figures and steps to success, in one line."""
+        para = "paraphrases: n/a (no task has both)"
+        if self.paraphrase_gap is not None:
+            ratio = "n/a" if self.paraphrase_ratio is None else f"{100 * self.paraphrase_ratio:.0f}%"
+            para = (f"paraphrase success {ratio} of canonical "
+                    f"(canonical - paraphrase {100 * self.paraphrase_gap:+.1f} pts)")
+        steps = "n/a" if self.mean_steps_to_success is None else f"{self.mean_steps_to_success:.0f}"
+        return (f"coverage {100 * self.coverage:.1f}% of tasks solved at least once; {para}; "
+                f"mean steps to success {steps}")
 
 
 def summarize(results: Sequence[LineResult], by: str = "category") -> Summary:
-    """Mean success per ``by`` (a SuiteLine field), overall, coverage and paraphrase gap."""
+    """Mean success per ``by`` (category, split or task), overall, coverage and paraphrase gap."""
     groups: dict[str, list[LineResult]] = defaultdict(list)
     for r in results:
-        groups[getattr(r.line, by)].append(r)
+        groups[getattr(r.line, "task_id" if by == "task" else by)].append(r)
     groups_all = {**dict(sorted(groups.items())), "all": list(results)}
     rows = [
         (name, len({r.line.task_id for r in rs}), len(rs), float(np.mean([r.rate for r in rs])))
@@ -143,10 +156,14 @@ def summarize(results: Sequence[LineResult], by: str = "category") -> Summary:
         solved[r.line.task_id] |= r.successes > 0
         (para if r.line.paraphrase else canon)[r.line.task_id].append(r.rate)
     both = [t for t in canon if t in para]
-    gap = (
-        float(np.mean([np.mean(canon[t]) - np.mean(para[t]) for t in both])) if both else None
-    )
-    return Summary(rows, float(np.mean(list(solved.values()))), gap)
+    gap = ratio = None
+    if both:
+        c, p = (np.array([np.mean(d[t]) for t in both]) for d in (canon, para))
+        gap = float(np.mean(c - p))
+        ratio = float(p.mean() / c.mean()) if c.mean() > 0 else None
+    steps = [x for r in results for x in r.steps_to_success]
+    return Summary(rows, float(np.mean(list(solved.values()))), gap, ratio,
+                   float(np.mean(steps)) if steps else None)
 
 
 def report(results: Sequence[LineResult]) -> dict:
@@ -166,6 +183,7 @@ def report(results: Sequence[LineResult]) -> dict:
         "success_by_category": {name: rate for name, _, _, rate in by_category.rows},
         "coverage": by_split.coverage,
         "paraphrase_gap": by_split.paraphrase_gap,
+        "paraphrase_ratio": by_split.paraphrase_ratio,
         "mean_steps_to_success": steps(results),
         "tasks": [
             {"task_id": t, "category": rs[0].line.category, "lines": len(rs),

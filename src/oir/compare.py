@@ -1,0 +1,394 @@
+"""``oir compare``: train every (method, seed), evaluate each on held-out instructions, write a report.
+
+    oir compare --methods no-relabel,narrator --algo pqn --seeds 0,1 --steps 5000000 --out runs/compare
+
+Each run lives in ``OUT/<method>-s<seed>`` and is an ordinary ``oir train`` run dir, trained with
+training-time evaluation on the suite (``metrics.jsonl`` holds the curves). A finished run (a
+``summary.json``) with the same config is reused, so a comparison can be extended with more seeds
+or methods, or rebuilt after an interruption. Each run is then evaluated with the ``oir eval``
+code on the suite's test split (``eval-<split>.json``), and ``OUT/report.md`` gets the table, the
+success curves and the figures the paper left out: flawed relabels by reason, unique instructions
+and wall-time overhead, all over training.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from oir.suites import STANDARD_SUITE
+from oir.train import ConfigError, TrainConfig, validate
+
+# method -> what it changes in TrainConfig (llm-* need --llm-url)
+METHODS: dict[str, dict] = {
+    "no-relabel": {"relabel": "none"},  # the baseline: trains on the suite's train split
+    "narrator": {"relabel": "narrator", "reward": "verified"},
+    "narrator-similarity": {"relabel": "narrator", "reward": "similarity"},
+    "llm-verified": {"relabel": "llm", "reward": "verified"},
+    "llm-similarity": {"relabel": "llm", "reward": "similarity"},
+}
+LABELS = {
+    "no-relabel": "no-relabel (suite train split)",
+    "narrator": "OIR, narrator relabels, verified reward",
+    "narrator-similarity": "OIR, narrator relabels, similarity reward",
+    "llm-verified": "OIR, LLM relabels, verified reward",
+    "llm-similarity": "OIR, LLM relabels, similarity reward",
+}
+
+
+@dataclass
+class CompareConfig:
+    """Train each method and seed (or reuse finished runs), evaluate on held-out instructions,
+    and write OUT/report.md with a table, curves and the relabeling figures."""
+
+    methods: str = "no-relabel,narrator"  # comma-separated, from METHODS (llm-* need --llm-url)
+    algo: Literal["pqn", "ppo"] = "pqn"
+    seeds: str = "0,1"  # comma-separated
+    steps: int = 5_000_000  # env steps per run
+    out: Path = Path("runs/compare")
+    suite: Path = STANDARD_SUITE  # training-time curves use all its lines; the final eval --split
+    split: Literal["test", "train", "all"] = "test"
+    episodes: int = 4  # final evaluation: fresh worlds per suite line
+    max_steps: int = 1000  # final evaluation: cap for tasks without a `within` budget
+    eval_every: int = 0  # training-time evaluation every this many env steps (0: steps / 10)
+    llm_url: str = ""  # OpenAI-compatible server for the llm-* methods
+    llm_model: str = "default"
+    # Every other training setting; compare sets algo, relabel, reward, steps, seed, out, suite,
+    # the eval_* fields and the LLM url and model of each run itself.
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class Run:
+    method: str
+    seed: int
+    dir: Path
+    summary: dict
+    eval: dict
+    metrics: list[dict]
+
+
+def parse_list(text: str, what: str, cast=str) -> list:
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if not items:
+        raise ConfigError(f"--{what} is empty")
+    try:
+        items = [cast(x) for x in items]
+    except ValueError:
+        raise ConfigError(f"--{what} must be comma-separated {cast.__name__}s, got {text!r}") from None
+    if len(set(items)) != len(items):
+        raise ConfigError(f"--{what} repeats an entry: {text!r}")
+    return items
+
+
+def run_config(cfg: CompareConfig, method: str, seed: int) -> TrainConfig:
+    """The ``oir train`` config of one (method, seed)."""
+    return replace(cfg.train, algo=cfg.algo, steps=cfg.steps, seed=seed, out=cfg.out / f"{method}-s{seed}",
+                   suite=cfg.suite, eval_suite=cfg.suite, eval_every=cfg.eval_every or max(cfg.steps // 10, 1),
+                   eval_episodes=0, llm_url=cfg.llm_url, llm_model=cfg.llm_model,
+                   **{"reward": "verified", **METHODS[method]})
+
+
+def _comparable(tcfg: TrainConfig) -> dict:
+    d = json.loads(json.dumps(asdict(tcfg), default=str))
+    d.pop("out")
+    return d
+
+
+def _ensure_trained(tcfg: TrainConfig, say) -> dict:
+    """Train ``tcfg`` unless its run dir already holds a finished run of the same config."""
+    from oir.train import train
+
+    run = tcfg.out
+    if (run / "summary.json").is_file() and (run / "config.json").is_file():
+        saved = json.loads((run / "config.json").read_text())
+        saved.pop("out", None)
+        want = _comparable(tcfg)
+        differ = sorted(k for k in set(want) | set(saved) if want.get(k) != saved.get(k))
+        if differ:
+            raise ConfigError(f"{run} holds a finished run with another config (differs in: {', '.join(differ)}); "
+                              "use another --out or delete it")
+        say(f"reusing finished run {run}")
+        return json.loads((run / "summary.json").read_text())
+    if run.exists():
+        say(f"{run} holds no finished run: training it from the start")
+    say(f"training {run} ({tcfg.steps:,} env steps)")
+    return train(tcfg, progress=sys.stderr.isatty())
+
+
+def _ensure_evaluated(cfg: CompareConfig, run: Path, say) -> dict:
+    """The run's final evaluation on ``cfg.split`` (the ``oir eval`` code), cached in the run dir."""
+    from oir.evaluate import policy_from_run, report, run_suite
+    from oir.suites import load_suite
+
+    path = run / f"eval-{cfg.split}.json"
+    settings = {"suite": str(cfg.suite), "split": cfg.split, "episodes": cfg.episodes, "max_steps": cfg.max_steps}
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("settings") == settings:
+            return saved
+    lines = load_suite(cfg.suite, None if cfg.split == "all" else [cfg.split])
+    t0 = time.perf_counter()
+    results = run_suite(lines, policy_from_run(run, [x.text for x in lines]), episodes=cfg.episodes,
+                        max_steps=cfg.max_steps, seed=10_000)  # the same worlds for every run
+    rep = {"settings": settings, "wall_s": time.perf_counter() - t0, **report(results)}
+    path.write_text(json.dumps(rep, indent=1))
+    say(f"evaluated {run} on {len(lines)} {cfg.split} lines x {cfg.episodes}: "
+        f"{100 * rep['success_by_split']['all']:.1f}% success")
+    return rep
+
+
+def compare(cfg: CompareConfig, say=print, command: str = "") -> Path:
+    """Train, evaluate and report; returns the path of ``report.md``. ``command`` is the command
+    line the report shows as the one that made it."""
+    methods = parse_list(cfg.methods, "methods")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ConfigError(f"unknown method(s) {', '.join(unknown)} (choose from {', '.join(METHODS)})")
+    seeds = parse_list(cfg.seeds, "seeds", int)
+    if cfg.steps < 1 or cfg.episodes < 1 or cfg.max_steps < 1 or cfg.eval_every < 0:
+        raise ConfigError("--steps, --episodes and --max-steps must be at least 1, --eval-every at least 0")
+    skipped = {}
+    if not cfg.llm_url:
+        for m in [m for m in methods if m.startswith("llm")]:
+            skipped[m] = "needs --llm-url (an OpenAI-compatible server); not run, not faked"
+            say(f"skipping {m}: {skipped[m]}")
+            methods.remove(m)
+    if not methods:
+        raise ConfigError("no method left to run")
+    for m in methods:  # every config is checked before hours of training start
+        for s in seeds:
+            validate(run_config(cfg, m, s))
+    try:
+        cfg.out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot write to --out {cfg.out}: {e.strerror or e}") from None
+
+    runs: list[Run] = []
+    for m in methods:
+        for s in seeds:
+            tcfg = run_config(cfg, m, s)
+            summary = _ensure_trained(tcfg, say)
+            ev = _ensure_evaluated(cfg, tcfg.out, say)
+            rows = [json.loads(x) for x in (tcfg.out / "metrics.jsonl").read_text().splitlines() if x.strip()]
+            runs.append(Run(m, s, tcfg.out, summary, ev, rows))
+    return write_report(cfg, runs, methods, seeds, skipped, command or f"oir.compare.compare({cfg!r})")
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+def _ms(xs, digits: int = 1) -> str:
+    """Mean ± std over seeds (just the value for one seed)."""
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "n/a"
+    return f"{np.mean(xs):,.{digits}f} ± {np.std(xs):,.{digits}f}" if len(xs) > 1 else f"{xs[0]:,.{digits}f}"
+
+
+def _pct(x) -> float | None:
+    return None if x is None else 100 * x
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds: list[int],
+                 skipped: dict[str, str], command: str) -> Path:
+    """``report.md`` and its PNGs in ``cfg.out`` from finished, evaluated runs."""
+    by = {m: [r for r in runs if r.method == m] for m in methods}
+    base = by.get("no-relabel")
+    base_success = np.mean([r.eval["success_by_split"]["all"] for r in base]) if base else None
+    base_wall = np.mean([r.summary["wall_s"] for r in base]) if base else None
+    split = cfg.split
+    md = [f"# oir compare: {', '.join(methods)} ({cfg.algo.upper()}, {len(seeds)} seed(s))", ""]
+    md += ["```", command, "```", ""]
+    md += [f"{cfg.steps:,} env steps per run, {cfg.train.num_envs} envs, encoder {cfg.train.encoder}, "
+           f"seeds {', '.join(map(str, seeds))}; commit {_git_commit()}; {platform.machine()}, "
+           f"{_cpus()} CPU(s), {_device()}. Final evaluation: the {split} split of `{cfg.suite.name}`, "
+           f"{cfg.episodes} episode(s) per line, cap {cfg.max_steps} steps, the same worlds for every run. "
+           "OIR runs never see the suite in training; no-relabel trains on its train split.", ""]
+    md += [f"## Success on the {split} split (mean ± std over seeds)", ""]
+    md += ["| method | success % | × no-relabel | coverage % | paraphrase / canonical % | "
+           "steps to success | unique instructions | flawed relabels % | wall min | steps/s | wall × no-relabel |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for m in methods:
+        rs = by[m]
+        succ = [r.eval["success_by_split"]["all"] for r in rs]
+        rel = [r.summary.get("relabeling") for r in rs]
+        uniq = _ms([x["unique_instructions"] for x in rel]) if all(rel) else "—"
+        flawed = (_ms([100 * x["relabel_flawed"] / max(x["relabel_proposed"], 1) for x in rel])
+                  if all(rel) else "—")
+        walls = [r.summary["wall_s"] for r in rs]
+        md.append(
+            f"| {m} | {_ms([100 * s for s in succ])} "
+            f"| {'' if base_success is None else f'{np.mean(succ) / max(base_success, 1e-9):.2f}'} "
+            f"| {_ms([_pct(r.eval['coverage']) for r in rs])} "
+            f"| {_ms([_pct(r.eval.get('paraphrase_ratio')) for r in rs])} "
+            f"| {_ms([r.eval['mean_steps_to_success'] for r in rs])} | {uniq} | {flawed} "
+            f"| {_ms([w / 60 for w in walls])} | {_ms([r.metrics[-1]['sps'] for r in rs], 0)} "
+            f"| {'' if base_wall is None else f'{np.mean(walls) / base_wall:.2f}'} |")
+    md += ["", "Wall time includes the training-time evaluations (the same for every method). steps/s is "
+           "the training loop's throughput after the first (compiling) update.", ""]
+    cats = sorted({c for r in runs for c in r.eval["success_by_category"] if c != "all"})
+    md += [f"### Per category ({split} split, success %)", "",
+           "| method | " + " | ".join(cats) + " |", "|---|" + "---:|" * len(cats)]
+    for m in methods:
+        md.append(f"| {m} | " + " | ".join(_ms([_pct(r.eval["success_by_category"].get(c)) for r in by[m]])
+                                          for c in cats) + " |")
+    md += [""]
+    for name, title, text in _plots(cfg, by, split):
+        md += [f"## {title}", "", f"![{title}]({name})", "", text, ""]
+    md += ["## Not in this report", ""]
+    for m, why in skipped.items():
+        md.append(f"- {m}: {why}.")
+    md.append("- An ELLM-style baseline (goals suggested up front by an LLM, similarity reward) is not "
+              "implemented.")
+    md.append("")
+    path = cfg.out / "report.md"
+    path.write_text("\n".join(md))
+    (cfg.out / "compare.json").write_text(json.dumps(
+        [{"method": r.method, "seed": r.seed, "dir": str(r.dir), "summary": r.summary,
+          "eval": {k: v for k, v in r.eval.items() if k not in ("lines", "tasks")}} for r in runs], indent=1))
+    return path
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
+
+
+def _device() -> str:
+    import jax
+
+    d = jax.devices()[0]
+    return f"JAX on {d.platform}"
+
+
+def _series(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
+    pts = [(r["env_steps"], r[key]) for r in rows if key in r]
+    if not pts:
+        return np.zeros(0), np.zeros(0)
+    x, y = zip(*pts, strict=True)
+    return np.asarray(x, float), np.asarray(y, float)
+
+
+def _band(ax, runs: list[Run], key: str, label: str, scale: float = 1.0) -> bool:
+    """Mean over seeds as a line, min to max shaded; seeds share the x of the shortest."""
+    series = [_series(r.metrics, key) for r in runs]
+    series = [s for s in series if len(s[0])]
+    if not series:
+        return False
+    n = min(len(s[0]) for s in series)
+    x = series[0][0][:n]
+    ys = np.stack([s[1][:n] for s in series]) * scale
+    (line,) = ax.plot(x, ys.mean(0), label=label)
+    if len(series) > 1:
+        ax.fill_between(x, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.25)
+    return True
+
+
+def _plots(cfg: CompareConfig, by: dict[str, list[Run]], split: str) -> list[tuple[str, str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from oir.relabel import BELOW_DELTA, FLAW_REASONS
+
+    out = []
+    key = f"eval_success_{split}"
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for m, rs in by.items():
+        _band(ax, rs, key, m, 100)
+    ax.set(xlabel="env steps", ylabel=f"success on the {split} split (%)", title="Training-time evaluation")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(cfg.out / "success_curves.png", dpi=110)
+    plt.close(fig)
+    out.append(("success_curves.png", "Success over training",
+                f"Training-time evaluation (`--eval-every`, one episode per suite line, cap "
+                f"{cfg.train.eval_max_steps} steps, the same worlds each time) on the {split} split: mean over "
+                "seeds, min to max shaded."))
+
+    relabeling = {m: rs for m, rs in by.items() if m != "no-relabel"}
+    if relabeling:
+        fig, axes = plt.subplots(1, len(relabeling), figsize=(5 * len(relabeling), 3.6), squeeze=False)
+        for ax, (m, rs) in zip(axes[0], relabeling.items(), strict=True):
+            for reason in (*FLAW_REASONS, BELOW_DELTA):
+                x, rate = _flawed_rate(rs, reason)
+                if len(x):
+                    ax.plot(x, 100 * rate, label=reason)
+            ax.set(xlabel="env steps", ylabel="flawed / proposed relabels (%)", title=m)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(cfg.out / "flawed_rate.png", dpi=110)
+        plt.close(fig)
+        totals = ", ".join(
+            f"{m}: {sum(r.summary['relabeling']['relabel_flawed'] for r in rs):,} flawed of "
+            f"{sum(r.summary['relabeling']['relabel_proposed'] for r in rs):,} proposed" for m, rs in relabeling.items())
+        out.append(("flawed_rate.png", "Flawed relabels over training, by reason",
+                    "Share of proposed relabels that verification rejected, per tenth of training, all seeds "
+                    f"pooled ({totals}). The narrator proposes only what its own event log shows, so its "
+                    "flawed rate is zero by construction; the figure matters for LLM relabelers."))
+
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for m, rs in relabeling.items():
+            _band(ax, rs, "unique_instructions", m)
+        ax.set(xlabel="env steps", ylabel="unique instructions in the buffer", title="Instruction buffer growth")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(cfg.out / "unique_instructions.png", dpi=110)
+        plt.close(fig)
+        out.append(("unique_instructions.png", "Unique instructions over training",
+                    "Rows of the instruction buffer (after merging by normalized text and by same-spec "
+                    "embedding similarity), mean over seeds, min to max shaded."))
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for m, rs in by.items():
+        _band(ax, rs, "wall_s", m, 1 / 60)
+    ax.set(xlabel="env steps", ylabel="wall time (min)", title="Wall time")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(cfg.out / "wall_time.png", dpi=110)
+    plt.close(fig)
+    out.append(("wall_time.png", "Wall-time overhead against no-relabel",
+                "Wall clock against env steps, mean over seeds (the table gives the ratio at the end). "
+                "Relabeling runs on a worker thread beside the jitted update; the steps of the curves are "
+                "the training-time evaluations."))
+    return out
+
+
+def _flawed_rate(runs: list[Run], reason: str, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Flawed / proposed per tenth of training, seeds pooled (the counters are cumulative)."""
+    key = f"relabel_flawed_{reason}"
+    if not all(key in r.metrics[-1] for r in runs):
+        return np.zeros(0), np.zeros(0)
+    total = min(len(r.metrics) for r in runs)
+    edges = np.linspace(0, total - 1, bins + 1).astype(int)
+    xs, rates = [], []
+    for a, b in itertools.pairwise(edges):
+        flawed = sum(r.metrics[b][key] - r.metrics[a][key] for r in runs)
+        proposed = sum(r.metrics[b]["relabel_proposed"] - r.metrics[a]["relabel_proposed"] for r in runs)
+        xs.append(runs[0].metrics[b]["env_steps"])
+        rates.append(flawed / proposed if proposed else 0.0)
+    return np.asarray(xs), np.asarray(rates)
