@@ -54,6 +54,13 @@ def test_coverage_and_paraphrase_gap_on_constructed_results():
     s = summarize(results)
     assert s.coverage == pytest.approx(2 / 3)
     assert s.paraphrase_gap == pytest.approx(((0.75 - 0.25) + (0.0 - 0.5)) / 2)
+    # paraphrase over canonical success, on the tasks that have both: (0.25 + 0.5) / (0.75 + 0.0)
+    assert s.paraphrase_ratio == pytest.approx(1.0)
+    results[1].successes = 0  # a's paraphrase now never succeeds
+    s = summarize(results, by="task")
+    assert s.paraphrase_ratio == pytest.approx(0.5 / 0.75)
+    assert [(name, rate) for name, _, _, rate in s.rows] == [("a", 0.375), ("b", 0.25), ("c", 0.0), ("all", 0.25)]
+    assert s.mean_steps_to_success is None and "paraphrase success 67% of canonical" in s.describe()
 
 
 def test_demo_trains_with_the_narrator_then_prints_a_table_beside_a_random_agent(tiny_suite, tmp_path, capsys):

@@ -198,6 +198,18 @@ class InstructionBuffer:
         self.outcomes: Counter = Counter()
         self.near_merges = 0  # merges found by embedding rather than by exact text
 
+    def __getstate__(self) -> dict:
+        """Everything but the encoder and the lock (for checkpoints); reattach ``encoder`` after."""
+        with self._lock:
+            state = dict(self.__dict__)
+        state["encoder"] = None
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
     # -- adding -------------------------------------------------------------------------------
 
     def add(self, text: str, spec: TaskSpec, step: int) -> tuple[int | None, str]:

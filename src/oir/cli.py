@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -109,6 +109,7 @@ class Tasks:
 
 
 from oir.compare import CompareConfig  # noqa: E402
+from oir.play import PlayConfig, play  # noqa: E402
 from oir.train import TrainConfig  # noqa: E402
 
 Command = (
@@ -117,6 +118,7 @@ Command = (
     | Annotated[Eval, tyro.conf.subcommand("eval")]
     | Annotated[Relabel, tyro.conf.subcommand("relabel")]
     | Annotated[CompareConfig, tyro.conf.subcommand("compare")]
+    | Annotated[PlayConfig, tyro.conf.subcommand("play")]
     | Annotated[Tasks, tyro.conf.subcommand("tasks")]
 )
 
@@ -230,7 +232,7 @@ def eval_cmd(cfg: Eval, console: Console) -> int:
     lines = load_suite(cfg.suite, None if cfg.split == "all" else [cfg.split])
     try:
         policy = policy_from_run(cfg.run, [x.text for x in lines])
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e)) from None
     return _suite_run(console, lines, policy, f"oir eval: {cfg.run}", cfg)
 
@@ -292,10 +294,23 @@ def compare_cmd(cfg: CompareConfig, console: Console, argv: list[str] | None) ->
     return 0
 
 
-def train_cmd(cfg: TrainConfig, console: Console) -> int:
-    from oir.train import train
+def train_cmd(cfg: TrainConfig, console: Console, argv: list[str]) -> int:
+    from oir.train import load_config, train
 
-    summary = train(cfg)
+    resume = cfg.resume is not None
+    if resume:
+        if cfg != TrainConfig(resume=cfg.resume):
+            raise CliError("--resume goes on with the run's own config.json: give no other flags")
+        if not (cfg.resume / "config.json").is_file():
+            raise CliError(f"{cfg.resume} is not a training run (no config.json)")
+        cfg = replace(load_config(cfg.resume / "config.json"), out=cfg.resume)
+    elif cfg.config is not None:
+        base = load_config(cfg.config)
+        # Parsed again over the file's values, so flags given beside --config override it.
+        cfg = tyro.cli(TrainConfig, prog="oir train", args=argv[1:], default=base)
+        if cfg.out == base.out and (cfg.out / "summary.json").exists():
+            raise CliError(f"--config would train over the run in {cfg.out}: give --out for the new run")
+    summary = train(cfg, resume=resume)
     console.print(f"[bold]oir train[/] {cfg.algo}, relabeler: {summary['relabeler']}, reward {cfg.reward}: "
                   f"{summary['env_steps']:,} env steps in {summary['wall_s']:.0f} s; run dir {cfg.out}")
     rel = summary.get("relabeling")
@@ -328,13 +343,15 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(cmd, Demo):
             return demo(cmd, console)
         if isinstance(cmd, TrainConfig):
-            return train_cmd(cmd, console)
+            return train_cmd(cmd, console, sys.argv[1:] if argv is None else argv)
         if isinstance(cmd, Eval):
             return eval_cmd(cmd, console)
         if isinstance(cmd, Relabel):
             return relabel_cmd(cmd, console)
         if isinstance(cmd, CompareConfig):
             return compare_cmd(cmd, console, argv)
+        if isinstance(cmd, PlayConfig):
+            return play(cmd, console)
         if isinstance(cmd.cmd, TasksList):
             tasks_list(console)
             return 0

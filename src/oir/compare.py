@@ -104,19 +104,27 @@ def _comparable(tcfg: TrainConfig) -> dict:
     return d
 
 
+def _finished(tcfg: TrainConfig) -> bool:
+    """Whether the run dir holds a finished run of ``tcfg``; ConfigError if of another config."""
+    run = tcfg.out
+    if not ((run / "summary.json").is_file() and (run / "config.json").is_file()):
+        return False
+    saved = json.loads((run / "config.json").read_text())
+    saved.pop("out", None)
+    want = _comparable(tcfg)
+    differ = sorted(k for k in set(want) | set(saved) if want.get(k) != saved.get(k))
+    if differ:
+        raise ConfigError(f"{run} holds a finished run with another config (differs in: {', '.join(differ)}); "
+                          "use another --out or delete it")
+    return True
+
+
 def _ensure_trained(tcfg: TrainConfig, say) -> dict:
     """Train ``tcfg`` unless its run dir already holds a finished run of the same config."""
     from oir.train import train
 
     run = tcfg.out
-    if (run / "summary.json").is_file() and (run / "config.json").is_file():
-        saved = json.loads((run / "config.json").read_text())
-        saved.pop("out", None)
-        want = _comparable(tcfg)
-        differ = sorted(k for k in set(want) | set(saved) if want.get(k) != saved.get(k))
-        if differ:
-            raise ConfigError(f"{run} holds a finished run with another config (differs in: {', '.join(differ)}); "
-                              "use another --out or delete it")
+    if _finished(tcfg):
         say(f"reusing finished run {run}")
         return json.loads((run / "summary.json").read_text())
     if run.exists():
@@ -165,9 +173,10 @@ def compare(cfg: CompareConfig, say=print, command: str = "") -> Path:
             methods.remove(m)
     if not methods:
         raise ConfigError("no method left to run")
-    for m in methods:  # every config is checked before hours of training start
+    for m in methods:  # every config and run dir is checked before hours of training start
         for s in seeds:
             validate(run_config(cfg, m, s))
+            _finished(run_config(cfg, m, s))
     try:
         cfg.out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -229,8 +229,7 @@ def policy_from_run(run_dir, texts: Sequence[str]) -> Policy:
     """
     from pathlib import Path
 
-    import orbax.checkpoint as ocp
-
+    from oir.checkpoint import load_params
     from oir.encode import make_encoder
     from oir.networks import PRESETS
     from oir.train import ALGOS, load_config
@@ -242,5 +241,5 @@ def policy_from_run(run_dir, texts: Sequence[str]) -> Policy:
         raise FileNotFoundError(f"{run_dir} has no checkpoint (was training interrupted?)")
     cfg = load_config(run_dir / "config.json")
     act = ALGOS[cfg.algo].make_act(getattr(cfg, cfg.algo), PRESETS[cfg.network])
-    params = ocp.StandardCheckpointer().restore((run_dir / "checkpoint").absolute())["params"]
+    params = load_params(run_dir)
     return text_policy(act, params, make_encoder(cfg.encoder).encode(list(texts)))

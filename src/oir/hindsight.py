@@ -18,6 +18,7 @@ world's end and are relabeled like any other.
 
 from __future__ import annotations
 
+import pickle
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -51,6 +52,9 @@ class RelabelingConfig:
     worker_batch: int = 64  # segments per relabeler call in the worker
     sync_every: int = 4  # updates between pushes of new instructions and weights to the device
     save_segments: int = 0  # keep a uniform sample of this many eventful segments: DIR/segments.npz
+    # Wait for the relabel worker every update: slower, but the same seed then gives the same run
+    # (otherwise relabels join whichever update is running when they are done).
+    synchronous: bool = False
 
 
 class Hindsight:
@@ -128,6 +132,8 @@ class Hindsight:
         self.env_steps = env_steps
         self._keep(eventful)
         self.worker.submit(eventful)
+        if self.cfg.synchronous:
+            self.worker.flush()
         for res in self.worker.drain():
             self._take(res)
         self.host_s += time.perf_counter() - t0
@@ -188,6 +194,28 @@ class Hindsight:
         runner = runner.replace(env=env.replace(cdf=jnp.array(np.cumsum(self.weights(), dtype=np.float32))))
         self.host_s += time.perf_counter() - t0
         return runner
+
+    # -- checkpoints ----------------------------------------------------------------------
+    _STATE = ("buffer", "pool", "rng", "counts", "host_s", "tracker", "bank", "emb", "hit", "syncs", "kept",
+              "on_device", "env_steps")
+
+    def state(self) -> bytes:
+        """The host state, pickled, once the worker has relabeled every segment it was given
+        (so a checkpoint loses none of them)."""
+        self.worker.flush()
+        for res in self.worker.drain():
+            self._take(res)
+        worker = {k: getattr(self.worker, k) for k in ("busy_s", "dropped", "errors")}
+        return pickle.dumps({**{k: getattr(self, k) for k in self._STATE}, "worker": worker})
+
+    def load_state(self, blob: bytes) -> None:
+        """Continue from :meth:`state` (of a run with the same config)."""
+        state = pickle.loads(blob)
+        for k, v in state.pop("worker").items():
+            setattr(self.worker, k, v)
+        for k in self._STATE:
+            setattr(self, k, state[k])
+        self.buffer.encoder = self.encoder
 
     # -- reporting ------------------------------------------------------------------------
     def metrics(self, wall_s: float) -> dict[str, float]:

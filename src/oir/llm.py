@@ -346,19 +346,21 @@ def parse_reply(text: str, n_segments: int, max_proposals: int = 32) -> list[lis
     returned as the model wrote them (``verify`` judges them); known failures become
     :class:`~oir.relabel.Flawed`: an empty reply gives ``Flawed("empty")`` for every segment, an
     unparseable one ``Flawed("malformed-json")``, a segment missing from the reply
-    ``Flawed("empty")``. At most ``max_proposals`` are kept per segment.
+    ``Flawed("empty")``. At most ``max_proposals`` are kept per segment, markers included.
+    Never raises.
     """
+    keep = max(max_proposals, 0)
     if not isinstance(text, str) or not text.strip():
-        return [[Flawed("empty")] for _ in range(n_segments)]
+        return [[Flawed("empty")][:keep] for _ in range(n_segments)]
     readings = []
     if len(text) <= MAX_REPLY_CHARS:
         readings = [
             r for r in (_by_segment(v, n_segments) for v in _json_values(text)) if r is not None
         ]
     if not readings:
-        return [[Flawed("malformed-json")] for _ in range(n_segments)]
+        return [[Flawed("malformed-json")][:keep] for _ in range(n_segments)]
     by_segment = min(readings, key=lambda r: r[0])[1]  # the surest reading, the first of equals
-    return [by_segment.get(i, [Flawed("empty")])[:max_proposals] for i in range(1, n_segments + 1)]
+    return [by_segment.get(i, [Flawed("empty")])[:keep] for i in range(1, n_segments + 1)]
 
 
 # ---------------------------------------------------------------------------------------------

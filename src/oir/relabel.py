@@ -293,6 +293,8 @@ class AsyncRelabeler:
         self.dropped = 0
         self.errors = 0
         self.last_error = ""
+        self._outstanding = 0  # segments submitted and not yet relabeled or dropped
+        self._idle = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="oir-relabel", daemon=True)
         self._thread.start()
 
@@ -301,7 +303,19 @@ class AsyncRelabeler:
             if self.inbox.qsize() >= self.max_pending:
                 self.dropped += 1
             else:
+                with self._idle:
+                    self._outstanding += 1
                 self.inbox.put(info)
+
+    def flush(self) -> None:
+        """Wait until every submitted segment is relabeled (its results then wait in ``drain``)."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._outstanding == 0 or not self._thread.is_alive())
+
+    def _done(self, k: int) -> None:
+        with self._idle:
+            self._outstanding -= k
+            self._idle.notify_all()
 
     def drain(self) -> list[RelabelResult]:
         out = []
@@ -320,6 +334,7 @@ class AsyncRelabeler:
             try:
                 self.inbox.get_nowait()
                 self.dropped += 1
+                self._done(1)
             except queue.Empty:
                 break
         self.inbox.put(None)
@@ -347,6 +362,7 @@ class AsyncRelabeler:
                 self.errors += 1
                 self.last_error = f"{type(e).__name__}: {e}"
             self.busy_s += time.perf_counter() - start
+            self._done(len(infos))
 
     def _relabel(self, infos: list) -> list[RelabelResult]:
         segments = [i.segment for i in infos]

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from oir.tasks import SpecError, TaskSpec, parse_spec
+from oir.tasks import SpecError, TaskSpec, first_unknown, parse_spec, short_repr
 
 SPLITS = ("train", "test")
 STANDARD_SUITE = Path(__file__).resolve().parents[2] / "suites" / "standard.jsonl"
@@ -57,9 +57,9 @@ def parse_line(obj: object) -> SuiteLine:
     """Validate one decoded suite line (without its position). Raises SpecError."""
     if not isinstance(obj, dict):
         raise SpecError("line", f"must be a JSON object, got {type(obj).__name__}")
-    extra = sorted(set(obj) - _FIELDS)
-    if extra:
-        raise SpecError(extra[0], "unknown field")
+    extra = first_unknown(obj, _FIELDS)
+    if extra is not None:
+        raise SpecError(extra, "unknown field")
     line_id = _str_field(obj, "id")
     text = _str_field(obj, "text")
     if "task" not in obj:
@@ -70,12 +70,12 @@ def parse_line(obj: object) -> SuiteLine:
         raise SpecError(f"task.{e.field}" if e.field != "task" else "task", e.message) from None
     split = obj.get("split")
     if split not in SPLITS:
-        raise SpecError("split", f"must be one of {', '.join(SPLITS)}, got {split!r}")
+        raise SpecError("split", f"must be one of {', '.join(SPLITS)}, got {short_repr(split)}")
     category = _str_field(obj, "category")
     task_id = _str_field(obj, "task_id", required=False) or line_id
     paraphrase = obj.get("paraphrase", False)
     if not isinstance(paraphrase, bool):
-        raise SpecError("paraphrase", f"must be true or false, got {paraphrase!r}")
+        raise SpecError("paraphrase", f"must be true or false, got {short_repr(paraphrase)}")
     return SuiteLine(line_id, task_id, text, spec, split, category, paraphrase, 0)  # type: ignore[arg-type]
 
 
@@ -105,11 +105,11 @@ def check_suite(path: str | Path) -> tuple[list[SuiteLine], list[SuiteError]]:
             errors.append(SuiteError(path, n, e.field, e.message))
             continue
         if item.id in seen_ids:
-            errors.append(SuiteError(path, n, "id", f"duplicate id {item.id!r} (first on line {seen_ids[item.id]})"))
+            errors.append(SuiteError(path, n, "id", f"duplicate id {short_repr(item.id)} (first on line {seen_ids[item.id]})"))
             continue
         first = task_of.setdefault(item.task_id, item)
         if first.spec != item.spec:
-            errors.append(SuiteError(path, n, "task", f"differs from line {first.line} of task {item.task_id!r}"))
+            errors.append(SuiteError(path, n, "task", f"differs from line {first.line} of task {short_repr(item.task_id)}"))
             continue
         seen_ids[item.id] = n
         lines.append(item)

@@ -95,6 +95,45 @@ class TaskSpec:
 # ---------------------------------------------------------------------------------------------
 # Parser
 
+_SHOW_LIMIT = 60  # characters of a bad value or field name quoted in an error message
+
+
+def short_repr(value: Any, limit: int = _SHOW_LIMIT) -> str:
+    """A bad value for a one-line error message: short, and safe on any input.
+
+    ``repr`` is not: it recurses through deep nesting (RecursionError), refuses integers of
+    more than 4300 digits (ValueError), and quotes megabytes of text verbatim.
+    """
+    if value is None or isinstance(value, bool | float):
+        return repr(value)
+    if isinstance(value, int):
+        if abs(value) < 10**18:
+            return str(value)
+        digits = int(value.bit_length() * math.log10(2)) + 1
+        return f"{'-' if value < 0 else ''}<integer of about {digits} digits>"
+    if isinstance(value, str):
+        text = repr(value[:limit])  # escapes make it up to 10 times longer
+        return text if len(text) <= limit and len(value) <= limit else text[:limit] + "..."
+    return type(value).__name__
+
+
+def field_name(key: Any) -> str:
+    """An object key as it appears in an error message: verbatim when short, printable text
+    (``isprintable`` excludes every line break), else via :func:`short_repr`."""
+    if isinstance(key, str) and key and key.isprintable() and len(key) <= _SHOW_LIMIT:
+        return key
+    return short_repr(key)
+
+
+def first_unknown(obj: dict, known: Any) -> str | None:
+    """The first key of ``obj`` not in ``known`` (text keys alphabetically, then any other
+    key: a dict handed in from Python may mix key types, which do not sort together)."""
+    extra = [k for k in obj if not (isinstance(k, str) and k in known)]
+    if not extra:
+        return None
+    text = sorted(k for k in extra if isinstance(k, str))
+    return field_name(text[0] if text else extra[0])
+
 
 def _count(value: Any, field: str, lo: int, hi: int) -> int:
     # Language models write 3.0 for 3; accept integral floats, nothing else (bools are ints in
@@ -103,27 +142,27 @@ def _count(value: Any, field: str, lo: int, hi: int) -> int:
         raise SpecError(field, f"must be an integer, got {type(value).__name__}")
     if isinstance(value, float):
         if not math.isfinite(value) or not value.is_integer():
-            raise SpecError(field, f"must be an integer, got {value!r}")
+            raise SpecError(field, f"must be an integer, got {short_repr(value)}")
         value = int(value)
     if value < lo:
         word = "negative" if lo == 0 else f"below {lo}"
-        raise SpecError(field, f"must not be {word}, got {value}")
+        raise SpecError(field, f"must not be {word}, got {short_repr(value)}")
     if value > hi:
-        raise SpecError(field, f"must be at most {hi}, got {value}")
+        raise SpecError(field, f"must be at most {hi}, got {short_repr(value)}")
     return value
 
 
 def _clause(obj: Any, field: str) -> Clause:
     if not isinstance(obj, dict):
         raise SpecError(field, f"must be an object with 'counter' and 'at_least', got {type(obj).__name__}")
-    extra = sorted(set(obj) - {"counter", "at_least", "at_most"})
-    if extra:
-        raise SpecError(f"{field}.{extra[0]}", "unknown field (expected counter, at_least or at_most)")
+    extra = first_unknown(obj, ("counter", "at_least", "at_most"))
+    if extra is not None:
+        raise SpecError(f"{field}.{extra}", "unknown field (expected counter, at_least or at_most)")
     counter = obj.get("counter")
     if not isinstance(counter, str):
         raise SpecError(f"{field}.counter", "missing or not a string")
     if counter not in COUNTER_INDEX:
-        raise SpecError(f"{field}.counter", f"unknown counter {counter!r} (see `oir tasks list`)")
+        raise SpecError(f"{field}.counter", f"unknown counter {short_repr(counter)} (see `oir tasks list`)")
     has_least, has_most = "at_least" in obj, "at_most" in obj
     if has_least == has_most:
         raise SpecError(field, "needs exactly one of 'at_least' or 'at_most'")
@@ -149,9 +188,9 @@ def parse_spec(obj: Any) -> TaskSpec:
             raise SpecError("task", f"malformed JSON ({e})") from None
     if not isinstance(obj, dict):
         raise SpecError("task", f"must be a JSON object, got {type(obj).__name__}")
-    extra = sorted(set(obj) - set(_TOP_FIELDS))
-    if extra:
-        raise SpecError(extra[0], "unknown field (expected all, ordered, none, within)")
+    extra = first_unknown(obj, _TOP_FIELDS)
+    if extra is not None:
+        raise SpecError(extra, "unknown field (expected all, ordered, none, within)")
     if "all" not in obj:
         raise SpecError("all", "missing (a spec needs at least one clause in 'all')")
     all_ = _clauses(obj["all"], "all", MAX_ALL)
@@ -161,7 +200,7 @@ def parse_spec(obj: Any) -> TaskSpec:
     if ordered is None:
         ordered = False
     if not isinstance(ordered, bool):
-        raise SpecError("ordered", f"must be true or false, got {ordered!r}")
+        raise SpecError("ordered", f"must be true or false, got {short_repr(ordered)}")
     none = obj.get("none")
     none = () if none is None else _clauses(none, "none", MAX_NONE)
     within = obj.get("within")

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import jax
 import numpy as np
 
 from oir import jaxcache, ppo, pqn
+from oir.checkpoint import Checkpoints, save_params
 from oir.encode import ENCODERS, make_encoder
 from oir.env import TaskEnv, VecEnv
 from oir.evaluate import report, run_suite, text_policy
@@ -69,6 +71,10 @@ class TrainConfig:
     eval_max_steps: int = 500
     eval_suite: Path | None = None  # evaluate during training on this suite (all its lines)...
     eval_every: int = 0  # ...every this many env steps (0: only the final evaluation)
+    checkpoint_every: int = 1_000_000  # env steps between resumable checkpoints, DIR/checkpoints (0: none)
+    keep_checkpoints: int = 2  # the newest this many are kept
+    config: Path | None = None  # start from this config.json (a run's); flags given too override it
+    resume: Path | None = None  # go on with the run in this dir from its newest checkpoint (no other flags)
     pqn: pqn.PQNConfig = field(default_factory=pqn.PQNConfig)
     ppo: ppo.PPOConfig = field(default_factory=ppo.PPOConfig)
     relabeling: RelabelingConfig = field(default_factory=RelabelingConfig)
@@ -79,14 +85,20 @@ class ConfigError(ValueError):
 
 
 def load_config(path: Path) -> TrainConfig:
-    """The TrainConfig a run saved as ``config.json``."""
-    raw = json.loads(Path(path).read_text())
-    nested = {"pqn": pqn.PQNConfig(**raw.pop("pqn")), "ppo": ppo.PPOConfig(**raw.pop("ppo")),
-              "relabeling": RelabelingConfig(**raw.pop("relabeling", {}))}
-    paths = {k: Path(raw.pop(k)) for k in ("out", "suite")}
-    if raw.get("eval_suite") is not None:
-        paths["eval_suite"] = Path(raw.pop("eval_suite"))
-    return TrainConfig(**raw, **nested, **paths)
+    """The TrainConfig a run saved as ``config.json``; ConfigError (one line) for anything else."""
+    try:
+        raw = json.loads(Path(path).read_text())
+        nested = {"pqn": pqn.PQNConfig(**raw.pop("pqn")), "ppo": ppo.PPOConfig(**raw.pop("ppo")),
+                  "relabeling": RelabelingConfig(**raw.pop("relabeling", {}))}
+        paths = {k: Path(raw.pop(k)) for k in ("out", "suite")}
+        for k in ("eval_suite", "config", "resume"):
+            if raw.get(k) is not None:
+                paths[k] = Path(raw.pop(k))
+        return TrainConfig(**raw, **nested, **paths)
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or e}") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise ConfigError(f"{path} is not an oir config.json ({type(e).__name__}: {e})") from None
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -116,17 +128,27 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.eval_episodes >= 0 and cfg.eval_max_steps >= 1, "--eval-episodes must be >= 0 and --eval-max-steps >= 1")
     need(cfg.suite.is_file(), f"suite file not found: {cfg.suite}")
     need(cfg.eval_every >= 0, f"--eval-every must be >= 0, got {cfg.eval_every}")
+    need(cfg.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {cfg.checkpoint_every}")
+    need(cfg.keep_checkpoints >= 1, f"--keep-checkpoints must be at least 1, got {cfg.keep_checkpoints}")
     need(cfg.eval_suite is None or cfg.eval_suite.is_file(), f"eval suite file not found: {cfg.eval_suite}")
 
 
 class RunLog:
-    """metrics.jsonl (one line per update) and TensorBoard scalars under the run dir."""
+    """metrics.jsonl (one line per update) and TensorBoard scalars under the run dir.
 
-    def __init__(self, out: Path):
+    On resume, ``keep`` rows (the updates the checkpoint holds) stay and later ones go, in both.
+    """
+
+    def __init__(self, out: Path, keep: int = 0, purge_step: int | None = None):
         from tensorboardX import SummaryWriter
 
-        self.file = (out / "metrics.jsonl").open("w")
-        self.tb = SummaryWriter(str(out / "tb"))
+        path = out / "metrics.jsonl"
+        rows = path.read_text().splitlines(keepends=True)[:keep] if keep and path.is_file() else []
+        if len(rows) < keep:
+            raise ConfigError(f"{path} has {len(rows)} rows but the checkpoint holds {keep} updates")
+        path.write_text("".join(rows))
+        self.file = path.open("a")
+        self.tb = SummaryWriter(str(out / "tb"), purge_step=purge_step)
 
     def write(self, row: dict) -> None:
         self.file.write(json.dumps(row) + "\n")
@@ -150,12 +172,16 @@ def _prepare_out(out: Path) -> Path:
     return out
 
 
-def train(cfg: TrainConfig, progress: bool = True) -> dict:
-    """Run training, write the run dir, and return the final evaluation summary."""
+def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict:
+    """Run training (``resume``: from the newest checkpoint in ``cfg.out``), write the run dir,
+    and return the summary."""
     validate(cfg)
     jaxcache.enable()
     out = _prepare_out(cfg.out)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1, default=str))
+    if not resume:
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # another run's: never resume into them
+        saved = asdict(replace(cfg, config=None, resume=None))
+        (out / "config.json").write_text(json.dumps(saved, indent=1, default=str))
 
     suite = load_suite(cfg.suite)
     encoder = make_encoder(cfg.encoder)
@@ -171,24 +197,33 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
 
     bank, weights, emb, hit = hs.initial() if hs else _baseline_tasks(cfg, suite, encoder)
     runner = jax.jit(init)(jax.random.PRNGKey(cfg.seed), bank, weights, emb, hit)
-    if hs:
+    ckpts = Checkpoints(out / "checkpoints", cfg.keep_checkpoints) if cfg.checkpoint_every or resume else None
+    done, wall0 = 0, 0.0  # updates and wall time before this process
+    if resume:
+        got = ckpts.restore(runner)
+        if got is None:
+            raise ConfigError(f"{out} has no checkpoint to resume from (in {out / 'checkpoints'})")
+        runner, done, wall0 = got.runner, got.update, got.meta["wall_s"]
+        if hs:
+            hs.load_state(got.host)
+        print(f"oir: resuming {out} after update {done} ({done * per_update:,} env steps)", file=sys.stderr)
+    elif hs:
         hs.start(runner, np.asarray(levels_of(jax.tree.map(lambda x: x[0], runner.env.vec.pool))))
-    log = RunLog(out)
+    log = RunLog(out, keep=done, purge_step=(done + 1) * per_update if resume else None)
     bar = _Progress(num_updates * per_update, _label(cfg), enabled=progress)
     start = time.perf_counter()
 
-    first_wall = []  # when the first update (which includes the compile) finished
+    first: list[tuple[int, float]] = []  # (env steps, wall) when this process's first update ended
     during = _during_eval(cfg, encoder, act) if cfg.eval_every else None
     evals: dict = {}  # the latest training-time evaluation, merged into the next metrics row
 
     def finish(u: int, metrics, chunk) -> None:
         """Host work on a finished update, while the device runs the next one."""
         metrics, chunk = jax.device_get((metrics, chunk))
-        steps, wall = (u + 1) * per_update, time.perf_counter() - start
-        if u == 0:
-            first_wall.append(wall)
-        # sps: throughput since the first update, so the compile does not hide the loop's speed
-        sps = steps / wall if u == 0 else (steps - per_update) / max(wall - first_wall[0], 1e-9)
+        steps, wall = (u + 1) * per_update, wall0 + time.perf_counter() - start
+        # sps: throughput since this process's first update, so its compile does not hide the loop's speed
+        sps = (steps - first[0][0]) / max(wall - first[0][1], 1e-9) if first else per_update / max(wall - wall0, 1e-9)
+        first.append((steps, wall))
         if hs:
             hs.observe(chunk, steps)
         row = {"update": u + 1, "env_steps": steps, "sps": sps, "wall_s": wall,
@@ -199,8 +234,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
 
     try:
         pending = None
-        for u in range(num_updates):
-            if during and u and (u * per_update) // cfg.eval_every > ((u - 1) * per_update) // cfg.eval_every:
+        for u in range(done, num_updates):
+            if u > done and _crossed(u, per_update, cfg.checkpoint_every):
+                if pending:  # the checkpoint holds finished updates only: u of them, u metrics rows
+                    finish(*pending)
+                    pending = None
+                ckpts.save(u, runner, hs.state() if hs else b"",
+                           {"wall_s": wall0 + time.perf_counter() - start, "env_steps": u * per_update})
+            if during and u and _crossed(u, per_update, cfg.eval_every):
                 evals.update(during(runner.train.params))  # the parameters after u updates
             rb = hs.next_batch(u, algo_cfg.num_steps) if hs else None
             runner, metrics, chunk = update(runner, rb)
@@ -208,16 +249,21 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 finish(*pending)
             runner = hs.sync(runner) if hs else runner
             pending = (u, metrics, chunk)
-        finish(*pending)
+        if pending:
+            finish(*pending)
     finally:
         bar.close()
         log.close()
+        if ckpts:
+            ckpts.close()
         if hs:
             hs.close(out)
-    _checkpoint(out / "checkpoint", runner)
+    save_params(out / "checkpoint", runner)
 
-    summary = {"env_steps": num_updates * per_update, "wall_s": time.perf_counter() - start,
+    summary = {"env_steps": num_updates * per_update, "wall_s": wall0 + time.perf_counter() - start,
                "relabeler": RELABELER_NAMES.get(cfg.relabel, "none"), "reward": cfg.reward}
+    if resume:
+        summary["resumed_after_update"] = done
     if hs and hasattr(hs.relabeler, "describe"):
         summary["llm"] = hs.relabeler.describe()  # model, server and prompt version
     if hs:
@@ -231,6 +277,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         (out / "results.json").write_text(json.dumps(rep, indent=1))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _crossed(u: int, per_update: int, every: int) -> bool:
+    """Whether the first ``u`` updates crossed a multiple of ``every`` env steps that ``u - 1`` did not."""
+    return every > 0 and u > 0 and (u * per_update) // every > ((u - 1) * per_update) // every
 
 
 def _during_eval(cfg: TrainConfig, encoder, act):
@@ -299,15 +350,6 @@ def _label(cfg: TrainConfig) -> str:
     if cfg.relabel == "none":
         return f"{cfg.algo} no-relabel"
     return f"{cfg.algo} {cfg.relabel}-relabeler {cfg.reward}"
-
-
-def _checkpoint(path: Path, runner) -> None:
-    import orbax.checkpoint as ocp
-
-    ckpt = ocp.StandardCheckpointer()
-    ckpt.save(path.absolute(), {"params": runner.train.params, "opt_state": runner.train.opt_state,
-                                "update": runner.update}, force=True)
-    ckpt.wait_until_finished()
 
 
 class _Progress:

@@ -1,0 +1,140 @@
+"""Crash-safe checkpoints: kill -9 a real training process, resume it, and get the same run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from oir.cli import main
+
+PER_UPDATE = 8 * 16
+# OIR with the narrator, relabeling synchronous so the same seed gives the same run.
+TINY = ["--encoder", "hash", "--num-envs", "8", "--max-task-steps", "32", "--relabeling.history", "64",
+        "--relabeling.batch", "8", "--relabeling.window", "8", "--pqn.num-minibatches", "2",
+        "--eval-episodes", "0", "--relabel", "narrator", "--relabeling.synchronous", "--keep-checkpoints", "3"]
+# Wall-clock and process-local counters; everything else in a row comes from the jitted update or
+# from deterministic host work.
+TIMING = {"sps", "wall_s", "relabel_wall_frac", "relabel_worker_frac", "texts_embedded"}
+
+
+def rows(run: Path) -> list[dict]:
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def same_run(a: Path, b: Path) -> None:
+    ra, rb = rows(a), rows(b)
+    assert [r["env_steps"] for r in rb] == [PER_UPDATE * (i + 1) for i in range(len(ra))]  # none lost or doubled
+    for x, y in zip(ra, rb, strict=True):
+        assert {k: v for k, v in x.items() if k not in TIMING} == {k: v for k, v in y.items() if k not in TIMING}
+    assert (a / "instructions.jsonl").read_text() == (b / "instructions.jsonl").read_text()
+
+
+def committed(ckpts: Path) -> list[int]:
+    return sorted(int(p.name) for p in ckpts.glob("*") if p.name.isdigit() and (p / "commit_success.txt").exists()) \
+        if ckpts.is_dir() else []
+
+
+def test_kill_9_after_the_second_checkpoint_then_resume_matches_an_uninterrupted_run(tmp_path, capsys):
+    steps = ["--steps", str(PER_UPDATE * 120), "--checkpoint-every", str(PER_UPDATE * 20)]
+    ref = tmp_path / "ref"
+    assert main(["train", *TINY, *steps, "--out", str(ref)]) == 0
+
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "oir.cli", "train", *TINY, *steps, "--out", str(run)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 600
+    while len(committed(run / "checkpoints")) < 2:
+        assert proc.poll() is None, f"training ended before its second checkpoint: {proc.stderr.read()[-2000:]}"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run / "summary.json").exists()
+    kept = committed(run / "checkpoints")
+    assert len(rows(run)) >= kept[-1]  # rows up to (and maybe past) the newest checkpoint
+
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == 0
+    assert f"resuming {run} after update {kept[-1]}" in capsys.readouterr().err
+    same_run(ref, run)
+    assert json.loads((run / "summary.json").read_text())["resumed_after_update"] == kept[-1]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A finished run with checkpoints after updates 8 and 16 (of 24)."""
+    out = tmp_path_factory.mktemp("ckpt") / "run"
+    assert main(["train", *TINY, "--steps", str(PER_UPDATE * 24), "--checkpoint-every", str(PER_UPDATE * 8),
+                 "--out", str(out)]) == 0
+    assert committed(out / "checkpoints") == [8, 16]
+    return out
+
+
+def test_half_written_and_unreadable_checkpoints_are_skipped_for_the_previous_one(finished, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    ref_rows = rows(run)
+    # A crash during a save leaves orbax's temporary dir; a damaged disk, a committed unreadable one.
+    (run / "checkpoints" / "24.orbax-checkpoint-tmp-1700000000").mkdir()
+    (run / "checkpoints" / "24.orbax-checkpoint-tmp-1700000000" / "partial").write_bytes(b"\0" * 10)
+    for f in (run / "checkpoints" / "16" / "state").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"garbage")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "ignoring half-written checkpoint" in err and "24.orbax-checkpoint-tmp" in err
+    assert f"checkpoint {(run / 'checkpoints' / '16').absolute()} is unreadable" in err
+    assert f"resuming {run} after update 8" in err
+    assert [r["env_steps"] for r in rows(run)] == [r["env_steps"] for r in ref_rows]
+    assert [r["td_loss"] for r in rows(run)] == [r["td_loss"] for r in ref_rows]
+
+
+def test_config_json_reproduces_a_run(finished, tmp_path):
+    again = tmp_path / "again"
+    assert main(["train", "--config", str(finished / "config.json"), "--out", str(again)]) == 0
+    same_run(finished, again)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "--resume", "/nonexistent/run"], "/nonexistent/run is not a training run (no config.json)"),
+    (["train", "--config", "/nonexistent/config.json"], "cannot read /nonexistent/config.json: No such file or directory"),
+    (["eval", "--run", "/nonexistent/run"], "/nonexistent/run is not a training run (no config.json)"),
+])
+def test_bad_run_input_is_one_line(args, message, capsys):
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip() == f"oir: error: {message}"
+
+
+def test_resume_refuses_other_flags_and_corrupt_runs(finished, tmp_path, capsys):
+    import shutil
+
+    assert main(["train", "--resume", str(finished), "--steps", "10"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "oir: error: --resume goes on with the run's own config.json: give no other flags")
+    assert main(["train", "--config", str(finished / "config.json")]) == 2  # would overwrite it
+    assert "give --out for the new run" in capsys.readouterr().err
+
+    broken = tmp_path / "broken"
+    shutil.copytree(finished, broken)
+    for f in (broken / "checkpoint").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"garbage")
+    assert main(["eval", "--run", str(broken)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"oir: error: cannot read the checkpoint in {(broken / 'checkpoint').absolute()}")
+    assert "\n" not in err
+    (broken / "config.json").write_text("{not json")
+    assert main(["train", "--resume", str(broken)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"oir: error: {broken / 'config.json'} is not an oir config.json") and "\n" not in err

@@ -1,0 +1,72 @@
+"""`oir compare`: trains each (method, seed), reuses finished runs, and writes report.md with plots."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from oir.cli import main
+
+SUITE = [
+    {"id": "wood", "text": "collect some wood", "split": "train", "category": "single",
+     "task": {"all": [{"counter": "collect_wood", "at_least": 1}]}},
+    {"id": "alive", "text": "stay alive", "split": "test", "category": "vitals",
+     "task": {"all": [{"counter": "health", "at_least": 1}]}},
+    {"id": "alive~p1", "task_id": "alive", "paraphrase": True, "text": "do not die", "split": "test",
+     "category": "vitals", "task": {"all": [{"counter": "health", "at_least": 1}]}},
+]
+TINY = ["--steps", str(8 * 16 * 8), "--eval-every", str(8 * 16 * 4), "--episodes", "1", "--max-steps", "8",
+        "--train.encoder", "hash", "--train.num-envs", "8", "--train.max-task-steps", "32",
+        "--train.eval-max-steps", "8", "--train.relabeling.history", "64", "--train.relabeling.batch", "8",
+        "--train.relabeling.window", "8", "--train.pqn.num-minibatches", "2"]
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    path = tmp_path_factory.mktemp("suite") / "suite.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in SUITE))
+    return path
+
+
+def test_compare_trains_reuses_and_reports(tmp_path, suite, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", "--methods", "no-relabel,narrator,llm-verified", "--seeds", "0", "--out", str(out),
+            "--suite", str(suite), *TINY]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "skipping llm-verified: needs --llm-url" in " ".join(text.split())
+    for run in ("no-relabel-s0", "narrator-s0"):
+        assert (out / run / "summary.json").is_file() and (out / run / "eval-test.json").is_file()
+        rows = [json.loads(x) for x in (out / run / "metrics.jsonl").read_text().splitlines()]
+        assert [r["env_steps"] for r in rows if "eval_success_test" in r] == [512]  # after 4 of 8 updates
+    report = (out / "report.md").read_text()
+    # "stay alive" holds for any agent after one step: 100% for both, so the ratio is exactly 1.
+    assert "| no-relabel | 100.0 | 1.00 | 100.0 | 100.0 | 1.0 |" in report
+    assert "| narrator | 100.0 | 1.00 | 100.0 | 100.0 | 1.0 |" in report
+    assert "llm-verified: needs --llm-url" in report and "ELLM-style baseline" in report
+    for png in ("success_curves.png", "flawed_rate.png", "unique_instructions.png", "wall_time.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png})" in report
+    assert "oir compare --methods no-relabel,narrator,llm-verified" in report  # the command that made it
+
+    # A second call reuses both runs and their evaluations.
+    mtime = (out / "narrator-s0" / "metrics.jsonl").stat().st_mtime
+    assert main(args) == 0
+    assert "reusing finished run" in capsys.readouterr().out
+    assert (out / "narrator-s0" / "metrics.jsonl").stat().st_mtime == mtime
+
+    # Same dir, other config: refused before any training, in one line.
+    assert main([*args[:-len(TINY)], *TINY[2:], "--steps", "2048"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("oir: error: ") and "another config (differs in: steps)" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--methods", "narrator,gpt"], "unknown method(s) gpt (choose from no-relabel, narrator, "
+                                    "narrator-similarity, llm-verified, llm-similarity)"),
+    (["--seeds", "0,x"], "--seeds must be comma-separated ints, got '0,x'"),
+    (["--methods", "llm-similarity"], "no method left to run"),
+])
+def test_bad_compare_input_is_one_line(tmp_path, capsys, args, message):
+    assert main(["compare", "--out", str(tmp_path / "c"), "--steps", "64", *args]) == 2
+    assert capsys.readouterr().err.strip() == f"oir: error: {message}"
