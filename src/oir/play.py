@@ -34,6 +34,9 @@ _FAIL_WHY = {
 }
 
 
+_NEVER = {"all": [{"counter": "health", "at_least": 10}]}
+
+
 @dataclass
 class PlayConfig:
     """Render a trained agent following a free-typed instruction into an animated GIF.
@@ -122,7 +125,7 @@ def _renderer() -> Callable:
         return make_craftax_pixel_renderer(BLOCK_PIXELS)
 
 
-def _make_step(env, act: Callable, render: Callable, track: bool) -> Callable:
+def _make_step(env, act: Callable, render: Callable) -> Callable:
     """One jitted env step: action, step, task progress, and the frame of the new state."""
     import jax
 
@@ -133,10 +136,7 @@ def _make_step(env, act: Callable, render: Callable, track: bool) -> Callable:
         action = act(params, k_act, obs, emb)
         obs, vec, world = env.step(k_env, vec, action)
         events, levels = world.events[0], world.levels[0]
-        if track:
-            prog, success, fail, reason = tasks.progress_step(bank, prog, events, levels)
-        else:
-            success = fail = reason = None
+        prog, success, fail, reason = tasks.progress_step(bank, prog, events, levels)
         frame = render(jax.tree.map(lambda x: x[0], vec.env))
         return vec, obs, prog, events, levels, world.done[0], success, fail, reason, frame
 
@@ -235,8 +235,9 @@ def run_play(cfg: PlayConfig, spec, policy: Any) -> tuple[list[Image.Image], lis
 
     env = VecEnv(1)
     render = _renderer()
-    step = _make_step(env, policy.act, render, spec is not None)
-    bank = tasks.TaskBank.from_specs([spec]).take(0) if spec is not None else None
+    step = _make_step(env, policy.act, render)
+    # Without --task a spec that never holds (vitals stop at 9) keeps one compiled step for both.
+    bank = tasks.TaskBank.from_specs([spec or tasks.parse_spec(_NEVER)]).take(0)
     prog = tasks.progress_init()
     key, k_reset = jax.random.split(jax.random.PRNGKey(cfg.seed))
     obs, vec = jax.jit(env.reset)(k_reset)
