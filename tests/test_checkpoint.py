@@ -110,6 +110,10 @@ def test_config_json_reproduces_a_run(finished, tmp_path):
     (["train", "--resume", "/nonexistent/run"], "/nonexistent/run is not a training run (no config.json)"),
     (["train", "--config", "/nonexistent/config.json"], "cannot read /nonexistent/config.json: No such file or directory"),
     (["eval", "--run", "/nonexistent/run"], "/nonexistent/run is not a training run (no config.json)"),
+    (["train", "--steps", "64", "--out", "/proc/oir-run"], "cannot write to --out /proc/oir-run: No such file or directory"),
+    (["eval", "--run", "/nonexistent/run", "--out", "/proc/x/r.json"], "cannot write --out /proc/x/r.json: No such file or directory"),
+    (["relabel", "--segments", "/nonexistent.npz", "--out", "/proc/r.jsonl"], "cannot write --out /proc/r.jsonl: No such file or directory"),
+    (["compare", "--steps", "64", "--out", "/proc/cmp"], "cannot write to --out /proc/cmp: No such file or directory"),
 ])
 def test_bad_run_input_is_one_line(args, message, capsys):
     assert main(args) == 2

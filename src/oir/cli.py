@@ -229,6 +229,7 @@ def eval_cmd(cfg: Eval, console: Console) -> int:
     from oir.suites import load_suite
 
     jaxcache.enable()
+    check_writable(cfg.out)
     lines = load_suite(cfg.suite, None if cfg.split == "all" else [cfg.split])
     try:
         policy = policy_from_run(cfg.run, [x.text for x in lines])
@@ -244,6 +245,7 @@ def relabel_cmd(cfg: Relabel, console: Console) -> int:
     from oir.relabel import FLAW_REASONS, NarratorRelabeler, verify
     from oir.segments import load_segments
 
+    check_writable(cfg.out)
     try:
         segments = load_segments(cfg.segments)
     except (ValueError, FileNotFoundError) as e:
@@ -326,6 +328,20 @@ def train_cmd(cfg: TrainConfig, console: Console, argv: list[str]) -> int:
             table.add_row(name, f"{100 * rate:.1f}%")
         console.print(table)
     return 0
+
+
+def check_writable(path: Path | None) -> None:
+    """Fail before the work, not after it, when ``--out`` cannot be written."""
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise IsADirectoryError(21, "Is a directory")
+        with open(path, "a"):
+            pass
+    except OSError as e:
+        raise CliError(f"cannot write --out {path}: {e.strerror or e}") from None
 
 
 def _write(path: Path, text: str) -> None:
