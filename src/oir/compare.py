@@ -104,12 +104,20 @@ def _comparable(tcfg: TrainConfig) -> dict:
     return d
 
 
+def _merged(defaults: dict, saved: dict) -> dict:
+    out = dict(defaults)
+    for k, v in saved.items():
+        out[k] = _merged(defaults[k], v) if isinstance(v, dict) and isinstance(defaults.get(k), dict) else v
+    return out
+
+
 def _finished(tcfg: TrainConfig) -> bool:
     """Whether the run dir holds a finished run of ``tcfg``; ConfigError if of another config."""
     run = tcfg.out
     if not ((run / "summary.json").is_file() and (run / "config.json").is_file()):
         return False
-    saved = json.loads((run / "config.json").read_text())
+    # Options added since the run was made count as their defaults (which is what the run used).
+    saved = _merged(_comparable(TrainConfig()), json.loads((run / "config.json").read_text()))
     saved.pop("out", None)
     want = _comparable(tcfg)
     differ = sorted(k for k in set(want) | set(saved) if want.get(k) != saved.get(k))
@@ -260,6 +268,7 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
         md.append(f"| {m} | " + " | ".join(_ms([_pct(r.eval["success_by_category"].get(c)) for r in by[m]])
                                           for c in cats) + " |")
     md += [""]
+    md += _coverage_section(cfg, by, split)
     for name, title, text in _plots(cfg, by, split):
         md += [f"## {title}", "", f"![{title}]({name})", "", text, ""]
     md += ["## Not in this report", ""]
@@ -274,6 +283,50 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
         [{"method": r.method, "seed": r.seed, "dir": str(r.dir), "summary": r.summary,
           "eval": {k: v for k, v in r.eval.items() if k not in ("lines", "tasks")}} for r in runs], indent=1))
     return path
+
+
+def _coverage_section(cfg: CompareConfig, by: dict[str, list[Run]], split: str) -> list[str]:
+    """Success on the suite's tasks, grouped by whether the run's relabels held that spec.
+
+    OIR can only learn what its relabeler proposes: this shows where its success comes from, and
+    how the baseline does on the same tasks."""
+    from oir.suites import load_suite
+    from oir.tasks import parse_spec
+
+    spec_of = {x.task_id: x.spec for x in load_suite(cfg.suite)}
+    base = by.get("no-relabel", [])
+    out = []
+    for m, rs in by.items():
+        if m == "no-relabel":
+            continue
+        rows: dict[str, list[list[float]]] = {}
+        for i, r in enumerate(rs):
+            path = r.dir / "instructions.jsonl"
+            if not path.is_file():
+                continue
+            buf = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+            keys = {parse_spec(b["task"]).key() for b in buf}
+            counters = {frozenset(c["counter"] for c in b["task"]["all"]) for b in buf}
+            other = {t["task_id"]: t["success"] for t in base[i].eval["tasks"]} if i < len(base) else {}
+            for t in r.eval["tasks"]:
+                spec = spec_of[t["task_id"]]
+                group = ("the same spec" if spec.key() in keys else
+                         "the same counters, other counts or clauses" if frozenset(c.counter for c in spec.all) in counters
+                         else "none of its counters together")
+                rows.setdefault(group, []).append([t["success"], other.get(t["task_id"], np.nan)])
+        if not rows:
+            continue
+        out += [f"### Where {m}'s success comes from ({split} split)", "",
+                "Tasks grouped by what the run's instruction buffer held at the end (all seeds pooled): "
+                "an instruction with the task's exact spec, one over the same set of counters, or neither.", "",
+                f"| buffer held | tasks (x seeds) | {m} success % | no-relabel success % |", "|---|---:|---:|---:|"]
+        for group in ("the same spec", "the same counters, other counts or clauses", "none of its counters together"):
+            v = np.array(rows.get(group, []), float)
+            if len(v):
+                b = "n/a" if np.isnan(v[:, 1]).all() else f"{100 * np.nanmean(v[:, 1]):.1f}"
+                out.append(f"| {group} | {len(v)} | {100 * v[:, 0].mean():.1f} | {b} |")
+        out.append("")
+    return out
 
 
 def _cpus() -> int:

@@ -186,7 +186,7 @@ def report(results: Sequence[LineResult]) -> dict:
         "paraphrase_ratio": by_split.paraphrase_ratio,
         "mean_steps_to_success": steps(results),
         "tasks": [
-            {"task_id": t, "category": rs[0].line.category, "lines": len(rs),
+            {"task_id": t, "category": rs[0].line.category, "spec": rs[0].line.spec.to_json(), "lines": len(rs),
              "success": float(np.mean([r.rate for r in rs])), "solved": any(r.successes for r in rs),
              "mean_steps_to_success": steps(rs)}
             for t, rs in by_task.items()
