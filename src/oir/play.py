@@ -205,7 +205,10 @@ class _Canvas:
         if not log:
             d.text((self.pad, y), "(no events yet)", font=self.font, fill=(120, 120, 130))
         if banner is not None:
-            cx, cy = self.width // 2, self.top + game.height // 2
+            # Two blocks below the player (who stands at the centre of the 7-row map), so the
+            # banner hides neither the agent nor what it just did.
+            block = BLOCK_PIXELS * self.scale
+            cx, cy = self.width // 2, self.top + (7 // 2 + 2) * block + block // 2
             box = d.textbbox((cx, cy), banner, font=self.big, anchor="mm")
             d.rectangle((box[0] - self.pad, box[1] - self.pad, box[2] + self.pad, box[3] + self.pad), fill=(0, 0, 0))
             d.text((cx, cy), banner, font=self.big, fill=(255, 255, 255), anchor="mm")

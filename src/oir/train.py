@@ -223,7 +223,8 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
         steps, wall = (u + 1) * per_update, wall0 + time.perf_counter() - start
         # sps: throughput since this process's first update, so its compile does not hide the loop's speed
         sps = (steps - first[0][0]) / max(wall - first[0][1], 1e-9) if first else per_update / max(wall - wall0, 1e-9)
-        first.append((steps, wall))
+        if not first:
+            first.append((steps, wall))
         if hs:
             hs.observe(chunk, steps)
         row = {"update": u + 1, "env_steps": steps, "sps": sps, "wall_s": wall,
