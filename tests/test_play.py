@@ -61,6 +61,12 @@ def bad_inputs(tmp: Path, run: Path) -> dict[str, tuple[list[str], str]]:
     no_ckpt = tmp / "no-ckpt"
     no_ckpt.mkdir()
     (no_ckpt / "config.json").write_text("{}")
+    bad_config = tmp / "bad-config"
+    (bad_config / "checkpoint").mkdir(parents=True)
+    (bad_config / "config.json").write_text('{"algo": 1')
+    empty_ckpt = tmp / "empty-checkpoint"
+    (empty_ckpt / "checkpoint").mkdir(parents=True)
+    (empty_ckpt / "config.json").write_text((run / "config.json").read_text())
     a_file = tmp / "a-file"
     a_file.write_text("")
     ok = ["--run", str(run), "--instruction", "collect wood", "--out", str(tmp / "x.gif")]
@@ -71,6 +77,12 @@ def bad_inputs(tmp: Path, run: Path) -> dict[str, tuple[list[str], str]]:
                       f"{tmp} is not a training run (no config.json)"),
         "no-checkpoint": (["--run", str(no_ckpt), "--instruction", "collect wood", "--out", str(tmp / "x.gif")],
                           f"{no_ckpt} has no checkpoint (was training interrupted?)"),
+        "bad-config": (["--run", str(bad_config), "--instruction", "collect wood", "--out", str(tmp / "x.gif")],
+                       f"{bad_config / 'config.json'} is not an oir config.json "
+                       "(JSONDecodeError: Expecting ',' delimiter: line 1 column 11 (char 10))"),
+        "empty-checkpoint": (["--run", str(empty_ckpt), "--instruction", "collect wood", "--out", str(tmp / "x.gif")],
+                             f"cannot read the checkpoint in {empty_ckpt / 'checkpoint'}: Metadata file (named "
+                             f"_METADATA) does not exist at {empty_ckpt / 'checkpoint'}."),
         "empty-instruction": ([*ok, "--instruction", ""], "--instruction is empty (type what the agent should do)"),
         "blank-instruction": ([*ok, "--instruction", "  \t "], "--instruction is empty (type what the agent should do)"),
         "broken-json": ([*ok, "--task", "{all: 1"],
@@ -79,13 +91,13 @@ def bad_inputs(tmp: Path, run: Path) -> dict[str, tuple[list[str], str]]:
                             "--task: all[0].counter: unknown counter 'collect_woood' (see `oir tasks list`)"),
         "empty-all": ([*ok, "--task", '{"all": []}'], "--task: all: is empty (a spec needs at least one clause)"),
         "steps": ([*ok, "--steps", "0"], "--steps must be at least 1, got 0"),
-        "out-is-a-dir": ([*ok, "--out", str(tmp)], f"cannot write {tmp}: Is a directory"),
+        "out-is-a-dir": ([*ok, "--out", str(tmp)], f"cannot write --out {tmp}: Is a directory"),
         "out-under-a-file": ([*ok, "--out", str(a_file / "x.gif")],
-                             f"cannot write {a_file / 'x.gif'}: {a_file} is not a directory"),
+                             f"cannot write --out {a_file / 'x.gif'}: {a_file} is not a directory"),
     }
 
 
-BAD = ["no-run", "not-a-run", "no-checkpoint", "empty-instruction", "blank-instruction", "broken-json",
+BAD = ["no-run", "not-a-run", "no-checkpoint", "bad-config", "empty-checkpoint", "empty-instruction", "blank-instruction", "broken-json",
        "unknown-counter", "empty-all", "steps", "out-is-a-dir", "out-under-a-file"]
 
 

@@ -331,17 +331,21 @@ def train_cmd(cfg: TrainConfig, console: Console, argv: list[str]) -> int:
 
 
 def check_writable(path: Path | None) -> None:
-    """Fail before the work, not after it, when ``--out`` cannot be written."""
+    """Fail before the work, not after it, when ``--out`` cannot be written (leaves no file)."""
     if path is None:
         return
+    existed = path.exists()
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise CliError(f"cannot write --out {path}: {parent} is not a directory")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_dir():
-            raise IsADirectoryError(21, "Is a directory")
-        with open(path, "a"):
+        with open(path, "ab"):
             pass
     except OSError as e:
         raise CliError(f"cannot write --out {path}: {e.strerror or e}") from None
+    if not existed:
+        path.unlink()
 
 
 def _write(path: Path, text: str) -> None:

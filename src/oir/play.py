@@ -16,12 +16,15 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
     from rich.console import Console
+
+    from oir.evaluate import TextPolicy
+    from oir.tasks import TaskSpec
 
 BLOCK_PIXELS = 16  # Craftax's BLOCK_PIXEL_SIZE_IMG; its texture cache holds only 7, 16 and 64
 LOG_LINES = 5
@@ -32,8 +35,8 @@ _FAIL_WHY = {
     "order": "a clause held out of order",
     "budget": "the 'within' budget ran out",
 }
-
-
+# Checked when no --task is given: it never holds (vitals stop at 9), so one compiled step
+# serves both cases.
 _NEVER = {"all": [{"counter": "health", "at_least": 10}]}
 
 
@@ -41,8 +44,8 @@ _NEVER = {"all": [{"counter": "health", "at_least": 10}]}
 class PlayConfig:
     """Render a trained agent following a free-typed instruction into an animated GIF.
 
-    The policy sees only the embedding of the instruction text. `--task` (a task spec, JSON, as in `oir tasks check` suites)
-    is checked beside it to report success, failure or timeout; the policy never sees it.
+    The policy sees only the embedding of the instruction text. `--task` (a task spec, JSON, as in
+    suite files) is checked beside it to report success, failure or timeout; the policy never sees it.
     """
 
     run: Path  # an `oir train` run dir (config.json and checkpoint)
@@ -71,7 +74,7 @@ def _error(message: str) -> Exception:
     return CliError(message)
 
 
-def _check(cfg: PlayConfig):
+def _check(cfg: PlayConfig) -> TaskSpec | None:
     """Every cheap check before the slow loading; returns the parsed spec or None."""
     from oir.tasks import SpecError, parse_spec
 
@@ -97,24 +100,10 @@ def _check(cfg: PlayConfig):
         raise _error(f"{cfg.run} is not a training run (no config.json)")
     if not (cfg.run / "checkpoint").is_dir():
         raise _error(f"{cfg.run} has no checkpoint (was training interrupted?)")
-    _probe_writable(cfg.out)
+    from oir.cli import check_writable  # cli imports this module
+
+    check_writable(cfg.out)
     return spec
-
-
-def _probe_writable(path: Path) -> None:
-    """Fail before minutes of loading and stepping, not after, when ``path`` cannot be written."""
-    existed = path.exists()
-    parent = next((p for p in path.parents if p.exists()), None)
-    if parent is not None and not parent.is_dir():
-        raise _error(f"cannot write {path}: {parent} is not a directory")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "ab"):
-            pass
-    except OSError as e:
-        raise _error(f"cannot write {path}: {e.strerror or e}") from None
-    if not existed:
-        path.unlink()
 
 
 def _renderer() -> Callable:
@@ -215,17 +204,20 @@ class _Canvas:
         return img
 
 
-def _status(spec, reason: str | None, t: int, why: str = "") -> tuple[str, tuple[int, int, int]] | None:
+def _status(spec: TaskSpec | None, reason: str | None, t: int, why: str = "") -> tuple[str, tuple[int, int, int]] | None:
+    """The task's state for the header: ``reason`` is the outcome on the last frame, else None."""
     if spec is None:
         return None
     if reason == "success":
         return f"task: success at step {t}", (120, 230, 120)
     if reason == "fail":
         return f"task: failed at step {t} ({why})", (240, 110, 110)
+    if reason is not None:
+        return "task: not done", (240, 180, 110)
     return "task: pending", (170, 170, 180)
 
 
-def run_play(cfg: PlayConfig, spec, policy: Any) -> tuple[list[Image.Image], list[int], Outcome]:
+def run_play(cfg: PlayConfig, spec: TaskSpec | None, policy: TextPolicy) -> tuple[list[Image.Image], list[int], Outcome]:
     """Step one env with ``policy`` (a :class:`~oir.evaluate.TextPolicy` on the instruction) and
     draw the frames; returns (frames, their durations in ms, outcome)."""
     import jax
@@ -239,7 +231,6 @@ def run_play(cfg: PlayConfig, spec, policy: Any) -> tuple[list[Image.Image], lis
     env = VecEnv(1)
     render = _renderer()
     step = _make_step(env, policy.act, render)
-    # Without --task a spec that never holds (vitals stop at 9) keeps one compiled step for both.
     bank = tasks.TaskBank.from_specs([spec or tasks.parse_spec(_NEVER)]).take(0)
     prog = tasks.progress_init()
     key, k_reset = jax.random.split(jax.random.PRNGKey(cfg.seed))
@@ -303,7 +294,7 @@ def write_gif(path: Path, frames: list[Image.Image], durations: list[int]) -> No
                       duration=durations, loop=0, disposal=1)
 
 
-def outcome_line(spec, outcome: Outcome, steps: int) -> str:
+def outcome_line(spec: TaskSpec | None, outcome: Outcome, steps: int) -> str:
     """The one line that says how the play ended."""
     if spec is None:
         if outcome.reason == "game_over":
@@ -332,9 +323,9 @@ def play(cfg: PlayConfig, console: Console) -> int:
     try:
         run_cfg = load_config(cfg.run / "config.json")
         policy = policy_from_run(cfg.run, [cfg.instruction])
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:  # a bad config.json or checkpoint: already one line
         raise _error(str(e)) from None
-    except Exception as e:  # a damaged run dir: say which, never a traceback
+    except Exception as e:  # anything else the loading raises (the encoder, say): one line too
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise _error(f"cannot load the run in {cfg.run}: {first}") from None
     assert isinstance(policy, TextPolicy)
