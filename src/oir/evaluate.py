@@ -140,10 +140,11 @@ class Summary:
 
 
 def summarize(results: Sequence[LineResult], by: str = "category") -> Summary:
-    """Mean success per ``by`` (category, split or task), overall, coverage and paraphrase gap."""
+    """Mean success per ``by`` (category, split, task or line), overall, coverage and paraphrase gap."""
+    field = {"task": "task_id", "line": "id"}.get(by, by)
     groups: dict[str, list[LineResult]] = defaultdict(list)
     for r in results:
-        groups[getattr(r.line, "task_id" if by == "task" else by)].append(r)
+        groups[getattr(r.line, field)].append(r)
     groups_all = {**dict(sorted(groups.items())), "all": list(results)}
     rows = [
         (name, len({r.line.task_id for r in rs}), len(rs), float(np.mean([r.rate for r in rs])))
