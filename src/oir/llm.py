@@ -25,6 +25,7 @@ import json
 import os
 import re
 import sqlite3
+import sys
 import textwrap
 import threading
 import time
@@ -102,9 +103,23 @@ class ChatClient:
         # One pooled client: keep-alive saves a TCP handshake per call. httpx's pool is
         # thread-safe, so the relabeler's worker thread may share it.
         self._http = httpx.Client(timeout=httpx.Timeout(self.timeout), headers=headers)
+        # Token counts the server reports in ``usage`` (0 where it reports none), for tokens/s.
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self._usage_lock = threading.Lock()
 
     def close(self) -> None:
         self._http.close()
+
+    def _count_usage(self, response: httpx.Response) -> None:
+        try:
+            usage = response.json().get("usage") or {}
+            prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        except (ValueError, TypeError, AttributeError, RecursionError):
+            return
+        with self._usage_lock:
+            self.prompt_tokens += max(prompt, 0)
+            self.completion_tokens += max(completion, 0)
 
     def __enter__(self) -> ChatClient:
         return self
@@ -148,7 +163,9 @@ class ChatClient:
                 ) from None
             else:
                 if response.status_code < 300:
-                    return _content(response, endpoint)
+                    content = _content(response, endpoint)
+                    self._count_usage(response)
+                    return content
                 problem = f"HTTP {response.status_code}: {_one_line(response.text)}"
                 # 408 and 429 say "later"; 5xx may be a restart or an overload. Other 4xx won't heal.
                 if response.status_code not in (408, 429) and response.status_code < 500:
@@ -207,6 +224,14 @@ def _vocabulary() -> str:
     return "\n".join(out)
 
 
+def _phrases() -> str:
+    """The narration's event phrases and their counters, for prompts that spell the mapping out
+    (a small model copes far better with a lookup table than with inferring names)."""
+    from oir.narrate import PHRASES
+
+    return "\n".join(f"  {phrase} -> {name}" for name, phrase in PHRASES.items())
+
+
 @functools.lru_cache(maxsize=16)
 def load_prompt(version: str = DEFAULT_PROMPT) -> tuple[str, str]:
     """The (system, user) templates of ``oir/prompts/<version>.txt``."""
@@ -229,12 +254,90 @@ def render_prompt(narrations: Sequence[str], version: str = DEFAULT_PROMPT) -> l
     system, user = load_prompt(version)
     blocks = "\n\n".join(f"[segment {i}]\n{text}" for i, text in enumerate(narrations, 1))
     return [
-        {"role": "system", "content": system.replace("<<COUNTERS>>", _vocabulary())},
+        {
+            "role": "system",
+            "content": system.replace("<<COUNTERS>>", _vocabulary()).replace("<<PHRASES>>", _phrases()),
+        },
         {
             "role": "user",
             "content": user.replace("<<N>>", str(len(narrations))).replace("<<SEGMENTS>>", blocks),
         },
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Constrained output
+
+JSON_MODES = ("off", "object", "schema")
+
+
+def reply_schema(max_proposals: int = 8) -> dict[str, Any]:
+    """JSON schema of a reply: segments with proposals whose counters are the vocabulary's names.
+
+    Grammar-constrained decoding with it makes malformed JSON and unknown counters impossible;
+    whether a spec *holds* is still for verification to say.
+    """
+    clause = {
+        "type": "object",
+        "properties": {
+            "counter": {"enum": [c.name for c in COUNTERS]},
+            "at_least": {"type": "integer"},
+        },
+        "required": ["counter", "at_least"],
+        "additionalProperties": False,
+    }
+    task = {
+        "type": "object",
+        "properties": {
+            "all": {"type": "array", "items": clause, "minItems": 1, "maxItems": 4},
+            "ordered": {"type": "boolean"},
+            "none": {"type": "array", "items": clause, "maxItems": 2},
+            "within": {"type": "integer"},
+        },
+        "required": ["all"],
+        "additionalProperties": False,
+    }
+    proposal = {
+        "type": "object",
+        "properties": {"text": {"type": "string", "maxLength": 160}, "task": task},
+        "required": ["text", "task"],
+        "additionalProperties": False,
+    }
+    segment = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            # At least one: under a grammar a small model takes the shortest way out, an empty
+            # list (saved segments always have an event). At most a few: it may otherwise list
+            # proposals until max_tokens.
+            "proposals": {"type": "array", "items": proposal, "minItems": 1, "maxItems": max_proposals},
+        },
+        "required": ["id", "proposals"],
+        "additionalProperties": False,
+    }
+    return {
+        "type": "object",
+        "properties": {"segments": {"type": "array", "items": segment}},
+        "required": ["segments"],
+        "additionalProperties": False,
+    }
+
+
+def response_format(mode: str, max_proposals: int = 8) -> dict[str, Any] | None:
+    """The request's ``response_format`` for a JSON mode.
+
+    ``off``: none. ``object``: ``{"type": "json_object"}``, OpenAI's JSON mode (llama.cpp's and
+    llama-cpp-python's servers, vLLM, Ollama). ``schema``: :func:`reply_schema` in the form
+    llama-cpp-python's server takes, ``{"type": "json_object", "schema": ...}``, which it
+    compiles into a grammar.
+    """
+    if mode == "off":
+        return None
+    if mode == "object":
+        return {"type": "json_object"}
+    if mode == "schema":
+        return {"type": "json_object", "schema": reply_schema(max_proposals)}
+    raise ValueError(f"unknown LLM JSON mode {mode!r} (choose from {', '.join(JSON_MODES)})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -509,6 +612,7 @@ class LLMRelabeler:
         response_format: dict[str, Any] | None = None,
         breaker_failures: int = 3,
         breaker_cooldown: float = 30.0,
+        server: Any | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -523,6 +627,9 @@ class LLMRelabeler:
         self.max_tokens_per_segment = max_tokens_per_segment
         self.response_format = response_format
         self.breaker = CircuitBreaker(breaker_failures, breaker_cooldown)
+        # A server this relabeler owns (oir.llm_local.LocalServer): stopped by close(), and its
+        # death reported once. Requests still go through the client like any other server's.
+        self.server = server
         self._lock = threading.Lock()
         self._calls = self._hits = self._errors = self._skipped = 0
         self._latency_total = 0.0
@@ -530,7 +637,14 @@ class LLMRelabeler:
 
     def describe(self) -> str:
         """One line for logs: which relabeler, model, server and prompt version ran."""
-        return f"llm (model {self.client.model} at {self.client.url}, prompt {self.prompt_version})"
+        where = "local llama.cpp server " if self.server is not None else ""
+        fmt = f", response_format {self.response_format['type']}" if self.response_format else ""
+        if self.response_format and "schema" in self.response_format:
+            fmt += " with schema"
+        return (
+            f"llm (model {self.client.model} at {where}{self.client.url}, "
+            f"prompt {self.prompt_version}{fmt})"
+        )
 
     def _call(self, narrations: list[str]) -> list[list[Any]] | None:
         """Parsed proposals for one request, or None if the call failed."""
@@ -549,6 +663,7 @@ class LLMRelabeler:
                 response_format=self.response_format,
             )
         except LLMError:
+            self._report_server_death()
             self.breaker.record(False)
             with self._lock:
                 self._calls += 1
@@ -601,11 +716,19 @@ class LLMRelabeler:
         # Fresh lists per segment: two segments with one narration must not share a list.
         return [list(results.get(t, [])) for t in texts]
 
+    def _report_server_death(self) -> None:
+        death = self.server.death() if self.server is not None else None
+        if death:
+            # One line, once; the circuit breaker then keeps the run going without this server.
+            print(f"oir: warning: {death}; training goes on with the instructions it has", file=sys.stderr)
+
     def close(self) -> None:
-        """Release the HTTP connections and the cache file."""
+        """Release the HTTP connections and the cache file, and stop an owned server."""
         self.client.close()
         if self.cache is not None:
             self.cache.close()
+        if self.server is not None:
+            self.server.stop()
 
     def stats(self) -> dict[str, float]:
         with self._lock:
@@ -616,6 +739,8 @@ class LLMRelabeler:
                 "llm_latency_s": self._latency_total / self._ok_calls if self._ok_calls else 0.0,
                 "llm_segments_skipped": float(self._skipped),
                 "llm_outage": 1.0 if self.breaker.is_open else 0.0,
+                "llm_prompt_tokens": float(self.client.prompt_tokens),
+                "llm_completion_tokens": float(self.client.completion_tokens),
             }
 
 

@@ -32,6 +32,7 @@ from oir.evaluate import report, run_suite, text_policy
 from oir.events import levels_of
 from oir.hindsight import Hindsight, RelabelingConfig
 from oir.learn import RelabelShapes
+from oir.llm import JSON_MODES
 from oir.networks import PRESETS
 from oir.relabel import NarratorRelabeler
 from oir.suites import STANDARD_SUITE, load_suite
@@ -59,6 +60,8 @@ class TrainConfig:
     llm_timeout: float = 30.0  # seconds per LLM request before it is retried
     llm_batch: int = 8  # segments narrated into one LLM request
     llm_cache: str = ""  # reply cache (SQLite): "" for ~/.cache/oir/llm_cache.sqlite, "off" for none
+    llm_prompt: str = ""  # prompt file in oir/prompts: "" for relabel_v2_small with --llm-url local, else relabel_v1
+    llm_json_mode: str = ""  # off, object (JSON mode) or schema (constrained to the reply schema); "" for schema with --llm-url local, else off
     steps: int = 1_000_000  # env steps
     num_envs: int = 64
     seed: int = 0
@@ -111,7 +114,8 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.reward in REWARDS, f"unknown --reward {cfg.reward!r} (choose from {', '.join(REWARDS)})")
     need(cfg.llm_timeout > 0 and cfg.llm_batch >= 1, "--llm-timeout must be positive and --llm-batch at least 1")
     need(-1.0 <= cfg.delta <= 1.0, f"--delta must be a cosine in [-1, 1], got {cfg.delta}")
-    need(cfg.relabel != "llm" or bool(cfg.llm_url), "--relabel llm needs --llm-url (an OpenAI-compatible server)")
+    need(cfg.relabel != "llm" or bool(cfg.llm_url), "--relabel llm needs --llm-url (an OpenAI-compatible server, or local)")
+    need(cfg.llm_json_mode in ("", *JSON_MODES), f"unknown --llm-json-mode {cfg.llm_json_mode!r} (choose from {', '.join(JSON_MODES)})")
     need(cfg.reward == "verified" or cfg.relabel != "none", "--reward similarity needs --relabel narrator or llm")
     rl = cfg.relabeling
     need(rl.history > cfg.max_task_steps, f"--relabeling.history ({rl.history}) must exceed --max-task-steps ({cfg.max_task_steps})")
@@ -213,6 +217,7 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
     bar = _Progress(num_updates * per_update, _label(cfg), enabled=progress)
     start = time.perf_counter()
 
+    checkpoint_s = 0.0
     first: list[tuple[int, float]] = []  # (env steps, wall) when this process's first update ended
     during = _during_eval(cfg, encoder, act) if cfg.eval_every else None
     evals: dict = {}  # the latest training-time evaluation, merged into the next metrics row
@@ -240,8 +245,10 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
                 if pending:  # the checkpoint holds finished updates only: u of them, u metrics rows
                     finish(*pending)
                     pending = None
+                t_save = time.perf_counter()
                 ckpts.save(u, runner, hs.state() if hs else b"",
                            {"wall_s": wall0 + time.perf_counter() - start, "env_steps": u * per_update})
+                checkpoint_s += time.perf_counter() - t_save  # what the training thread waited
             if during and u and _crossed(u, per_update, cfg.eval_every):
                 evals.update(during(runner.train.params))  # the parameters after u updates
             rb = hs.next_batch(u, algo_cfg.num_steps) if hs else None
@@ -259,10 +266,14 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
             ckpts.close()
         if hs:
             hs.close(out)
+            if hasattr(hs.relabeler, "close"):
+                hs.relabeler.close()  # its connections, cache and, with --llm-url local, the server
     save_params(out / "checkpoint", runner)
 
     summary = {"env_steps": num_updates * per_update, "wall_s": wall0 + time.perf_counter() - start,
                "relabeler": RELABELER_NAMES.get(cfg.relabel, "none"), "reward": cfg.reward}
+    if ckpts:
+        summary["checkpoint_s"] = checkpoint_s  # this process's training-thread time spent saving
     if resume:
         summary["resumed_after_update"] = done
     if hs and hasattr(hs.relabeler, "describe"):
@@ -317,18 +328,54 @@ def _baseline_tasks(cfg: TrainConfig, suite, encoder):
     return TaskBank.from_specs([x.spec for x in train_lines]), None, encoder.encode([x.text for x in train_lines]), None
 
 
+LOCAL_URL = "local"  # --llm-url local: a local model served by llama-cpp-python (oir.llm_local)
+LOCAL_DEFAULTS = {"prompt": "relabel_v2_small", "json_mode": "schema"}
+# The reply only comes when it is whole, and a 0.5B model decoded 7-12 tokens/s on 2 busy cores
+# here (bench/relabel_quality.py): a batch of 8 segments can take minutes.
+LOCAL_MIN_TIMEOUT = 600.0
+
+
 def llm_relabeler(cfg):
     """The LLM relabeler for any config with ``llm_*`` fields, and why its server does not answer
-    (None when it does). ConfigError for a bad URL or an unset key variable."""
-    from oir.llm import check_reachable, make_llm_relabeler
+    (None when it does). ConfigError for a bad URL, an unset key variable or an unknown model.
 
+    ``--llm-url local`` first starts llama-cpp-python's server on a checked local model; the
+    relabeler then talks to it like to any other server and stops it when closed. A local model
+    that cannot be served (not installed, wrong checksum, server failing) is a reason, like an
+    unreachable URL: the relabeler then points at a port nothing listens on.
+    """
+    from oir import llm_local
+    from oir.llm import check_reachable, make_llm_relabeler, response_format
+
+    local = cfg.llm_url.strip() == LOCAL_URL
+    prompt = getattr(cfg, "llm_prompt", "") or (LOCAL_DEFAULTS["prompt"] if local else "relabel_v1")
+    mode = getattr(cfg, "llm_json_mode", "") or (LOCAL_DEFAULTS["json_mode"] if local else "off")
+    url, model, server, reason = cfg.llm_url, cfg.llm_model, None, None
     try:
-        relabeler = make_llm_relabeler(cfg.llm_url, cfg.llm_model, cfg.llm_api_key_env or None,
-                                       timeout=cfg.llm_timeout, batch_size=cfg.llm_batch,
-                                       use_cache=cfg.llm_cache != "off", cache_path=cfg.llm_cache or None)
+        fmt = response_format(mode)
+        if local:
+            model = llm_local.DEFAULT_MODEL if model == "default" else model
+            llm_local.get_model(model)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    return relabeler, check_reachable(cfg.llm_url)
+    if local:
+        try:
+            server = llm_local.serve(model)
+            url = server.url
+        except llm_local.LocalModelError as e:
+            reason = str(e)
+            url = f"http://127.0.0.1:{llm_local.free_port()}/v1"
+    timeout = max(cfg.llm_timeout, LOCAL_MIN_TIMEOUT) if local else cfg.llm_timeout
+    try:
+        relabeler = make_llm_relabeler(url, model, None if local else (cfg.llm_api_key_env or None),
+                                       prompt=prompt, response_format=fmt, server=server,
+                                       timeout=timeout, batch_size=cfg.llm_batch,
+                                       use_cache=cfg.llm_cache != "off", cache_path=cfg.llm_cache or None)
+    except ValueError as e:
+        if server is not None:
+            server.stop()
+        raise ConfigError(str(e)) from None
+    return relabeler, reason if local else check_reachable(url)
 
 
 def _make_relabeler(cfg: TrainConfig):
@@ -336,6 +383,12 @@ def _make_relabeler(cfg: TrainConfig):
         return NarratorRelabeler()
     relabeler, reason = llm_relabeler(cfg)
     if reason is not None:
+        if cfg.llm_url.strip() == LOCAL_URL:
+            if cfg.llm_required:
+                raise ConfigError(f"--llm-url local: {reason}, and --llm-required is set")
+            print(f"oir: warning: --llm-url local: {reason}; training goes on without LLM relabels",
+                  file=sys.stderr)
+            return relabeler
         if cfg.llm_required:
             raise ConfigError(f"LLM server {cfg.llm_url} does not answer ({reason}) and --llm-required is set")
         print(f"oir: warning: LLM server {cfg.llm_url} does not answer ({reason}); training goes on with "
