@@ -111,6 +111,14 @@ def _merged(defaults: dict, saved: dict) -> dict:
     return out
 
 
+def _same_file(a: str | None, b: str | None) -> bool:
+    """Two suite paths with the same contents (a moved checkout holds the same suite)."""
+    try:
+        return a is not None and b is not None and Path(a).read_bytes() == Path(b).read_bytes()
+    except OSError:
+        return False
+
+
 def _finished(tcfg: TrainConfig) -> bool:
     """Whether the run dir holds a finished run of ``tcfg``; ConfigError if of another config."""
     run = tcfg.out
@@ -120,7 +128,8 @@ def _finished(tcfg: TrainConfig) -> bool:
     saved = _merged(_comparable(TrainConfig()), json.loads((run / "config.json").read_text()))
     saved.pop("out", None)
     want = _comparable(tcfg)
-    differ = sorted(k for k in set(want) | set(saved) if want.get(k) != saved.get(k))
+    differ = sorted(k for k in set(want) | set(saved) if want.get(k) != saved.get(k)
+                    and not (k in ("suite", "eval_suite") and _same_file(want.get(k), saved.get(k))))
     if differ:
         raise ConfigError(f"{run} holds a finished run with another config (differs in: {', '.join(differ)}); "
                           "use another --out or delete it")
