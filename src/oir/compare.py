@@ -360,6 +360,7 @@ def _series(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _band(ax, runs: list[Run], key: str, label: str, scale: float = 1.0) -> bool:
+    # One colour per method in every figure.
     """Mean over seeds as a line, min to max shaded; seeds share the x of the shortest."""
     series = [_series(r.metrics, key) for r in runs]
     series = [s for s in series if len(s[0])]
@@ -368,7 +369,7 @@ def _band(ax, runs: list[Run], key: str, label: str, scale: float = 1.0) -> bool
     n = min(len(s[0]) for s in series)
     x = series[0][0][:n]
     ys = np.stack([s[1][:n] for s in series]) * scale
-    (line,) = ax.plot(x, ys.mean(0), label=label)
+    (line,) = ax.plot(x, ys.mean(0), label=label, color=f"C{list(METHODS).index(label)}")
     if len(series) > 1:
         ax.fill_between(x, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.25)
     return True
