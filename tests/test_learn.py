@@ -162,7 +162,7 @@ def test_oir_train_end_to_end_writes_the_run(tmp_path, tiny_suite, algo, capsys)
     (["--num-envs", "0"], "--num-envs must be at least 1, got 0"),
     (["--suite", "/nonexistent/suite.jsonl"], "suite file not found: /nonexistent/suite.jsonl"),
     (["--relabel", "gpt"], "--relabel 'gpt' is not available (choose from none, narrator, llm)"),
-    (["--relabel", "llm"], "--relabel llm needs --llm-url (an OpenAI-compatible server)"),
+    (["--relabel", "llm"], "--relabel llm needs --llm-url (an OpenAI-compatible server, or local)"),
     (["--relabel", "narrator", "--reward", "cosine"], "unknown --reward 'cosine' (choose from verified, similarity)"),
     (["--relabel", "narrator", "--max-task-steps", "2000"],
      "--relabeling.history (1024) must exceed --max-task-steps (2000)"),

@@ -285,7 +285,7 @@ def relabel_cmd(cfg: Relabel, console: Console) -> int:
         relabeler, who = NarratorRelabeler(), "narrator relabeler (rule-based, offline; not a language model)"
     else:
         if not cfg.llm_url:
-            raise CliError("--relabeler llm needs --llm-url (an OpenAI-compatible server)")
+            raise CliError("--relabeler llm needs --llm-url (an OpenAI-compatible server, or local)")
         from oir.train import llm_relabeler
 
         relabeler, reason = llm_relabeler(cfg)

@@ -185,7 +185,7 @@ def compare(cfg: CompareConfig, say=print, command: str = "") -> Path:
     skipped = {}
     if not cfg.llm_url:
         for m in [m for m in methods if m.startswith("llm")]:
-            skipped[m] = "needs --llm-url (an OpenAI-compatible server); not run, not faked"
+            skipped[m] = "needs --llm-url (an OpenAI-compatible server, or local); not run, not faked"
             say(f"skipping {m}: {skipped[m]}")
             methods.remove(m)
     if not methods:
