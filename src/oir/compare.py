@@ -384,16 +384,8 @@ def _plots(cfg: CompareConfig, by: dict[str, list[Run]], split: str) -> list[tup
     from oir.relabel import BELOW_DELTA, FLAW_REASONS
 
     out = []
-    key = f"eval_success_{split}"
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for m, rs in by.items():
-        _band(ax, rs, key, m, 100)
-    ax.set(xlabel="env steps", ylabel=f"success on the {split} split (%)", title="Training-time evaluation")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(cfg.out / "success_curves.png", dpi=110)
-    plt.close(fig)
+    _line_figure(plt, cfg.out / "success_curves.png", by, f"eval_success_{split}", 100,
+                 f"success on the {split} split (%)", "Training-time evaluation")
     out.append(("success_curves.png", "Success over training",
                 f"Training-time evaluation (`--eval-every`, one episode per suite line, cap "
                 f"{cfg.train.eval_max_steps} steps, the same worlds each time) on the {split} split: mean over "
@@ -421,33 +413,32 @@ def _plots(cfg: CompareConfig, by: dict[str, list[Run]], split: str) -> list[tup
                     f"pooled ({totals}). The narrator proposes only what its own event log shows, so its "
                     "flawed rate is zero by construction; the figure matters for LLM relabelers."))
 
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for m, rs in relabeling.items():
-            _band(ax, rs, "unique_instructions", m)
-        ax.set(xlabel="env steps", ylabel="unique instructions in the buffer", title="Instruction buffer growth")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(cfg.out / "unique_instructions.png", dpi=110)
-        plt.close(fig)
+        _line_figure(plt, cfg.out / "unique_instructions.png", relabeling, "unique_instructions", 1,
+                     "unique instructions in the buffer", "Instruction buffer growth")
         out.append(("unique_instructions.png", "Unique instructions over training",
                     "Rows of the instruction buffer (after merging by normalized text and by same-spec "
                     "embedding similarity), mean over seeds, min to max shaded."))
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for m, rs in by.items():
-        _band(ax, rs, "wall_s", m, 1 / 60)
-    ax.set(xlabel="env steps", ylabel="wall time (min)", title="Wall time")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(cfg.out / "wall_time.png", dpi=110)
-    plt.close(fig)
+    _line_figure(plt, cfg.out / "wall_time.png", by, "wall_s", 1 / 60, "wall time (min)", "Wall time")
     out.append(("wall_time.png", "Wall-time overhead against no-relabel",
                 "Wall clock against env steps, mean over seeds (the table gives the ratio at the end). "
                 "Relabeling runs on a worker thread beside the jitted update; the steps of the curves are "
                 "the training-time evaluations."))
     return out
+
+
+def _line_figure(plt, path: Path, by: dict[str, list[Run]], key: str, scale: float, ylabel: str,
+                 title: str) -> None:
+    """One metric against env steps, a band per method."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for m, rs in by.items():
+        _band(ax, rs, key, m, scale)
+    ax.set(xlabel="env steps", ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _flawed_rate(runs: list[Run], reason: str, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
