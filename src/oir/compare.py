@@ -244,7 +244,7 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
     md = [f"# oir compare: {', '.join(methods)} ({cfg.algo.upper()}, {len(seeds)} seed(s))", ""]
     md += ["```", command, "```", ""]
     md += [f"{cfg.steps:,} env steps per run, {cfg.train.num_envs} envs, encoder {cfg.train.encoder}, "
-           f"seeds {', '.join(map(str, seeds))}; commit {_git_commit()}; {platform.machine()}, "
+           f"seeds {', '.join(map(str, seeds))}; report written at commit {_git_commit()}; {platform.machine()}, "
            f"{_cpus()} CPU(s), {_device()}. Final evaluation: the {split} split of `{cfg.suite.name}`, "
            f"{cfg.episodes} episode(s) per line, cap {cfg.max_steps} steps, the same worlds for every run. "
            "OIR runs never see the suite in training; no-relabel trains on its train split.", ""]
