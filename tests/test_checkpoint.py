@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from oir.checkpoint import TMP_MARK, committed_steps
 from oir.cli import main
 
 PER_UPDATE = 8 * 16
@@ -36,10 +37,7 @@ def same_run(a: Path, b: Path) -> None:
     assert (a / "instructions.jsonl").read_text() == (b / "instructions.jsonl").read_text()
 
 
-def committed(ckpts: Path) -> list[int]:
-    return sorted(int(p.name) for p in ckpts.glob("*") if p.name.isdigit() and (p / "commit_success.txt").exists()) \
-        if ckpts.is_dir() else []
-
+committed = committed_steps  # the updates of the complete checkpoints in a dir
 
 def test_kill_9_after_the_second_checkpoint_then_resume_matches_an_uninterrupted_run(tmp_path, capsys):
     steps = ["--steps", str(PER_UPDATE * 120), "--checkpoint-every", str(PER_UPDATE * 20)]
@@ -142,3 +140,133 @@ def test_resume_refuses_other_flags_and_corrupt_runs(finished, tmp_path, capsys)
     assert main(["train", "--resume", str(broken)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"oir: error: {broken / 'config.json'} is not an oir config.json") and "\n" not in err
+
+
+# ---------------------------------------------------------------------------------------------
+# Every learner and relabeler crosses checkpoints, is killed, and goes on. The shapes are the
+# ones above (and in tests/test_oir.py), so the compiled updates come from JAX's persistent cache.
+
+BASE = ["--encoder", "hash", "--num-envs", "8", "--max-task-steps", "32", "--relabeling.history", "64",
+        "--relabeling.batch", "8", "--relabeling.window", "8", "--pqn.num-minibatches", "2",
+        "--ppo.num-steps", "16", "--ppo.num-minibatches", "2", "--eval-episodes", "0", "--keep-checkpoints", "2"]
+MATRIX = {
+    "pqn-none": ["--algo", "pqn", "--relabel", "none"],
+    "pqn-narrator": ["--algo", "pqn", "--relabel", "narrator"],
+    "ppo-none": ["--algo", "ppo", "--relabel", "none"],
+    "ppo-narrator": ["--algo", "ppo", "--relabel", "narrator"],
+    "pqn-llm": ["--algo", "pqn", "--relabel", "llm", "--llm-model", "test-model", "--llm-timeout", "2",
+                "--llm-batch", "2", "--llm-cache", "off"],
+}
+UPDATES, EVERY = 48, 8
+
+
+def wood_for_each(request):
+    """A true relabel for every segment that collected wood, none for the others."""
+    from llm_server import Reply
+
+    segments = [{"id": i, "proposals": [{"text": "Collect wood.", "task": {"all": [{"counter": "collect_wood", "at_least": 1}]}}]
+                 if "collected wood" in n else []} for i, n in enumerate(request.narrations, 1)]
+    return Reply(json.dumps({"segments": [s for s in segments if s]}))
+
+
+def start_train(args: list[str], drop_root: bool = False) -> subprocess.Popen:
+    """``oir train`` as its own process; ``drop_root`` takes away root's power to write anywhere,
+    so that file modes bind (CI may run as root)."""
+    cmd = [sys.executable, "-m", "oir.cli", "train", *args]
+    if drop_root and os.geteuid() == 0:
+        cmd = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", *cmd]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_checkpoints(proc: subprocess.Popen, ckpts: Path, n: int) -> list[int]:
+    deadline = time.monotonic() + 600
+    while len(committed(ckpts)) < n:
+        assert proc.poll() is None, f"training ended before checkpoint {n}: {proc.stderr.read()[-2000:]}"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    return committed(ckpts)
+
+
+@pytest.fixture(scope="module")
+def llm_server():
+    from llm_server import LLMServer
+
+    srv = LLMServer()
+    srv.respond = wood_for_each
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.mark.parametrize("combo", list(MATRIX))
+def test_every_learner_and_relabeler_crosses_checkpoints_is_killed_and_resumes(combo, tmp_path, capsys, request):
+    args = [*BASE, *MATRIX[combo], "--steps", str(PER_UPDATE * UPDATES), "--checkpoint-every", str(PER_UPDATE * EVERY)]
+    if combo.endswith("llm"):
+        args += ["--llm-url", request.getfixturevalue("llm_server").url]
+    run = tmp_path / combo
+    proc = start_train([*args, "--out", str(run)])
+    kept = wait_for_checkpoints(proc, run / "checkpoints", 2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run / "summary.json").exists()
+    kept = committed(run / "checkpoints")
+    assert len(kept) == 2 and kept[-1] % EVERY == 0  # the interval was crossed at least twice
+
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert f"resuming {run} after update {kept[-1]}" in err and "Traceback" not in err
+    assert [r["env_steps"] for r in rows(run)] == [PER_UPDATE * (i + 1) for i in range(UPDATES)]  # no gap, no duplicate
+    assert [r["update"] for r in rows(run)] == list(range(1, UPDATES + 1))
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["resumed_after_update"] == kept[-1] and summary["checkpoints_failed"] == 0
+    assert summary["env_steps"] == PER_UPDATE * UPDATES
+    assert committed(run / "checkpoints")[-1] > kept[-1]  # the resumed run saved again
+    if combo.endswith("narrator") or combo.endswith("llm"):
+        assert summary["relabeling"]["relabel_verified"] > 0
+
+
+def needs_file_modes() -> None:
+    import shutil
+
+    if os.geteuid() == 0 and shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: file modes cannot be made to bind")
+
+
+def test_checkpoints_made_read_only_mid_run_warn_and_training_goes_on(tmp_path, capsys):
+    needs_file_modes()
+    run = tmp_path / "ro"
+    proc = start_train([*BASE, *MATRIX["pqn-none"], "--steps", str(PER_UPDATE * UPDATES),
+                        "--checkpoint-every", str(PER_UPDATE * EVERY), "--out", str(run)], drop_root=True)
+    first = wait_for_checkpoints(proc, run / "checkpoints", 1)
+    (run / "checkpoints").chmod(0o555)
+    _, err = proc.communicate(timeout=600)
+    (run / "checkpoints").chmod(0o755)
+    assert proc.returncode == 0, err[-2000:]
+    warnings = [x for x in err.splitlines() if x.startswith("oir: warning: checkpoint after update")]
+    assert warnings and "Traceback" not in err
+    assert all("could not be written" in x and "the previous checkpoint is kept" in x for x in warnings)
+    assert all(x.startswith("oir: ") or not x.strip() or "━" in x for x in err.splitlines())  # nothing else
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["checkpoints_failed"] == len(warnings) >= 1
+    assert first[0] in committed(run / "checkpoints")  # the one written before is still there
+    assert [r["env_steps"] for r in rows(run)] == [PER_UPDATE * (i + 1) for i in range(UPDATES)]
+    assert not list((run / "checkpoints").glob(f"*{TMP_MARK}*"))  # no half-written leftovers
+
+
+def test_a_final_save_that_fails_is_one_error_line_and_a_nonzero_exit(tmp_path):
+    needs_file_modes()
+    run = tmp_path / "final"
+    (run / "checkpoint").mkdir(parents=True)
+    (run / "checkpoint" / "keep").write_text("x")
+    (run / "checkpoint").chmod(0o555)  # the final parameters cannot replace it
+    proc = start_train([*BASE, *MATRIX["pqn-none"], "--steps", str(PER_UPDATE * 16),
+                        "--checkpoint-every", str(PER_UPDATE * EVERY), "--out", str(run)], drop_root=True)
+    _, err = proc.communicate(timeout=600)
+    (run / "checkpoint").chmod(0o755)
+    assert proc.returncode == 1
+    lines = [x for x in err.splitlines() if x.startswith("oir: error:")]
+    assert len(lines) == 1 and "Traceback" not in err
+    assert lines[0].startswith(f"oir: error: the final parameters could not be written to {(run / 'checkpoint').absolute()}")
+    assert lines[0].endswith(f"`oir train --resume {run}` goes on from its last checkpoint")
+    assert committed(run / "checkpoints") == [8]

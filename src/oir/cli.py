@@ -17,9 +17,10 @@ import tyro
 from rich.console import Console
 from rich.table import Table
 
+from oir.checkpoint import CheckpointError
 from oir.suites import STANDARD_SUITE, SuiteError
 from oir.tasks import SpecError
-from oir.train import ConfigError
+from oir.train import ConfigError, RunError
 
 
 class CliError(Exception):
@@ -429,6 +430,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, SuiteError, SpecError, ConfigError) as e:
         print(f"oir: error: {e}", file=sys.stderr)
         return 2
+    except (CheckpointError, RunError) as e:  # the run itself went wrong, not its input
+        print(f"oir: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("oir: interrupted", file=sys.stderr)
         return 130

@@ -13,6 +13,7 @@ The suite is used for the final evaluation only, unless the baseline trains on i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -25,7 +26,7 @@ import jax
 import numpy as np
 
 from oir import jaxcache, ppo, pqn
-from oir.checkpoint import Checkpoints, save_params
+from oir.checkpoint import CheckpointError, Checkpoints, committed_steps, save_params
 from oir.encode import ENCODERS, make_encoder
 from oir.env import TaskEnv, VecEnv
 from oir.evaluate import report, run_suite, text_policy
@@ -85,6 +86,10 @@ class TrainConfig:
 
 class ConfigError(ValueError):
     """A bad training config: printed as one line by the CLI."""
+
+
+class RunError(RuntimeError):
+    """The run could not go on (its files cannot be written): one line, exit status 1."""
 
 
 def load_config(path: Path) -> TrainConfig:
@@ -159,11 +164,20 @@ class RunLog:
         self.file.flush()
         for k, v in row.items():
             if k != "env_steps" and isinstance(v, int | float):
+                self._check_tb()
                 self.tb.add_scalar(k, v, row["env_steps"])
 
+    def _check_tb(self) -> None:
+        # tensorboardX writes from a thread; if a full disk killed it, its bounded queue would
+        # block this thread forever. Fail like the metrics file would instead.
+        worker = getattr(self.tb._get_file_writer().event_writer, "_worker", None)
+        if worker is not None and not worker.is_alive():
+            raise OSError(f"TensorBoard's writer stopped (disk full?) in {self.tb.logdir}")
+
     def close(self) -> None:
-        self.file.close()
-        self.tb.close()
+        for close in (self.file.close, self.tb.close):
+            with contextlib.suppress(OSError):  # a full disk: the error that stopped the run is reported
+                close()
 
 
 def _prepare_out(out: Path) -> Path:
@@ -259,6 +273,10 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
             pending = (u, metrics, chunk)
         if pending:
             finish(*pending)
+    except OSError as e:  # the run dir's own files (metrics, segments) cannot be written
+        kept = bool(ckpts and committed_steps(ckpts.dir))
+        hint = f"; `oir train --resume {out}` goes on from its last checkpoint" if kept else ""
+        raise RunError(f"cannot write to {out}: {e.strerror or e}{hint}") from None
     finally:
         bar.close()
         log.close()
@@ -268,12 +286,18 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
             hs.close(out)
             if hasattr(hs.relabeler, "close"):
                 hs.relabeler.close()  # its connections, cache and, with --llm-url local, the server
-    save_params(out / "checkpoint", runner)
+    try:
+        save_params(out / "checkpoint", runner)
+    except CheckpointError as e:
+        kept = bool(committed_steps(out / "checkpoints"))
+        hint = f"; `oir train --resume {out}` goes on from its last checkpoint" if kept else ""
+        raise CheckpointError(f"{e}{hint}") from None
 
     summary = {"env_steps": num_updates * per_update, "wall_s": wall0 + time.perf_counter() - start,
                "relabeler": RELABELER_NAMES.get(cfg.relabel, "none"), "reward": cfg.reward}
     if ckpts:
         summary["checkpoint_s"] = checkpoint_s  # this process's training-thread time spent saving
+        summary["checkpoints_failed"] = ckpts.failed  # saves that could not be written (each warned)
     if resume:
         summary["resumed_after_update"] = done
     if hs and hasattr(hs.relabeler, "describe"):
