@@ -42,8 +42,8 @@ def test_compare_trains_reuses_and_reports(tmp_path, suite, capsys):
         assert [r["env_steps"] for r in rows if "eval_success_test" in r] == [512]  # after 4 of 8 updates
     report = (out / "report.md").read_text()
     # "stay alive" holds for any agent after one step: 100% for both, so the ratio is exactly 1.
-    assert "| no-relabel | 100.0 | 1.00 | 100.0 | 100.0 | 1.0 |" in report
-    assert "| narrator | 100.0 | 1.00 | 100.0 | 100.0 | 1.0 |" in report
+    assert "| no-relabel | 100.0 | 1.00 | n/a | 100.0 | 100.0 | 100.0 | 1.0 |" in report
+    assert "| narrator | 100.0 | 1.00 | n/a | 100.0 | 100.0 | 100.0 | 1.0 |" in report
     assert "llm-verified: needs --llm-url" in report and "ELLM-style baseline" in report
     for png in ("success_curves.png", "flawed_rate.png", "unique_instructions.png", "wall_time.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png})" in report

@@ -11,6 +11,7 @@ import pytest
 
 from oir.cli import main
 from oir.encode import CachedEncoder, HashEncoder, make_encoder
+from oir.learn import timeout_values
 from oir.ppo import PPOConfig, gae, ppo_loss
 from oir.pqn import lambda_returns, td_loss
 
@@ -48,6 +49,72 @@ def test_lambda_returns_match_a_plain_loop_and_limits():
     # lam = 0 is one-step Q-learning.
     one_step = REWARD[:-1] + gamma * (1 - DONE[:-1]) * q_max[1:]
     np.testing.assert_allclose(lambda_returns(REWARD, DONE, q_max, LAST, gamma, 0.0)[:-1], one_step, rtol=1e-5)
+
+
+# One env, 6 steps: the instruction times out at step 1 (the world goes on), the next one ends in
+# death at step 3, and the last runs on past the rollout. obs_t is a number; the value of
+# (obs, instruction) is a plain function, so the bootstrap can be worked out by hand.
+OBS = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0], np.float32)[:, None, None]  # [T, N=1, 1]
+LAST_OBS = np.array([[6.0]], np.float32)
+TASK = np.array([0, 0, 1, 1, 2, 2], np.int32)[:, None]
+R = np.array([0, 0, 0, 0, 1, 0], np.float32)[:, None]
+TIMEOUT = np.array([0, 1, 0, 0, 0, 0], bool)[:, None]
+DEATH = np.array([0, 0, 0, 1, 0, 0], bool)[:, None]
+ENDED = TIMEOUT | DEATH
+
+
+def toy_value(obs, task):
+    return 0.1 * obs[..., 0] + 0.5 * task.astype(jnp.float32) + 0.3
+
+
+def test_timeout_values_are_the_same_instructions_next_value_and_zero_elsewhere():
+    boot = np.asarray(timeout_values(toy_value, OBS, LAST_OBS, TASK, TIMEOUT & ~DEATH))
+    want = np.zeros((6, 1))
+    want[1] = 0.1 * 2.0 + 0.5 * 0 + 0.3  # obs_2 under instruction 0, not under instruction 1
+    np.testing.assert_allclose(boot, want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.7, 1.0])
+def test_a_timeout_bootstraps_and_a_death_does_not_pqn(lam):
+    gamma = 0.9
+    v = np.asarray(toy_value(OBS, TASK))  # q_max of each step under its own instruction
+    last = np.asarray(toy_value(LAST_OBS, TASK[-1]))
+    boot = timeout_values(toy_value, OBS, LAST_OBS, TASK, TIMEOUT & ~DEATH)
+    got = np.asarray(lambda_returns(R, ENDED, v, last, gamma, lam, boot))
+    # By hand, backwards: the last instruction bootstraps from the rollout's end; death (t=3) is
+    # terminal; the timeout (t=1) bootstraps from obs_2 under instruction 0.
+    want = np.zeros(6)
+    g_next, q_next = last[0], last[0]
+    for t in reversed(range(6)):
+        if DEATH[t, 0]:
+            g = R[t, 0]
+        elif TIMEOUT[t, 0]:
+            g = R[t, 0] + gamma * float(toy_value(OBS[t + 1], TASK[t])[0])
+        else:
+            g = R[t, 0] + gamma * (lam * g_next + (1 - lam) * q_next)
+        want[t], g_next, q_next = g, g, v[t, 0]
+    np.testing.assert_allclose(got[:, 0], want, rtol=1e-5)
+    # Without the bootstrap the timeout's target is its reward alone (the old, biased target).
+    assert float(lambda_returns(R, ENDED, v, last, gamma, lam)[1, 0]) == 0.0 < got[1, 0]
+
+
+def test_a_timeout_bootstraps_and_a_death_does_not_ppo():
+    gamma, lam = 0.9, 0.8
+    v = np.asarray(toy_value(OBS, TASK))
+    last = np.asarray(toy_value(LAST_OBS, TASK[-1]))
+    boot = timeout_values(toy_value, OBS, LAST_OBS, TASK, TIMEOUT & ~DEATH)
+    got = np.asarray(gae(R, v, ENDED, last, gamma, lam, boot))[:, 0]
+    want = np.zeros(6)
+    adv_next, v_next = 0.0, last[0]
+    for t in reversed(range(6)):
+        if DEATH[t, 0]:
+            adv = R[t, 0] - v[t, 0]
+        elif TIMEOUT[t, 0]:
+            adv = R[t, 0] + gamma * float(toy_value(OBS[t + 1], TASK[t])[0]) - v[t, 0]
+        else:
+            adv = R[t, 0] + gamma * v_next - v[t, 0] + gamma * lam * adv_next
+        want[t], adv_next, v_next = adv, adv, v[t, 0]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
 def test_td_loss_and_its_gradient_stops_at_the_target():

@@ -102,3 +102,23 @@ def test_tasks_list_prints_every_counter(capsys):
     out = capsys.readouterr().out
     listed = [row.split()[0] for row in out.splitlines() if row and not row.startswith("#")]
     assert listed == list(COUNTER_NAMES)
+
+
+def test_test_lines_are_held_out_tasks_or_held_out_paraphrases(tmp_path):
+    wood = {"all": [{"counter": "collect_wood", "at_least": 1}]}
+    rows = [
+        {"id": "w", "text": "collect wood", "split": "train", "category": "single", "task": wood},
+        {"id": "w~p", "task_id": "w", "paraphrase": True, "text": "chop a tree", "split": "test",
+         "category": "single", "task": wood},
+        # Another task id with the same spec as a train task: the baseline trained on it.
+        {"id": "w2", "text": "get a log", "split": "test", "category": "single", "task": wood},
+        {"id": "d", "text": "drink water", "split": "test", "category": "single",
+         "task": {"all": [{"counter": "collect_drink", "at_least": 1}]}},
+    ]
+    path = tmp_path / "s.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    kinds = {x.id: x.holdout for x in load_suite(path)}
+    assert kinds == {"w": "train", "w~p": "held-out paraphrase", "w2": "held-out paraphrase", "d": "held-out task"}
+    assert {x.id: x.holdout for x in load_suite(path, ["test"])} == {k: v for k, v in kinds.items() if k != "w"}
+    standard = Counter(x.holdout for x in load_suite(STANDARD_SUITE))
+    assert standard == {"train": 189, "held-out task": 84, "held-out paraphrase": 63}

@@ -46,7 +46,7 @@ class Demo:
     episodes: int = 2  # fresh worlds per suite line
     max_steps: int = 500  # episode cap for tasks without a `within` budget
     seed: int = 0
-    by: Literal["category", "split"] = "category"  # rows of the table
+    by: Literal["category", "split", "holdout"] = "category"  # rows of the table
     out: Path = Path("runs/demo")  # the run dir; results.json goes in it
     baseline: bool = True  # also evaluate a random agent on the same lines and worlds
 
@@ -64,7 +64,7 @@ class Eval:
     episodes: int = 4  # fresh worlds per suite line
     max_steps: int = 1000  # episode cap for tasks without a `within` budget
     seed: int = 0
-    by: Literal["category", "split", "task", "line"] = "category"  # rows of the table
+    by: Literal["category", "split", "holdout", "task", "line"] = "category"  # rows of the table
     out: Path | None = None  # results JSON: per line, per task, category, split, coverage, gap
 
 
@@ -184,7 +184,7 @@ def tasks_check(cfg: TasksCheck, console: Console) -> int:
 
 def _suite_run(console: Console, lines, policy, who: str, cfg) -> int:
     """Run ``policy`` on ``lines``, print the table and summary, write ``cfg.out`` if set."""
-    from oir.evaluate import report, run_suite, summarize
+    from oir.evaluate import holdout_line, report, run_suite, summarize
 
     if cfg.episodes < 1 or cfg.max_steps < 1:
         raise CliError("--episodes and --max-steps must be at least 1")
@@ -200,6 +200,7 @@ def _suite_run(console: Console, lines, policy, who: str, cfg) -> int:
     for name, n_tasks, n_lines, rate in summary.rows:
         table.add_row(name, str(n_tasks), str(n_lines), f"{100 * rate:.1f}%", end_section=name == summary.rows[-2][0])
     console.print(table)
+    console.print(holdout_line(results))
     console.print(f"{summary.describe()}; wall time {wall:.0f} s")
     if cfg.out is not None:
         payload = {"config": {k: str(v) for k, v in asdict(cfg).items()}, **report(results)}
@@ -209,7 +210,14 @@ def _suite_run(console: Console, lines, policy, who: str, cfg) -> int:
 
 
 def demo(cfg: Demo, console: Console) -> int:
-    from oir.evaluate import policy_from_run, random_policy, report, run_suite, summarize
+    from oir.evaluate import (
+        holdout_line,
+        policy_from_run,
+        random_policy,
+        report,
+        run_suite,
+        summarize,
+    )
     from oir.suites import load_suite
     from oir.train import train
 
@@ -248,7 +256,7 @@ def demo(cfg: Demo, console: Console) -> int:
         table.add_row(name, str(n_tasks), str(n_lines), *rates, end_section=i == len(first.rows) - 2)
     console.print(table)
     for name, s in summaries.items():
-        console.print(f"{name}: {s.describe()}")
+        console.print(f"{name}: {holdout_line(results[name])}; {s.describe()}")
     _write(cfg.out / "results.json", json.dumps({name: report(r) for name, r in results.items()}, indent=1))
     console.print(f"results: {cfg.out / 'results.json'}; metrics: {cfg.out / 'metrics.jsonl'}; "
                   f"instructions: {cfg.out / 'instructions.jsonl'}")

@@ -25,7 +25,7 @@ from typing import Literal
 
 import numpy as np
 
-from oir.suites import STANDARD_SUITE
+from oir.suites import HELD_OUT_PARAPHRASE, HELD_OUT_TASK, STANDARD_SUITE
 from oir.train import ConfigError, TrainConfig, validate
 
 # method -> what it changes in TrainConfig (llm-* need --llm-url)
@@ -167,8 +167,10 @@ def _ensure_evaluated(cfg: CompareConfig, run: Path, say) -> dict:
                         max_steps=cfg.max_steps, seed=10_000)  # the same worlds for every run
     rep = {"settings": settings, "wall_s": time.perf_counter() - t0, **report(results)}
     path.write_text(json.dumps(rep, indent=1))
+    tasks_rate = rep["success_by_holdout"].get(HELD_OUT_TASK)
     say(f"evaluated {run} on {len(lines)} {cfg.split} lines x {cfg.episodes}: "
-        f"{100 * rep['success_by_split']['all']:.1f}% success")
+        f"{100 * rep['success_by_split']['all']:.1f}% success"
+        + ("" if tasks_rate is None else f", {100 * tasks_rate:.1f}% on held-out tasks"))
     return rep
 
 
@@ -220,6 +222,27 @@ def _ms(xs, digits: int = 1) -> str:
     return f"{np.mean(xs):,.{digits}f} ± {np.std(xs):,.{digits}f}" if len(xs) > 1 else f"{xs[0]:,.{digits}f}"
 
 
+def _holdout_rates(cfg: CompareConfig, runs: list[Run]) -> dict[Path, dict[str, float | None]]:
+    """Each run's success on held-out tasks and held-out paraphrases, from its per-line results
+    (so evaluations cached before the split was reported count too)."""
+    from oir.suites import load_suite
+
+    kind = {x.id: x.holdout for x in load_suite(cfg.suite)}
+    out = {}
+    for r in runs:
+        rates: dict[str, list[float]] = {HELD_OUT_TASK: [], HELD_OUT_PARAPHRASE: []}
+        for line in r.eval["lines"]:
+            if kind.get(line["id"]) in rates:
+                rates[kind[line["id"]]].append(line["successes"] / max(line["episodes"], 1))
+        out[r.dir] = {k: float(np.mean(v)) if v else None for k, v in rates.items()}
+    return out
+
+
+def _mean_or_none(xs) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return float(np.mean(xs)) if xs else None
+
+
 def _pct(x) -> float | None:
     return None if x is None else 100 * x
 
@@ -238,7 +261,6 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
     """``report.md`` and its PNGs in ``cfg.out`` from finished, evaluated runs."""
     by = {m: [r for r in runs if r.method == m] for m in methods}
     base = by.get("no-relabel")
-    base_success = np.mean([r.eval["success_by_split"]["all"] for r in base]) if base else None
     base_wall = np.mean([r.summary["wall_s"] for r in base]) if base else None
     split = cfg.split
     md = [f"# oir compare: {', '.join(methods)} ({cfg.algo.upper()}, {len(seeds)} seed(s))", ""]
@@ -248,21 +270,30 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
            f"{_cpus()} CPU(s), {_device()}. Final evaluation: the {split} split of `{cfg.suite.name}`, "
            f"{cfg.episodes} episode(s) per line, cap {cfg.max_steps} steps, the same worlds for every run. "
            "OIR runs never see the suite in training; no-relabel trains on its train split.", ""]
+    holdout = _holdout_rates(cfg, runs)
+    base_tasks = _mean_or_none([holdout[r.dir][HELD_OUT_TASK] for r in base]) if base else None
     md += [f"## Success on the {split} split (mean ± std over seeds)", ""]
-    md += ["| method | success % | × no-relabel | coverage % | paraphrase / canonical % | "
+    md += ["**Held-out tasks** are test tasks whose spec no train line has: no method trained on them. "
+           "**Held-out paraphrases** are new wordings of train tasks, whose exact spec the no-relabel "
+           "baseline trained on; they measure language generalisation, not task generalisation.", ""]
+    md += ["| method | held-out tasks % | × no-relabel | held-out paraphrases % | all test lines % | "
+           "coverage % | paraphrase / canonical % | "
            "steps to success | unique instructions | flawed relabels % | wall min | steps/s | wall × no-relabel |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for m in methods:
         rs = by[m]
         succ = [r.eval["success_by_split"]["all"] for r in rs]
+        tasks_rate = [holdout[r.dir][HELD_OUT_TASK] for r in rs]
         rel = [r.summary.get("relabeling") for r in rs]
         uniq = _ms([x["unique_instructions"] for x in rel]) if all(rel) else "—"
         flawed = (_ms([100 * x["relabel_flawed"] / max(x["relabel_proposed"], 1) for x in rel])
                   if all(rel) else "—")
         walls = [r.summary["wall_s"] for r in rs]
         md.append(
-            f"| {m} | {_ms([100 * s for s in succ])} "
-            f"| {'' if base_success is None else f'{np.mean(succ) / max(base_success, 1e-9):.2f}'} "
+            f"| {m} | {_ms([_pct(x) for x in tasks_rate])} "
+            f"| {'' if base_tasks is None or _mean_or_none(tasks_rate) is None else f'{_mean_or_none(tasks_rate) / max(base_tasks, 1e-9):.2f}'} "
+            f"| {_ms([_pct(holdout[r.dir][HELD_OUT_PARAPHRASE]) for r in rs])} "
+            f"| {_ms([100 * s for s in succ])} "
             f"| {_ms([_pct(r.eval['coverage']) for r in rs])} "
             f"| {_ms([_pct(r.eval.get('paraphrase_ratio')) for r in rs])} "
             f"| {_ms([r.eval['mean_steps_to_success'] for r in rs])} | {uniq} | {flawed} "

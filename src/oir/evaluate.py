@@ -17,7 +17,7 @@ import numpy as np
 
 from oir import tasks
 from oir.env import NUM_ACTIONS, VecEnv
-from oir.suites import SuiteLine
+from oir.suites import HELD_OUT_PARAPHRASE, HELD_OUT_TASK, SuiteLine
 
 # policy(key, obs[N, obs_dim], line_index[N]) -> actions[N]. It gets the line index only to look
 # up that line's instruction text embedding; never the spec.
@@ -141,7 +141,7 @@ class Summary:
 
 def summarize(results: Sequence[LineResult], by: str = "category") -> Summary:
     """Mean success per ``by`` (category, split, task or line), overall, coverage and paraphrase gap."""
-    field = {"task": "task_id", "line": "id"}.get(by, by)
+    field = {"task": "task_id", "line": "id"}.get(by, by)  # or category, split, holdout
     groups: dict[str, list[LineResult]] = defaultdict(list)
     for r in results:
         groups[getattr(r.line, field)].append(r)
@@ -167,6 +167,14 @@ def summarize(results: Sequence[LineResult], by: str = "category") -> Summary:
                    float(np.mean(steps)) if steps else None)
 
 
+def holdout_line(results: Sequence[LineResult]) -> str:
+    """Success on held-out tasks, then on held-out paraphrases (and train lines), in one line."""
+    rows = {name: (tasks, lines, rate) for name, tasks, lines, rate in summarize(results, "holdout").rows}
+    parts = [f"{name}s {100 * rows[name][2]:.1f}% ({rows[name][0]} tasks, {rows[name][1]} lines)"
+             for name in (HELD_OUT_TASK, HELD_OUT_PARAPHRASE, "train") if name in rows]
+    return "; ".join(parts)
+
+
 def report(results: Sequence[LineResult]) -> dict:
     """Everything a results.json holds: per line, per task, per category and split, coverage,
     the paraphrase gap and steps to success."""
@@ -180,6 +188,9 @@ def report(results: Sequence[LineResult]) -> dict:
 
     by_category, by_split = summarize(results, "category"), summarize(results, "split")
     return {
+        # Held-out tasks first: a no-relabel learner trained on the exact spec of every held-out
+        # paraphrase, so only held-out tasks compare it fairly with OIR.
+        "success_by_holdout": {name: rate for name, _, _, rate in summarize(results, "holdout").rows},
         "success_by_split": {name: rate for name, _, _, rate in by_split.rows},
         "success_by_category": {name: rate for name, _, _, rate in by_category.rows},
         "coverage": by_split.coverage,
@@ -194,7 +205,8 @@ def report(results: Sequence[LineResult]) -> dict:
         ],
         "lines": [
             {"id": r.line.id, "task_id": r.line.task_id, "text": r.line.text, "category": r.line.category,
-             "split": r.line.split, "paraphrase": r.line.paraphrase, "successes": r.successes,
+             "split": r.line.split, "holdout": r.line.holdout, "paraphrase": r.line.paraphrase,
+             "successes": r.successes,
              "episodes": r.episodes, "steps_to_success": r.steps_to_success}
             for r in results
         ],

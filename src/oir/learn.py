@@ -110,3 +110,11 @@ def minibatch_epochs(
         return jax.lax.scan(step, train, mbs)
 
     return jax.lax.scan(epoch, train, jax.random.split(key, num_epochs))
+
+
+def timeout_values(value_fn, traj_obs, last_obs, task, truncated) -> jax.Array:
+    """``value_fn(next_obs, task)`` where ``truncated`` (the instruction timed out), else 0: the
+    bootstrap of :func:`oir.pqn.lambda_returns` and :func:`oir.ppo.gae`. Batched over the whole [T, N]
+    rollout after it, rather than a second forward pass inside every step."""
+    next_obs = jnp.concatenate([traj_obs[1:], last_obs[None]], axis=0)
+    return jnp.where(truncated, value_fn(next_obs, task), 0.0)

@@ -22,6 +22,7 @@ from oir.learn import (
     chunk_of,
     init_runner,
     minibatch_epochs,
+    timeout_values,
 )
 from oir.narrate import nearby_from_obs
 from oir.networks import ActorCritic, NetPreset
@@ -40,6 +41,7 @@ class PPOConfig:
     max_grad_norm: float = 1.0
     update_epochs: int = 4
     num_minibatches: int = 8
+    bootstrap_timeouts: bool = True  # an instruction's time limit is truncation (bootstrap), not termination
 
 
 class Transition(struct.PyTreeNode):
@@ -49,21 +51,28 @@ class Transition(struct.PyTreeNode):
     log_prob: jax.Array
     value: jax.Array
     reward: jax.Array
-    done: jax.Array
+    done: jax.Array  # the instruction ended: success, failure, timeout or the world's end
+    truncated: jax.Array  # it ended by its time limit only (the world goes on)
 
 
-def gae(reward, value, done, last_value, gamma: float, lam: float) -> jax.Array:
-    """Generalised advantage estimates over a [T, N] rollout; ``done`` cuts the bootstrap."""
+def gae(reward, value, done, last_value, gamma: float, lam: float, boot=None) -> jax.Array:
+    """Generalised advantage estimates over a [T, N] rollout; ``done`` cuts the bootstrap.
+
+    ``boot[t]``: for an instruction cut short by its time limit, the value it would have had on,
+    ``V(obs_{t+1}, same instruction)`` (0 where it really ended), so that a timeout is
+    truncation, not termination (see :func:`oir.pqn.lambda_returns`).
+    """
+    boot = jnp.zeros_like(reward) if boot is None else boot
 
     def back(carry, x):
         adv_next, value_next = carry
-        r, v, d = x
+        r, v, d, b = x
         keep = 1.0 - d
-        adv = r + gamma * value_next * keep - v + gamma * lam * keep * adv_next
+        adv = r + gamma * value_next * keep + gamma * b - v + gamma * lam * keep * adv_next
         return (adv, v), adv
 
     init = (jnp.zeros_like(last_value), last_value)
-    return jax.lax.scan(back, init, (reward, value, done.astype(jnp.float32)), reverse=True)[1]
+    return jax.lax.scan(back, init, (reward, value, done.astype(jnp.float32), boot), reverse=True)[1]
 
 
 def ppo_loss(cfg: PPOConfig, logits, value, action, old_log_prob, old_value, adv, target):
@@ -128,7 +137,8 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
             action = jax.random.categorical(k_act, logits)
             log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], axis=-1)[:, 0]
             next_obs, env_state2, out = env.step(k_env, env_state, action)
-            tr = Transition(obs, env_state.task, action, log_prob, value, out.reward, out.task_done)
+            tr = Transition(obs, env_state.task, action, log_prob, value, out.reward, out.task_done,
+                            out.timeout & ~out.world.done)
             return (env_state2, next_obs), (tr, out, nearby_from_obs(next_obs) if relabel else None)
 
         key, k_roll = jax.random.split(r.key)
@@ -137,7 +147,11 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
         )
         _, last_value = net.apply(r.train.params, obs, r.emb[env_state.task])
 
-        advantages = gae(traj.reward, traj.value, traj.done, last_value, cfg.gamma, cfg.gae_lambda)
+        boot = None
+        if cfg.bootstrap_timeouts:
+            boot = timeout_values(lambda o, t: net.apply(r.train.params, o, r.emb[t])[1],
+                                  traj.obs, obs, traj.task, traj.truncated)
+        advantages = gae(traj.reward, traj.value, traj.done, last_value, cfg.gamma, cfg.gae_lambda, boot)
         targets = advantages + traj.value
 
         def loss_fn(params, tr: Transition, adv, target):

@@ -29,6 +29,7 @@ from oir.learn import (
     chunk_of,
     init_runner,
     minibatch_epochs,
+    timeout_values,
 )
 from oir.narrate import nearby_from_obs
 from oir.networks import NetPreset, QNetwork
@@ -48,6 +49,7 @@ class PQNConfig:
     num_epochs: int = 2
     num_minibatches: int = 4
     max_grad_norm: float = 10.0
+    bootstrap_timeouts: bool = True  # an instruction's time limit is truncation (bootstrap), not termination
     eval_epsilon: float = 0.05  # acting outside training: a fully greedy agent can stall against a wall
 
 
@@ -56,26 +58,32 @@ class Transition(struct.PyTreeNode):
     task: jax.Array
     action: jax.Array
     reward: jax.Array
-    done: jax.Array
+    done: jax.Array  # the instruction ended: success, failure, timeout or the world's end
+    truncated: jax.Array  # it ended by its time limit only (the world goes on)
     q_max: jax.Array  # max_a Q(obs, instruction): the bootstrap for the step before
     weight: jax.Array  # 1 for rollout steps and live relabeled steps, 0 for padding
 
 
-def lambda_returns(reward, done, q_max, last_q, gamma: float, lam: float) -> jax.Array:
+def lambda_returns(reward, done, q_max, last_q, gamma: float, lam: float, boot=None) -> jax.Array:
     """Q(lambda) targets over a [T, N] rollout.
 
     ``q_max[t]`` is max_a Q(obs_t); the target of step t mixes the next step's target and its
-    greedy value: ``G_t = r_t + gamma (1 - d_t) (lam G_{t+1} + (1 - lam) max_a Q(obs_{t+1}))``,
-    with ``G_T = max_a Q(obs_T)``.
+    greedy value: ``G_t = r_t + gamma (1 - d_t) (lam G_{t+1} + (1 - lam) max_a Q(obs_{t+1}))
+    + gamma boot_t``, with ``G_T = max_a Q(obs_T)``. ``boot_t`` is the value an instruction cut
+    short by its time limit would have had on (``max_a Q(obs_{t+1}, same instruction)``; 0 where
+    it really ended): a timeout is truncation, not termination (Pardo et al., 2018, "Time Limits
+    in Reinforcement Learning"), since the observation holds no clock.
     """
+    boot = jnp.zeros_like(reward) if boot is None else boot
 
     def back(carry, x):
         ret_next, q_next = carry
-        r, d, q = x
-        ret = r + gamma * (1.0 - d) * (lam * ret_next + (1.0 - lam) * q_next)
+        r, d, q, b = x
+        ret = r + gamma * (1.0 - d) * (lam * ret_next + (1.0 - lam) * q_next) + gamma * b
         return (ret, q), ret
 
-    return jax.lax.scan(back, (last_q, last_q), (reward, done.astype(jnp.float32), q_max), reverse=True)[1]
+    xs = (reward, done.astype(jnp.float32), q_max, boot)
+    return jax.lax.scan(back, (last_q, last_q), xs, reverse=True)[1]
 
 
 def td_loss(q, action, target, weight=None):
@@ -137,7 +145,7 @@ def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
         instr = jnp.broadcast_to(rb.task[None, :], action.shape)
         q_max = net.apply(r.train.params, obs, r.emb[instr]).max(-1)
         targets = lambda_returns(reward, done, q_max, jnp.zeros_like(q_max[0]), cfg.gamma, cfg.lam)
-        return Transition(obs, instr, action, reward, done, q_max, mask.astype(jnp.float32)), targets
+        return Transition(obs, instr, action, reward, done, jnp.zeros_like(done), q_max, mask.astype(jnp.float32)), targets
 
     @partial(jax.jit, donate_argnums=0 if relabel else ())
     def update(r: Runner, rb: RelabelBatch | None):
@@ -151,7 +159,8 @@ def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
             random = jax.random.randint(k_rand, (n,), 0, NUM_ACTIONS)
             action = jnp.where(jax.random.uniform(k_explore, (n,)) < eps, random, greedy)
             next_obs, env_state2, out = env.step(k_env, env_state, action)
-            tr = Transition(obs, env_state.task, action, out.reward, out.task_done, q.max(-1), jnp.ones(n))
+            truncated = out.timeout & ~out.world.done
+            tr = Transition(obs, env_state.task, action, out.reward, out.task_done, truncated, q.max(-1), jnp.ones(n))
             return (env_state2, next_obs), (tr, out, nearby_from_obs(next_obs) if relabel else None)
 
         key, k_roll = jax.random.split(r.key)
@@ -160,7 +169,11 @@ def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
         )
         last_q = net.apply(r.train.params, obs, r.emb[env_state.task]).max(-1)
 
-        targets = lambda_returns(traj.reward, traj.done, traj.q_max, last_q, cfg.gamma, cfg.lam)
+        boot = None
+        if cfg.bootstrap_timeouts:
+            boot = timeout_values(lambda o, t: net.apply(r.train.params, o, r.emb[t]).max(-1),
+                                  traj.obs, obs, traj.task, traj.truncated)
+        targets = lambda_returns(traj.reward, traj.done, traj.q_max, last_q, cfg.gamma, cfg.lam, boot)
         replay, chunk, more = r.replay, None, {}
         if relabel:
             # Write this rollout first, as the pool's liveness check assumes: windows whose steps

@@ -42,6 +42,10 @@ class SuiteLine:
     category: str
     paraphrase: bool
     line: int  # 1-based line number in its file
+    # What a learner that trained on this file's train split has seen of a test line: a
+    # "held-out task" (no train line has its spec) or a "held-out paraphrase" (a new wording of a
+    # train task's spec); "train" for train lines. Set by the loader, over the whole file.
+    holdout: str = ""
 
 
 def _str_field(obj: dict, field: str, required: bool = True) -> str | None:
@@ -115,7 +119,16 @@ def check_suite(path: str | Path) -> tuple[list[SuiteLine], list[SuiteError]]:
         lines.append(item)
     if not lines and not errors:
         errors.append(SuiteError(path, None, "file", "has no task lines"))
-    return lines, errors
+    return _with_holdout(lines), errors
+
+
+HELD_OUT_TASK, HELD_OUT_PARAPHRASE = "held-out task", "held-out paraphrase"
+
+
+def _with_holdout(lines: list[SuiteLine]) -> list[SuiteLine]:
+    train_specs = {x.spec.key() for x in lines if x.split == "train"}
+    return [replace(x, holdout="train" if x.split == "train" else
+                    HELD_OUT_PARAPHRASE if x.spec.key() in train_specs else HELD_OUT_TASK) for x in lines]
 
 
 def load_suite(path: str | Path, splits: Iterable[str] | None = None) -> list[SuiteLine]:

@@ -332,6 +332,8 @@ def _during_eval(cfg: TrainConfig, encoder, act):
                             max_steps=cfg.eval_max_steps, seed=cfg.seed + 20_000)
         by_split = summarize(results, "split")
         out = {f"eval_success_{name}": rate for name, _, _, rate in by_split.rows}
+        out |= {f"eval_success_{name.replace('-', '_').replace(' ', '_')}s": rate
+                for name, _, _, rate in summarize(results, "holdout").rows if name.startswith("held-out")}
         return {**out, "eval_coverage": by_split.coverage}
 
     return run
