@@ -238,3 +238,21 @@ def test_oir_train_end_to_end_writes_the_run(tmp_path, tiny_suite, algo, capsys)
 def test_bad_train_config_is_one_line(tmp_path, capsys, args, message):
     assert main(["train", "--steps", "64", "--out", str(tmp_path / "run"), *args]) == 2
     assert capsys.readouterr().err.strip() == f"oir: error: {message}"
+
+
+def test_watkins_cuts_the_trace_after_a_non_greedy_action():
+    from oir.pqn import PQNConfig, trace_lambda
+
+    q = jnp.array([[[0.0, 1.0]], [[1.0, 0.0]], [[0.0, 2.0]], [[0.0, 0.5]]])  # [T=4, B=1, A=2]
+    action = jnp.array([[1], [1], [1], [1]])  # greedy, not greedy, greedy, greedy
+    lam = np.asarray(trace_lambda(PQNConfig(lam=0.5, relabel_trace="watkins"), q, action))[:, 0]
+    assert lam.tolist() == [0.0, 0.5, 0.5, 0.5]  # step 0's target stops before step 1's action
+    assert np.asarray(trace_lambda(PQNConfig(lam=0.5, relabel_trace="onestep"), q, action)).sum() == 0
+    assert (np.asarray(trace_lambda(PQNConfig(lam=0.5), q, action)) == 0.5).all()  # peng
+    reward, done = jnp.array([[0.0], [0.0], [0.0], [1.0]]), jnp.array([[0], [0], [0], [1]], bool)
+    q_max = q.max(-1)
+    g = np.asarray(lambda_returns(reward, done, q_max, jnp.zeros(1), 0.9, jnp.asarray(lam)[:, None]))[:, 0]
+    assert g[0] == pytest.approx(0.9 * 1.0)  # cut: r_0 + gamma max_a Q(s_1)
+    assert g[3] == pytest.approx(1.0)  # the terminal step's reward
+    assert g[2] == pytest.approx(0.9 * (0.5 * g[3] + 0.5 * 0.5))
+    assert g[1] == pytest.approx(0.9 * (0.5 * g[2] + 0.5 * 2.0))

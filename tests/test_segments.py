@@ -86,3 +86,56 @@ def test_relabel_windows_end_at_the_success_step_and_mask_steps_before_the_segme
     assert reward[:, 0].tolist() == [0, 0, 0, 1] and done[:, 0].tolist() == [False, False, False, True]
     assert mask[:, 0].tolist() == [False, True, True, True]  # step 6 belongs to the instruction before
     assert not mask[:, 1].any()  # padding
+
+
+def test_relabel_used_frac_counts_what_was_trained_on_before_it_expired():
+    pool = RelabelPool(capacity=4, history=H, window=4)
+    rng = np.random.default_rng(0)
+    assert pool.used_frac is None  # nothing settled yet
+    for env, end in ((0, 5), (1, 6), (2, 7)):
+        pool.add(env=env, start=0, end=end, task=1)
+    batch, _ = pool.sample(rng, 2, now=8)  # two of the three are trained on
+    assert batch["valid"].sum() == 2 and pool.used_count == 2
+    assert pool.used_frac == 1.0  # the third is still live: its fate is open
+    pool.sample(rng, 2, now=8)  # sampling again: still two distinct used at most three
+    assert pool.used_count == 3 and pool.expired_unused == 0
+    pool.add(env=0, start=0, end=9, task=1)
+    pool.add(env=1, start=0, end=30, task=1)  # the pool is full: the oldest (used) one is overwritten
+    assert pool.expired_unused == 0
+    pool.sample(np.random.default_rng(1), 0, now=40)  # a batch of 0: steps before 24 have left the replay
+    assert pool.expired_unused == 1  # end=9, never trained on
+    assert pool.used_frac == 3 / 4
+
+
+def test_unused_first_sampling_trains_on_every_relabel_before_it_expires():
+    pool = RelabelPool(capacity=64, history=H, window=4, sampling="unused-first")
+    uniform = RelabelPool(capacity=64, history=H, window=4)
+    rng = np.random.default_rng(0)
+    # 4 relabels arrive per 4-step update, each live for about 16 steps; 4 windows per batch.
+    for update in range(40):
+        now = 4 * (update + 1)
+        for k in range(4):
+            for p in (pool, uniform):
+                p.add(env=k, start=now - 4, end=now - 1, task=1)
+        batch, _ = pool.sample(rng, 4, now=now)
+        assert batch["valid"].all() and len(set(zip(batch["env"], batch["end"], strict=True))) == 4
+        uniform.sample(rng, 4, now=now)
+    assert pool.used_frac == 1.0 and pool.expired_unused == 0
+    assert uniform.used_frac < 0.9  # at random some are drawn twice, others never
+
+
+def test_long_windows_are_masked_at_segment_starts():
+    """A 24-step window over a ring of 32 steps: everything before the segment's start is masked,
+    also when the window reaches back across the ring's wrap."""
+    h, w = 32, 24
+    replay = replay_init(h, N, 1)
+    for step0 in range(0, 48, 8):  # 48 steps written: rows wrap once
+        obs = jnp.broadcast_to(jnp.arange(step0, step0 + 8, dtype=jnp.float32)[:, None, None], (8, N, 1))
+        replay = replay_write(replay, jnp.asarray(step0), obs, jnp.zeros((8, N), jnp.int32))
+    rb = RelabelBatch(env=jnp.array([0, 1]), start=jnp.array([30, 10]), end=jnp.array([40, 47]),
+                      task=jnp.array([1, 1]), valid=jnp.array([True, True]))
+    obs, _action, reward, done, mask = relabel_windows(replay, rb, w)
+    assert obs[:, 0, 0].tolist() == list(range(17, 41))  # steps 17..40, across the wrap at 32
+    assert mask[:, 0].tolist() == [s >= 30 for s in range(17, 41)]  # 13 steps before the segment masked
+    assert obs[:, 1, 0].tolist() == list(range(24, 48)) and mask[:, 1].all()  # a 38-step segment fills it
+    assert reward[:, 0].tolist() == [0.0] * 23 + [1.0] and done[-1].all() and not done[:-1].any()

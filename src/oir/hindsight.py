@@ -44,7 +44,8 @@ class RelabelingConfig:
     """Knobs of the relabeling loop (``--relabeling.*``)."""
 
     batch: int = 16  # relabeled windows the PQN learner trains on per update, beside the rollout
-    window: int = 16  # steps per relabeled window, ending at the step its spec first held
+    window: int = 16  # steps per relabeled window, ending at the step its spec first held (masked before the segment's start)
+    sampling: str = "uniform"  # which live relabels make the batch: uniform, or unused-first (never trained on, nearest to expiry)
     history: int = 1024  # steps of every env kept in the replay (more than --max-task-steps)
     capacity: int = 8192  # most unique instructions in the buffer
     free_play: float = 0.1  # share of instructions that are free play once the buffer has some
@@ -72,7 +73,7 @@ class Hindsight:
     ):
         self.cfg, self.relabeler, self.encoder, self.n = cfg, relabeler, encoder, num_envs
         self.buffer = InstructionBuffer(cfg.capacity, encoder, reserved=1)
-        self.pool = RelabelPool(cfg.pool, cfg.history, cfg.window)
+        self.pool = RelabelPool(cfg.pool, cfg.history, cfg.window, cfg.sampling)
         self.rng = np.random.default_rng(seed)
         self.event_emb = encoder.encode(list(EVENT_TEXTS)) if reward == "similarity" else None
         self.delta = delta
@@ -231,6 +232,7 @@ class Hindsight:
             **{f"relabel_{k}": v for k, v in sorted(flawed.items())},
             "relabel_windows_added": c["windows_added"],
             "relabel_windows_live": c["relabels_live"],
+            "relabel_windows_expired": self.pool.expired_unused,  # left the replay or pool never trained on
             "relabel_pending": self.worker.pending(),
             "relabel_dropped": self.worker.dropped,
             "relabel_errors": self.worker.errors,
@@ -239,6 +241,8 @@ class Hindsight:
             "relabel_wall_frac": self.host_s / max(wall_s, 1e-9),
             "relabel_worker_frac": self.worker.busy_s / max(wall_s, 1e-9),
         }
+        if self.pool.used_frac is not None:
+            out["relabel_used_frac"] = self.pool.used_frac
         if self.event_emb is not None:
             out["relabel_unsupported"] = c["unsupported"]
         out.update(self.relabeler.stats())

@@ -43,6 +43,10 @@ class PQNConfig:
     anneal_lr: bool = True
     gamma: float = 0.99
     lam: float = 0.5  # Q(lambda)
+    # Relabeled windows' actions followed another instruction: "peng" keeps lambda on them,
+    # "watkins" cuts the trace after an action that is not greedy for the hindsight instruction,
+    # "onestep" uses lambda = 0 there.
+    relabel_trace: str = "peng"
     eps_start: float = 1.0
     eps_finish: float = 0.05
     eps_decay: float = 0.2  # fraction of training over which epsilon decays
@@ -75,15 +79,31 @@ def lambda_returns(reward, done, q_max, last_q, gamma: float, lam: float, boot=N
     in Reinforcement Learning"), since the observation holds no clock.
     """
     boot = jnp.zeros_like(reward) if boot is None else boot
+    lam = jnp.broadcast_to(jnp.asarray(lam, jnp.float32), reward.shape)  # per step: Watkins cuts
 
     def back(carry, x):
         ret_next, q_next = carry
-        r, d, q, b = x
-        ret = r + gamma * (1.0 - d) * (lam * ret_next + (1.0 - lam) * q_next) + gamma * b
+        r, d, q, b, lam_t = x
+        ret = r + gamma * (1.0 - d) * (lam_t * ret_next + (1.0 - lam_t) * q_next) + gamma * b
         return (ret, q), ret
 
-    xs = (reward, done.astype(jnp.float32), q_max, boot)
+    xs = (reward, done.astype(jnp.float32), q_max, boot, lam)
     return jax.lax.scan(back, (last_q, last_q), xs, reverse=True)[1]
+
+
+RELABEL_TRACES = ("peng", "watkins", "onestep")
+
+
+def trace_lambda(cfg: PQNConfig, q: jax.Array, action: jax.Array) -> jax.Array:
+    """Per-step lambda for a ``[T, B]`` relabeled window: the target of step t follows the trace
+    into step t+1 only where ``cfg.relabel_trace`` allows it (Watkins: a_{t+1} greedy)."""
+    if cfg.relabel_trace == "onestep":
+        return jnp.zeros(action.shape, jnp.float32)
+    if cfg.relabel_trace == "peng":
+        return jnp.full(action.shape, cfg.lam, jnp.float32)
+    greedy = (jnp.argmax(q, -1) == action).astype(jnp.float32)
+    nxt = jnp.concatenate([greedy[1:], jnp.ones_like(greedy[:1])], axis=0)  # the last step's target ends the window
+    return cfg.lam * nxt
 
 
 def td_loss(q, action, target, weight=None):
@@ -117,6 +137,8 @@ def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
     """
     net = QNetwork(NUM_ACTIONS, preset)
     n = env.num_envs
+    if cfg.relabel_trace not in RELABEL_TRACES:
+        raise ValueError(f"unknown --pqn.relabel-trace {cfg.relabel_trace!r} (choose from {', '.join(RELABEL_TRACES)})")
     # Relabeled windows ([window, B] transitions) join the rollout's [num_steps, N] as extra columns.
     extra = relabel.batch * relabel.window // cfg.num_steps if relabel else 0
     if relabel and (relabel.batch * relabel.window) % cfg.num_steps:
@@ -143,8 +165,10 @@ def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
         """The batch's windows as transitions with their Q(lambda) targets, ``[window, B]``."""
         obs, action, reward, done, mask = relabel_windows(r.replay, rb, relabel.window)
         instr = jnp.broadcast_to(rb.task[None, :], action.shape)
-        q_max = net.apply(r.train.params, obs, r.emb[instr]).max(-1)
-        targets = lambda_returns(reward, done, q_max, jnp.zeros_like(q_max[0]), cfg.gamma, cfg.lam)
+        q = net.apply(r.train.params, obs, r.emb[instr])
+        q_max = q.max(-1)
+        targets = lambda_returns(reward, done, q_max, jnp.zeros_like(q_max[0]), cfg.gamma,
+                                 trace_lambda(cfg, q, action))
         return Transition(obs, instr, action, reward, done, jnp.zeros_like(done), q_max, mask.astype(jnp.float32)), targets
 
     @partial(jax.jit, donate_argnums=0 if relabel else ())

@@ -140,21 +140,53 @@ class SegmentTracker:
         return out
 
 
-class RelabelPool:
-    """Recent relabels waiting to be trained on, sampled uniformly among those still in the replay."""
+POOL_SAMPLING = ("uniform", "unused-first")
 
-    def __init__(self, capacity: int, history: int, window: int):
-        self.h, self.window = history, window
+
+class RelabelPool:
+    """Recent relabels waiting to be trained on, sampled among those still in the replay.
+
+    ``uniform`` draws live relabels at random. ``unused-first`` fills the batch with live relabels
+    never trained on yet, the nearest to leaving the replay first, and only then draws among the
+    rest: a relabel arrives once, and the replay keeps its steps for a limited time.
+
+    ``used_frac``: of the relabels whose fate is settled (trained on at least once, or left the
+    replay or the pool unused), the share that was trained on.
+    """
+
+    def __init__(self, capacity: int, history: int, window: int, sampling: str = "uniform"):
+        if sampling not in POOL_SAMPLING:
+            raise ValueError(f"unknown pool sampling {sampling!r} (choose from {', '.join(POOL_SAMPLING)})")
+        self.h, self.window, self.sampling = history, window, sampling
         self.data = np.zeros((capacity, 4), np.int64)  # env, start, end, task
+        self.used = np.zeros(capacity, bool)  # sampled at least once
+        self.settled = np.zeros(capacity, bool)  # counted as used or as expired unused
         self.size = 0
         self.next = 0
         self.added = 0
+        self.used_count = 0
+        self.expired_unused = 0
 
     def add(self, env: int, start: int, end: int, task: int) -> None:
+        if self.size == len(self.data) and not self.settled[self.next]:
+            self.expired_unused += 1  # pushed out of the pool before it was ever trained on
         self.data[self.next] = (env, start, end, task)
+        self.used[self.next] = self.settled[self.next] = False
         self.next = (self.next + 1) % len(self.data)
         self.size = min(self.size + 1, len(self.data))
         self.added += 1
+
+    def __setstate__(self, state: dict) -> None:
+        # Pools pickled in checkpoints before use was tracked: count from the resume on.
+        cap = len(state["data"])
+        state = {"sampling": "uniform", "used": np.zeros(cap, bool), "settled": np.ones(cap, bool),
+                 "used_count": 0, "expired_unused": 0, **state}
+        self.__dict__.update(state)
+
+    @property
+    def used_frac(self) -> float | None:
+        settled = self.used_count + self.expired_unused
+        return self.used_count / settled if settled else None
 
     def sample(self, rng: np.random.Generator, batch: int, now: int) -> tuple[dict[str, np.ndarray], int]:
         """``batch`` relabels whose window is still in the replay (``now``: steps written so far).
@@ -163,8 +195,22 @@ class RelabelPool:
         """
         d = self.data[: self.size]
         first = np.maximum(d[:, 1], d[:, 2] - self.window + 1)
-        live = np.flatnonzero(first >= now - self.h)
-        pick = rng.choice(live, size=min(batch, len(live)), replace=False) if len(live) else live
+        alive = first >= now - self.h
+        gone = ~alive & ~self.settled[: self.size]  # left the replay unused (used ones are settled)
+        self.expired_unused += int(gone.sum())
+        self.settled[: self.size] |= gone
+        live = np.flatnonzero(alive)
+        if self.sampling == "unused-first":
+            fresh = live[~self.used[live]]
+            fresh = fresh[np.argsort(first[fresh], kind="stable")][:batch]  # the nearest to expiry first
+            rest = np.setdiff1d(live, fresh, assume_unique=True)
+            more = rng.choice(rest, size=min(batch - len(fresh), len(rest)), replace=False) if len(rest) else rest
+            pick = np.concatenate([fresh, more]).astype(np.int64)
+        else:
+            pick = rng.choice(live, size=min(batch, len(live)), replace=False) if len(live) else live
+        new = pick[~self.used[pick]]
+        self.used_count += len(new)
+        self.used[new] = self.settled[new] = True
         out = np.zeros((batch, 4), np.int64)
         out[: len(pick)] = d[pick]
         valid = np.arange(batch) < len(pick)

@@ -36,6 +36,7 @@ from oir.learn import RelabelShapes
 from oir.llm import JSON_MODES
 from oir.networks import PRESETS
 from oir.relabel import NarratorRelabeler
+from oir.segments import POOL_SAMPLING
 from oir.suites import STANDARD_SUITE, load_suite
 from oir.tasks import TaskBank
 
@@ -128,6 +129,7 @@ def validate(cfg: TrainConfig) -> None:
     need(rl.batch >= 0 and rl.capacity >= 2 and rl.pool >= 1, "--relabeling.batch >= 0, capacity >= 2 and pool >= 1")
     need(rl.save_segments >= 0, f"--relabeling.save-segments must be >= 0, got {rl.save_segments}")
     need(rl.sync_every >= 1 and rl.worker_batch >= 1, "--relabeling.sync-every and --relabeling.worker-batch must be >= 1")
+    need(rl.sampling in POOL_SAMPLING, f"unknown --relabeling.sampling {rl.sampling!r} (choose from {', '.join(POOL_SAMPLING)})")
     need(0.0 <= rl.free_play < 1.0, f"--relabeling.free-play must be in [0, 1), got {rl.free_play}")
     need(cfg.encoder in ENCODERS, f"unknown --encoder {cfg.encoder!r} (choose from {', '.join(ENCODERS)})")
     need(cfg.network in PRESETS, f"unknown --network {cfg.network!r} (choose from {', '.join(PRESETS)})")
