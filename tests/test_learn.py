@@ -256,3 +256,22 @@ def test_watkins_cuts_the_trace_after_a_non_greedy_action():
     assert g[3] == pytest.approx(1.0)  # the terminal step's reward
     assert g[2] == pytest.approx(0.9 * (0.5 * g[3] + 0.5 * 0.5))
     assert g[1] == pytest.approx(0.9 * (0.5 * g[2] + 0.5 * 2.0))
+
+
+def test_hindsight_bc_loss_imitates_the_windows_actions_under_their_instruction_only_where_unmasked():
+    from oir.networks import PRESETS, ActorCritic
+    from oir.ppo import hindsight_bc_loss
+
+    net = ActorCritic(5, PRESETS["small"])
+    obs = jnp.asarray(RNG.normal(size=(3, 2, 8)), jnp.float32)
+    emb = jnp.asarray(RNG.normal(size=(4, 6)), jnp.float32)
+    params = net.init(jax.random.PRNGKey(0), obs[0], emb[:2])
+    task, action = jnp.array([[1, 2]] * 3), jnp.array([[0, 3], [4, 1], [2, 2]])
+    mask = jnp.array([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    logits, _ = net.apply(params, obs, emb[task])
+    logp = np.take_along_axis(np.asarray(jax.nn.log_softmax(logits)), np.asarray(action)[..., None], -1)[..., 0]
+    want = -(logp * np.asarray(mask)).sum() / 4
+    assert float(hindsight_bc_loss(net, params, emb, obs, task, action, mask)) == pytest.approx(want, rel=1e-5)
+    # A masked step (another instruction's, before the segment began) has no gradient.
+    g = jax.grad(lambda o: hindsight_bc_loss(net, params, emb, o, task, action, mask))(obs)
+    assert float(jnp.abs(g[0, 1]).sum()) == 0.0 and float(jnp.abs(g[0, 0]).sum()) > 0.0

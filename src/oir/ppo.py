@@ -8,6 +8,7 @@ death) cuts the return: the next step belongs to a new instruction.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +27,7 @@ from oir.learn import (
 )
 from oir.narrate import nearby_from_obs
 from oir.networks import ActorCritic, NetPreset
+from oir.segments import RelabelBatch, relabel_windows, replay_write
 
 
 @dataclass
@@ -42,6 +44,9 @@ class PPOConfig:
     update_epochs: int = 4
     num_minibatches: int = 8
     bootstrap_timeouts: bool = True  # an instruction's time limit is truncation (bootstrap), not termination
+    # Hindsight imitation of relabeled windows (GCSL, Ghosh et al. 2021): with relabeling, each
+    # minibatch also minimises this times -log pi(a | s, hindsight instruction) over the window.
+    relabel_bc_coef: float = 0.1
 
 
 class Transition(struct.PyTreeNode):
@@ -89,6 +94,13 @@ def ppo_loss(cfg: PPOConfig, logits, value, action, old_log_prob, old_value, adv
     return total, (pg_loss, v_loss, entropy)
 
 
+def hindsight_bc_loss(net, params, emb, obs, task, action, mask) -> jax.Array:
+    """Mean -log pi(a | s, instruction) over the unmasked steps of ``[T, B]`` relabeled windows."""
+    logits, _ = net.apply(params, obs, emb[task])
+    logp = jnp.take_along_axis(jax.nn.log_softmax(logits), action[..., None], axis=-1)[..., 0]
+    return -(logp * mask).sum() / jnp.maximum(mask.sum(), 1.0)
+
+
 def make_act(cfg: PPOConfig, preset: NetPreset):
     """``act(params, key, obs, instr) -> actions`` outside training: a sample from the policy."""
     net = ActorCritic(NUM_ACTIONS, preset)
@@ -103,12 +115,14 @@ def make_act(cfg: PPOConfig, preset: NetPreset):
 def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, relabel: RelabelShapes | None = None):
     """Returns ``(init, update, act)``.
 
-    ``update(runner, rb) -> (runner, metrics, chunk)`` is jitted. PPO is on-policy: a relabeled
-    window's actions were chosen for another instruction, so their probabilities under the
-    hindsight instruction are not the behaviour policy's. PPO therefore never trains on relabeled
-    windows (``rb`` is ignored); with ``relabel`` it returns each rollout's
-    :class:`~oir.segments.Chunk`, so relabels still grow the instruction buffer it samples from
-    and it learns them on-policy, with rewards from the jitted task check.
+    ``update(runner, rb) -> (runner, metrics, chunk)`` is jitted. With ``relabel``, the rollout
+    is also written to the replay, ``rb`` holds relabeled windows, and ``chunk`` goes to the host.
+    A window's actions were chosen for another instruction, so the clipped surrogate cannot use
+    them (their probabilities under the hindsight instruction are not the behaviour policy's).
+    They are learned instead by hindsight imitation, as in GCSL (Ghosh et al., 2021, "Learning to
+    Reach Goals via Iterated Supervised Learning"): the actions that reached the hindsight
+    instruction's success are imitated under its text, weighted by ``relabel_bc_coef`` in every
+    minibatch's loss. Relabels also grow the instruction buffer, learned on-policy as well.
     """
     net = ActorCritic(NUM_ACTIONS, preset)
     n = env.num_envs
@@ -124,12 +138,15 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
     )
 
     def init(key, bank, weights, emb, hit=None) -> Runner:
-        return init_runner(net, tx, env, key, bank, weights, emb, 0, hit)
+        return init_runner(net, tx, env, key, bank, weights, emb, relabel.history if relabel else 0, hit)
 
     act = make_act(cfg, preset)
 
-    @jax.jit
-    def update(r: Runner, rb=None):
+    if relabel and relabel.history % cfg.num_steps:
+        raise ValueError(f"replay history {relabel.history} must be a multiple of num_steps {cfg.num_steps}")
+
+    @partial(jax.jit, donate_argnums=0 if relabel else ())
+    def update(r: Runner, rb: RelabelBatch | None = None):
         def step(carry, key):
             env_state, obs = carry
             k_act, k_env = jax.random.split(key)
@@ -154,16 +171,30 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
         advantages = gae(traj.reward, traj.value, traj.done, last_value, cfg.gamma, cfg.gae_lambda, boot)
         targets = advantages + traj.value
 
+        replay, bc_data = r.replay, None
+        if relabel:
+            replay = replay_write(r.replay, r.update * cfg.num_steps, traj.obs, traj.action)
+            w_obs, w_action, _, _, w_mask = relabel_windows(replay, rb, relabel.window)
+            bc_data = (w_obs, jnp.broadcast_to(rb.task[None, :], w_action.shape), w_action, w_mask.astype(jnp.float32))
+
         def loss_fn(params, tr: Transition, adv, target):
             logits, value = net.apply(params, tr.obs, r.emb[tr.task])
-            return ppo_loss(cfg, logits, value, tr.action, tr.log_prob, tr.value, adv, target)
+            total, parts = ppo_loss(cfg, logits, value, tr.action, tr.log_prob, tr.value, adv, target)
+            if bc_data is None:
+                return total, parts
+            return total + cfg.relabel_bc_coef * hindsight_bc_loss(net, params, r.emb, *bc_data), parts
 
         key, k_epochs = jax.random.split(key)
         train, (_, (pg, vl, ent)) = minibatch_epochs(
             r.train, k_epochs, (traj, advantages, targets), loss_fn, cfg.update_epochs, cfg.num_minibatches
         )
         metrics = {**task_metrics(outs), "policy_loss": pg.mean(), "value_loss": vl.mean(), "entropy": ent.mean()}
-        chunk = chunk_of(outs, nearby) if relabel else None
-        return r.replace(train=train, env=env_state, obs=obs, key=key, update=r.update + 1), metrics, chunk
+        chunk = None
+        if relabel:
+            chunk = chunk_of(outs, nearby)
+            metrics |= {"relabel_windows": rb.valid.sum(),
+                        "relabel_bc_loss": hindsight_bc_loss(net, train.params, r.emb, *bc_data)}
+        new = r.replace(train=train, env=env_state, obs=obs, key=key, update=r.update + 1, replay=replay)
+        return new, metrics, chunk
 
     return init, update, act
