@@ -276,9 +276,7 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
         if pending:
             finish(*pending)
     except OSError as e:  # the run dir's own files (metrics, segments) cannot be written
-        kept = bool(ckpts and committed_steps(ckpts.dir))
-        hint = f"; `oir train --resume {out}` goes on from its last checkpoint" if kept else ""
-        raise RunError(f"cannot write to {out}: {e.strerror or e}{hint}") from None
+        raise RunError(f"cannot write to {out}: {e.strerror or e}{_resume_hint(out)}") from None
     finally:
         bar.close()
         log.close()
@@ -291,9 +289,7 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
     try:
         save_params(out / "checkpoint", runner)
     except CheckpointError as e:
-        kept = bool(committed_steps(out / "checkpoints"))
-        hint = f"; `oir train --resume {out}` goes on from its last checkpoint" if kept else ""
-        raise CheckpointError(f"{e}{hint}") from None
+        raise CheckpointError(f"{e}{_resume_hint(out)}") from None
 
     summary = {"env_steps": num_updates * per_update, "wall_s": wall0 + time.perf_counter() - start,
                "relabeler": RELABELER_NAMES.get(cfg.relabel, "none"), "reward": cfg.reward}
@@ -315,6 +311,11 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
         (out / "results.json").write_text(json.dumps(rep, indent=1))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _resume_hint(out: Path) -> str:
+    """How a run that failed to write goes on, when a checkpoint of it exists."""
+    return f"; `oir train --resume {out}` goes on from its last checkpoint" if committed_steps(out / "checkpoints") else ""
 
 
 def _crossed(u: int, per_update: int, every: int) -> bool:
