@@ -69,13 +69,73 @@ events_st = st.dictionaries(
 )
 
 
-@settings(max_examples=150, deadline=None)
-@given(events_st)
-def test_narrator_never_proposes_a_flawed_relabel(events_at):
+levels_st = st.lists(st.lists(st.integers(0, 9), min_size=NUM_LEVELS, max_size=NUM_LEVELS), min_size=41, max_size=41)
+
+
+@settings(max_examples=200, deadline=None)
+@given(events_st, levels_st, st.integers(1, 40))
+def test_narrator_never_proposes_a_flawed_relabel(events_at, levels, cap):
+    """Random events and random inventory and vitals traces: every proposal of every kind holds."""
     seg = segment_with(events_at, length=40)
-    kept, flawed = verify(seg, NarratorRelabeler().propose(seg))
+    seg = Segment(seg.events, np.array(levels, np.int32), seg.nearby)
+    kept, flawed = verify(seg, NarratorRelabeler(max_proposals=cap).propose(seg))
     assert not flawed
     assert all(1 <= r.step <= seg.length for r in kept)
+
+
+def test_every_narrator_form_verifies_on_a_constructed_trace():
+    """Sapling at 2, 3 and 7, drink at 4, plant at 10, table at 12; wood held 0 -> 2 -> 4; food
+    7, then 4 after step 15."""
+    seg = segment_with({2: ["collect_sapling"], 3: ["collect_sapling"], 4: ["collect_drink"],
+                        7: ["collect_sapling"], 10: ["place_plant", "place_plant_near_water"], 12: ["place_table"]}, 20)
+    wood, food = LEVEL_NAMES.index("inventory_wood"), LEVEL_NAMES.index("food")
+    seg.levels[:, food] = 7  # the lowest vital kept above 2 (drink and energy are 0 here)
+    seg.levels[6:, wood], seg.levels[9:, wood] = 2, 4
+    seg.levels[15:, food] = 4
+    proposals = NarratorRelabeler(max_proposals=100).propose(seg)
+    kept, flawed = verify(seg, proposals)
+    assert not flawed and len(kept) == len(proposals)
+    step = {r.spec.key(): r.step for r in kept}
+
+    def key(task: dict) -> str:
+        from oir.tasks import parse_spec
+
+        return parse_spec(task).key()
+
+    def c(name: str, n: int = 1) -> dict:
+        return {"counter": name, "at_least": n}
+
+    assert step[key({"all": [c("collect_sapling", 3)]})] == 7  # the total
+    assert step[key({"all": [c("collect_sapling")]})] == 2  # its prefix: the first one
+    assert step[key({"all": [c("collect_drink"), c("place_plant")], "ordered": True})] == 10  # a later pair
+    assert step[key({"all": [c("collect_sapling"), c("collect_drink"), c("place_plant")], "ordered": True})] == 10
+    assert step[key({"all": [c("collect_drink"), c("place_plant"), c("place_table")], "ordered": True})] == 12
+    # The natural prohibition: the sapling was collected before anything was planted.
+    assert step[key({"all": [c("collect_sapling")], "none": [c("place_plant")]})] == 2
+    # Drinking came before any cow was eaten.
+    assert step[key({"all": [c("collect_drink")], "none": [c("eat_cow")]})] == 4
+    assert step[key({"all": [{"counter": "inventory_wood", "at_least": 4}]})] == 9  # level row k: after step k
+    assert step[key({"all": [c("collect_sapling")], "none": [{"counter": "food", "at_most": 4}]})] == 2
+    assert step[key({"all": [c("place_plant_near_water")]})] == 10
+    assert step[key({"all": [c("collect_sapling")], "within": 25})] == 2
+    texts = [r.text for r in kept]
+    assert len(set(texts)) == len(texts)
+
+
+def test_a_small_cap_keeps_every_kind_of_statement():
+    seg = segment_with({2: ["collect_sapling"], 4: ["collect_drink"], 10: ["place_plant", "place_plant_near_water"]}, 20)
+    everything = NarratorRelabeler(max_proposals=100).propose(seg)
+    capped = NarratorRelabeler(max_proposals=6).propose(seg)
+    assert len(everything) > 6 and len(capped) == 6 and all(p in everything for p in capped)
+
+    def kind(task: dict) -> str:
+        clauses = task["all"] + task.get("none", [])
+        return ("budget" if "within" in task else f"sequence{len(task['all'])}" if task.get("ordered")
+                else "vitals" if any("at_most" in c for c in clauses) else "prohibition" if "none" in task
+                else "placement" if "_near_" in task["all"][0]["counter"] else "count")
+
+    assert len({kind(p["task"]) for p in everything}) == 7
+    assert len({kind(p["task"]) for p in capped}) == 6  # one of each kind in turn, not six of one
 
 
 def test_narrator_grammar_never_copies_suite_texts():

@@ -50,6 +50,7 @@ class RelabelingConfig:
     capacity: int = 8192  # most unique instructions in the buffer
     free_play: float = 0.1  # share of instructions that are free play once the buffer has some
     pool: int = 65536  # most recent relabels kept for sampling windows
+    max_proposals: int = 8  # narrator relabels per segment, taken in turn from each kind of statement
     worker_batch: int = 64  # segments per relabeler call in the worker
     sync_every: int = 4  # updates between pushes of new instructions and weights to the device
     save_segments: int = 0  # keep a uniform sample of this many eventful segments: DIR/segments.npz

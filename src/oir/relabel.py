@@ -13,6 +13,7 @@ grammar (which must never copy a human suite's texts, design doc §9). It is not
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import queue
 import random
@@ -27,7 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from oir.buffer import normalize_text
-from oir.events import ACHIEVEMENTS, COUNTER_INDEX, PLACEMENTS
+from oir.events import ACHIEVEMENTS, COUNTER_INDEX, INVENTORY_ITEMS, LEVEL_NAMES, PLACEMENTS, VITALS
 from oir.narrate import Segment
 from oir.tasks import SpecError, TaskSpec, first_success, parse_spec
 
@@ -148,6 +149,31 @@ _NEAR_WORDS = {"water": "water", "stone": "stone", "tree": "a tree", "grass": "g
                "table": "a workbench", "furnace": "a furnace", "plant": "a plant"}
 
 
+_SEQUENCE_GLUE = {2: ("{}, then {}", "first {}, and after that {}", "{} and afterwards {}"),
+                  3: ("{}, then {}, then {}", "first {}, next {}, and last {}")}
+_NONE_GLUE = ("but never", "without once having to", "and do not")
+# Prohibitions a person would state about a goal: the tempting next step, or its neighbour.
+_NATURAL_NONE = {
+    "collect_sapling": ("place_plant", "eat_plant"), "collect_wood": ("place_table", "defeat_zombie"),
+    "collect_drink": ("eat_cow",), "eat_cow": ("collect_drink",), "eat_plant": ("eat_cow",),
+    "wake_up": ("eat_cow",), "collect_stone": ("place_stone",), "place_table": ("make_wood_pickaxe",),
+    "make_wood_pickaxe": ("make_wood_sword",), "make_wood_sword": ("make_wood_pickaxe",),
+    "make_stone_pickaxe": ("make_stone_sword",), "make_stone_sword": ("make_stone_pickaxe",),
+    "collect_coal": ("place_furnace",), "collect_iron": ("place_furnace",), "place_plant": ("eat_plant",),
+}
+_GENERIC_NONE = ("defeat_zombie", "eat_cow", "place_table", "place_stone", "collect_sapling")
+_NONE_WORDS = {
+    "place_plant": "sow anything", "eat_plant": "eat a plant", "place_table": "build a workbench",
+    "defeat_zombie": "fight a zombie", "eat_cow": "eat any cow", "collect_drink": "drink water",
+    "place_stone": "lay stone", "make_wood_pickaxe": "craft a pickaxe", "make_wood_sword": "craft a sword",
+    "make_stone_pickaxe": "craft a stone pickaxe", "make_stone_sword": "craft a stone sword",
+    "place_furnace": "build a furnace", "collect_sapling": "pick up saplings",
+}
+assert set(_NONE_WORDS) >= {b for bs in _NATURAL_NONE.values() for b in bs} | set(_GENERIC_NONE)
+_ITEM_WORDS = {"wood": "pieces of wood", "stone": "blocks of stone", "coal": "lumps of coal",
+               "iron": "chunks of iron", "diamond": "diamonds", "sapling": "saplings"}
+
+
 def _clause(counter: str, n: int) -> dict:
     return {"counter": counter, "at_least": int(n)}
 
@@ -162,7 +188,7 @@ class NarratorRelabeler:
 
     name = "narrator"
 
-    def __init__(self, max_proposals: int = 6, phrasings: int = 3):
+    def __init__(self, max_proposals: int = 8, phrasings: int = 3):
         self.max_proposals, self.phrasings = max_proposals, phrasings
 
     def _phrase(self, rng: random.Random, event: str, n: int) -> str:
@@ -174,36 +200,78 @@ class NarratorRelabeler:
         return f"{verb} {many.format(n=count)}"
 
     def propose(self, segment: Segment) -> list[dict]:
+        """Every kind of true statement the counters support, at most ``max_proposals`` of them,
+        taken in turn from each kind so that a small cap still covers every kind."""
         totals = segment.events.sum(axis=0)
         happened = [a for a in ACHIEVEMENTS if totals[COUNTER_INDEX[a]] > 0]
         if not happened:
             return []
         seed = hashlib.blake2b(np.ascontiguousarray(segment.events).tobytes(), digest_size=8).digest()
         variant = int.from_bytes(seed, "little") % self.phrasings
-        first = {a: int(np.argmax(segment.events[:, COUNTER_INDEX[a]] > 0)) + 1 for a in happened}
+        cum = np.cumsum(segment.events, axis=0)
+        first = {a: int(np.argmax(cum[:, COUNTER_INDEX[a]] > 0)) + 1 for a in happened}
         order = sorted(happened, key=lambda a: (first[a], ACHIEVEMENTS.index(a)))
-        out: list[dict] = []
+        kinds: dict[str, list[dict]] = {}
 
         def rng(task: dict) -> random.Random:
             """The wording's randomness: a function of the task and the segment's variant only."""
             key = json.dumps(task, sort_keys=True) + f"#{variant}"
             return random.Random(int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little"))
 
-        def add(text: str, task: dict) -> None:
-            out.append({"text": text[0].upper() + text[1:] + ".", "task": task})
+        def add(kind: str, text: str, task: dict) -> None:
+            kinds.setdefault(kind, []).append({"text": text[0].upper() + text[1:] + ".", "task": task})
 
-        # Everything that happened, as often as it happened.
+        def done_by(counter: str, step: int) -> bool:
+            """Whether ``counter`` happened at any of the steps 1..step."""
+            return bool(cum[step - 1, COUNTER_INDEX[counter]] > 0)
+
+        # Everything that happened, as often as it happened, and the first time of each.
         for a in order:
             n = int(totals[COUNTER_INDEX[a]])
-            task = {"all": [_clause(a, n)]}
-            add(self._phrase(rng(task), a, n), task)
-        # The first two different things, in the order they were first done.
-        if len(order) >= 2 and first[order[0]] < first[order[1]]:
-            a, b = order[:2]
-            task = {"all": [_clause(a, 1), _clause(b, 1)], "ordered": True}
+            for k in sorted({n, 1} if n > 1 else {1}, reverse=True):
+                task = {"all": [_clause(a, k)]}
+                add("count" if k == n else "prefix", self._phrase(rng(task), a, k), task)
+        # Pairs and triples of first occurrences, in the order they were first done.
+        for size in (2, 3):
+            for i in range(len(order) - size + 1):
+                run = order[i:i + size]
+                if any(first[x] >= first[y] for x, y in itertools.pairwise(run)):
+                    continue  # two at the same step: no order to state
+                task = {"all": [_clause(x, 1) for x in run], "ordered": True}
+                r = rng(task)
+                parts = [self._phrase(r, x, 1) for x in run]
+                glue = r.choice(_SEQUENCE_GLUE[size])
+                add(f"sequence{size}", glue.format(*parts), task)
+        # A prohibition that held until the goal was reached, natural ones first.
+        for a in order:
+            banned = next((b for b in (*_NATURAL_NONE.get(a, ()), *_GENERIC_NONE)
+                           if b != a and not done_by(b, first[a])), None)
+            if banned is None:
+                continue
+            task = {"all": [_clause(a, 1)], "none": [_clause(banned, 1)]}
             r = rng(task)
-            glue = r.choice(["{}, then {}", "first {}, and after that {}", "{} and afterwards {}"])
-            add(glue.format(self._phrase(r, a, 1), self._phrase(r, b, 1)), task)
+            add("prohibition", f"{self._phrase(r, a, 1)} {r.choice(_NONE_GLUE)} {_NONE_WORDS[banned]}", task)
+        # Inventory the agent built up in this segment (levels are absolute: only gains it made).
+        for item in INVENTORY_ITEMS:
+            col = segment.levels[:, LEVEL_NAMES.index(f"inventory_{item}")]
+            peak = int(col[1:].max())
+            if peak >= 2 and peak > int(col[0]):
+                task = {"all": [{"counter": f"inventory_{item}", "at_least": peak}]}
+                r = rng(task)
+                count = _NUMBERS.get(peak, str(peak))
+                add("inventory", f"{r.choice(['hold', 'carry', 'build up a stock of'])} {count} "
+                    f"{_ITEM_WORDS.get(item, item.replace('_', ' ') + 's')} at once", task)
+        # A vital kept up while the first thing was done.
+        a = order[0]
+        lows = {v: int(segment.levels[1:first[a] + 1, LEVEL_NAMES.index(v)].min()) for v in VITALS}
+        kept_up = [v for v in VITALS if lows[v] >= 2]  # the one that came nearest to a floor of 2
+        vital = min(kept_up, key=lambda v: (lows[v], VITALS.index(v))) if kept_up else None
+        floor = min(lows[vital], 5) if vital else 0
+        if vital:
+            task = {"all": [_clause(a, 1)], "none": [{"counter": vital, "at_most": floor - 1}]}
+            r = rng(task)
+            add("vitals", f"{self._phrase(r, a, 1)} {r.choice(['keeping your', 'with your'])} {vital} "
+                f"at {floor} or more", task)
         # Where things were placed.
         for name in PLACEMENTS:
             if totals[COUNTER_INDEX[name]] > 0:
@@ -212,14 +280,13 @@ class NarratorRelabeler:
                 r = rng(task)
                 verb = r.choice(["put", "place", "set"])
                 where = r.choice(["next to", "beside", "right by"])
-                add(f"{verb} {_PLACE_WORDS[placed]} {where} {_NEAR_WORDS[near]}", task)
+                add("placement", f"{verb} {_PLACE_WORDS[placed]} {where} {_NEAR_WORDS[near]}", task)
         # How quickly the first thing was done.
-        a = order[0]
         budget = 25 * -(-first[a] // 25)
         task = {"all": [_clause(a, 1)], "within": budget}
         r = rng(task)
-        add(f"{self._phrase(r, a, 1)} {r.choice(['within', 'in no more than'])} {budget} steps", task)
-        return out if len(out) <= self.max_proposals else _spread(out, self.max_proposals)
+        add("budget", f"{self._phrase(r, a, 1)} {r.choice(['within', 'in no more than'])} {budget} steps", task)
+        return _round_robin(list(kinds.values()), self.max_proposals, random.Random(int.from_bytes(seed, "little")))
 
     def propose_batch(self, segments: list[Segment]) -> list[list[dict]]:
         return [self.propose(s) for s in segments]
@@ -228,10 +295,16 @@ class NarratorRelabeler:
         return {}
 
 
-def _spread(items: list, k: int) -> list:
-    """``k`` items spread over the list, so every kind of proposal keeps a place."""
-    idx = np.unique(np.linspace(0, len(items) - 1, k).round().astype(int))
-    return [items[i] for i in idx]
+def _round_robin(groups: list[list], k: int, rng: random.Random) -> list:
+    """Up to ``k`` items, one from each group in turn (groups and each group's items in an order
+    drawn by ``rng``), so that every kind of proposal keeps a place under a small cap."""
+    queues = rng.sample([rng.sample(g, len(g)) for g in groups], len(groups))  # kinds in turn, from a random one
+    out: list = []
+    while len(out) < k and any(queues):
+        for q in queues:
+            if q and len(out) < k:
+                out.append(q.pop(0))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

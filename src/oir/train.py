@@ -127,6 +127,7 @@ def validate(cfg: TrainConfig) -> None:
     need(rl.history > cfg.max_task_steps, f"--relabeling.history ({rl.history}) must exceed --max-task-steps ({cfg.max_task_steps})")
     need(1 <= rl.window <= rl.history, f"--relabeling.window must be in [1, history], got {rl.window}")
     need(rl.batch >= 0 and rl.capacity >= 2 and rl.pool >= 1, "--relabeling.batch >= 0, capacity >= 2 and pool >= 1")
+    need(rl.max_proposals >= 1, f"--relabeling.max-proposals must be at least 1, got {rl.max_proposals}")
     need(rl.save_segments >= 0, f"--relabeling.save-segments must be >= 0, got {rl.save_segments}")
     need(rl.sync_every >= 1 and rl.worker_batch >= 1, "--relabeling.sync-every and --relabeling.worker-batch must be >= 1")
     need(rl.sampling in POOL_SAMPLING, f"unknown --relabeling.sampling {rl.sampling!r} (choose from {', '.join(POOL_SAMPLING)})")
@@ -409,7 +410,7 @@ def llm_relabeler(cfg):
 
 def _make_relabeler(cfg: TrainConfig):
     if cfg.relabel == "narrator":
-        return NarratorRelabeler()
+        return NarratorRelabeler(cfg.relabeling.max_proposals)
     relabeler, reason = llm_relabeler(cfg)
     if reason is not None:
         if cfg.llm_url.strip() == LOCAL_URL:
