@@ -70,3 +70,20 @@ def test_compare_trains_reuses_and_reports(tmp_path, suite, capsys):
 def test_bad_compare_input_is_one_line(tmp_path, capsys, args, message):
     assert main(["compare", "--out", str(tmp_path / "c"), "--steps", "64", *args]) == 2
     assert capsys.readouterr().err.strip() == f"oir: error: {message}"
+
+
+def test_narrator_plus_suite_starts_from_the_suites_train_lines(tmp_path, suite):
+    from oir.compare import CompareConfig, run_config
+
+    tcfg = run_config(CompareConfig(suite=suite, out=tmp_path), "narrator+suite", 0)
+    assert tcfg.relabel == "narrator" and tcfg.relabeling.seed_suite and tcfg.reward == "verified"
+    assert not run_config(CompareConfig(suite=suite, out=tmp_path), "narrator", 0).relabeling.seed_suite
+    out = tmp_path / "ns"
+    args = ["train", "--relabel", "narrator", "--relabeling.seed-suite", "--suite", str(suite), "--out", str(out),
+            "--steps", str(8 * 16 * 4), "--encoder", "hash", "--num-envs", "8", "--max-task-steps", "32",
+            "--relabeling.history", "64", "--relabeling.batch", "8", "--relabeling.window", "8",
+            "--pqn.num-minibatches", "2", "--eval-episodes", "0"]
+    assert main(args) == 0
+    texts = [json.loads(x)["text"] for x in (out / "instructions.jsonl").read_text().splitlines()]
+    assert texts[0] == "collect some wood"  # the one train line, before any relabel
+    assert "stay alive" not in texts and "do not die" not in texts  # test lines never

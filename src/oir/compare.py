@@ -32,6 +32,7 @@ from oir.train import ConfigError, TrainConfig, validate
 METHODS: dict[str, dict] = {
     "no-relabel": {"relabel": "none"},  # the baseline: trains on the suite's train split
     "narrator": {"relabel": "narrator", "reward": "verified"},
+    "narrator+suite": {"relabel": "narrator", "reward": "verified", "relabeling": {"seed_suite": True}},
     "narrator-similarity": {"relabel": "narrator", "reward": "similarity"},
     "llm-verified": {"relabel": "llm", "reward": "verified"},
     "llm-similarity": {"relabel": "llm", "reward": "similarity"},
@@ -39,6 +40,7 @@ METHODS: dict[str, dict] = {
 LABELS = {
     "no-relabel": "no-relabel (suite train split)",
     "narrator": "OIR, narrator relabels, verified reward",
+    "narrator+suite": "OIR, narrator relabels added to the suite's train lines (the paper's set-up)",
     "narrator-similarity": "OIR, narrator relabels, similarity reward",
     "llm-verified": "OIR, LLM relabels, verified reward",
     "llm-similarity": "OIR, LLM relabels, similarity reward",
@@ -92,10 +94,12 @@ def parse_list(text: str, what: str, cast=str) -> list:
 
 def run_config(cfg: CompareConfig, method: str, seed: int) -> TrainConfig:
     """The ``oir train`` config of one (method, seed)."""
+    method_cfg = dict(METHODS[method])
+    relabeling = replace(cfg.train.relabeling, **method_cfg.pop("relabeling", {}))
     return replace(cfg.train, algo=cfg.algo, steps=cfg.steps, seed=seed, out=cfg.out / f"{method}-s{seed}",
                    suite=cfg.suite, eval_suite=cfg.suite, eval_every=cfg.eval_every or max(cfg.steps // 10, 1),
-                   eval_episodes=0, llm_url=cfg.llm_url, llm_model=cfg.llm_model,
-                   **{"reward": "verified", **METHODS[method]})
+                   eval_episodes=0, llm_url=cfg.llm_url, llm_model=cfg.llm_model, relabeling=relabeling,
+                   **{"reward": "verified", **method_cfg})
 
 
 def _comparable(tcfg: TrainConfig) -> dict:
@@ -269,7 +273,7 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
            f"seeds {', '.join(map(str, seeds))}; report written at commit {_git_commit()}; {platform.machine()}, "
            f"{_cpus()} CPU(s), {_device()}. Final evaluation: the {split} split of `{cfg.suite.name}`, "
            f"{cfg.episodes} episode(s) per line, cap {cfg.max_steps} steps, the same worlds for every run. "
-           "OIR runs never see the suite in training; no-relabel trains on its train split.", ""]
+           "OIR runs never see the suite in training (narrator+suite adds its train lines to the relabels); no-relabel trains on its train split.", ""]
     holdout = _holdout_rates(cfg, runs)
     base_tasks = _mean_or_none([holdout[r.dir][HELD_OUT_TASK] for r in base]) if base else None
     md += [f"## Success on the {split} split (mean ± std over seeds)", ""]

@@ -57,6 +57,9 @@ class RelabelingConfig:
     # Wait for the relabel worker every update: slower, but the same seed then gives the same run
     # (otherwise relabels join whichever update is running when they are done).
     synchronous: bool = False
+    # Also train on the suite's train lines: relabels are added to them (the paper's set-up,
+    # `oir compare` method narrator+suite). Off, OIR never sees a human instruction.
+    seed_suite: bool = False
 
 
 class Hindsight:
@@ -173,24 +176,39 @@ class Hindsight:
             self.pool.add(info.env, info.start, info.start + r.step - 1, row)
             self.counts["windows_added"] += 1
 
-    def sync(self, runner):
-        """The runner with the buffer's new rows and current sampling weights."""
-        self.syncs += 1
-        if self.syncs % self.cfg.sync_every:
-            return runner  # a few updates' delay costs nothing; an upload per update costs SPS
-        t0 = time.perf_counter()
+    def _mirror_new(self) -> bool:
+        """Copy the buffer's new rows into the host tables; whether there were any."""
         new = self.buffer.drain_new()
-        env = runner.env
         if new:
             part = TaskBank.pack([self.buffer.spec(r) for r in new])
             for full, p in zip(jax.tree.leaves(self.bank), jax.tree.leaves(part), strict=True):
                 full[new] = p
             self.emb[new] = np.stack([self.buffer.embedding(r) for r in new])
             self.on_device[new] = True
+            if self.hit is not None:
+                self.hit[new] = similarity_hits(self.emb[new], self.event_emb, self.delta)
+        return bool(new)
+
+    def seed(self, lines) -> int:
+        """Start the buffer with human instructions (suite lines) before any relabel: the
+        paper's set-up, where relabels are added to a labelled instruction set. Call before
+        :meth:`initial`; returns how many rows they took (merged or filtered lines take none)."""
+        before = len(self.buffer)
+        self.buffer.add_many([(x.text, x.spec, 0) for x in lines])
+        self._mirror_new()
+        return len(self.buffer) - before
+
+    def sync(self, runner):
+        """The runner with the buffer's new rows and current sampling weights."""
+        self.syncs += 1
+        if self.syncs % self.cfg.sync_every:
+            return runner  # a few updates' delay costs nothing; an upload per update costs SPS
+        t0 = time.perf_counter()
+        env = runner.env
+        if self._mirror_new():
             env = env.replace(bank=jax.tree.map(jnp.array, self.bank))
             runner = runner.replace(emb=jnp.array(self.emb))
             if self.hit is not None:
-                self.hit[new] = similarity_hits(self.emb[new], self.event_emb, self.delta)
                 env = env.replace(hit=jnp.array(self.hit))
         # numpy, then one upload: a jnp op here would queue behind the update in flight
         runner = runner.replace(env=env.replace(cdf=jnp.array(np.cumsum(self.weights(), dtype=np.float32))))

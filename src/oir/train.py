@@ -122,6 +122,7 @@ def validate(cfg: TrainConfig) -> None:
     need(-1.0 <= cfg.delta <= 1.0, f"--delta must be a cosine in [-1, 1], got {cfg.delta}")
     need(cfg.relabel != "llm" or bool(cfg.llm_url), "--relabel llm needs --llm-url (an OpenAI-compatible server, or local)")
     need(cfg.llm_json_mode in ("", *JSON_MODES), f"unknown --llm-json-mode {cfg.llm_json_mode!r} (choose from {', '.join(JSON_MODES)})")
+    need(not cfg.relabeling.seed_suite or cfg.relabel != "none", "--relabeling.seed-suite needs --relabel narrator or llm")
     need(cfg.reward == "verified" or cfg.relabel != "none", "--reward similarity needs --relabel narrator or llm")
     rl = cfg.relabeling
     need(rl.history > cfg.max_task_steps, f"--relabeling.history ({rl.history}) must exceed --max-task-steps ({cfg.max_task_steps})")
@@ -216,6 +217,8 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
         raise ConfigError(str(e)) from None
     hs = _hindsight(cfg, encoder) if cfg.relabel != "none" else None
 
+    if hs and cfg.relabeling.seed_suite and not resume:
+        hs.seed(_train_lines(cfg, suite))
     bank, weights, emb, hit = hs.initial() if hs else _baseline_tasks(cfg, suite, encoder)
     runner = jax.jit(init)(jax.random.PRNGKey(cfg.seed), bank, weights, emb, hit)
     ckpts = Checkpoints(out / "checkpoints", cfg.keep_checkpoints) if cfg.checkpoint_every or resume else None
@@ -350,11 +353,16 @@ def _shapes(cfg: TrainConfig) -> RelabelShapes | None:
     return RelabelShapes(batch=rl.batch, window=rl.window, history=rl.history)
 
 
-def _baseline_tasks(cfg: TrainConfig, suite, encoder):
-    """The no-relabel baseline's instructions: the suite's train split, uniformly."""
+def _train_lines(cfg: TrainConfig, suite) -> list:
     train_lines = [x for x in suite if x.split == "train"]
     if not train_lines:
         raise ConfigError(f"{cfg.suite} has no train-split lines to train on")
+    return train_lines
+
+
+def _baseline_tasks(cfg: TrainConfig, suite, encoder):
+    """The no-relabel baseline's instructions: the suite's train split, uniformly."""
+    train_lines = _train_lines(cfg, suite)
     return TaskBank.from_specs([x.spec for x in train_lines]), None, encoder.encode([x.text for x in train_lines]), None
 
 
