@@ -87,3 +87,19 @@ def test_narrator_plus_suite_starts_from_the_suites_train_lines(tmp_path, suite)
     texts = [json.loads(x)["text"] for x in (out / "instructions.jsonl").read_text().splitlines()]
     assert texts[0] == "collect some wood"  # the one train line, before any relabel
     assert "stay alive" not in texts and "do not die" not in texts  # test lines never
+
+
+def test_a_run_made_before_a_behaviour_changing_option_is_not_reused_as_its_new_default(tmp_path, suite, capsys):
+    from oir.compare import CompareConfig, _comparable, run_config
+    from oir.compare import _finished as finished
+
+    tcfg = run_config(CompareConfig(suite=suite, out=tmp_path), "no-relabel", 0)
+    tcfg.out.mkdir(parents=True)
+    (tcfg.out / "summary.json").write_text("{}")
+    config = _comparable(tcfg)
+    (tcfg.out / "config.json").write_text(json.dumps(config))
+    assert finished(tcfg)  # the same config: reused
+    del config["pqn"]["bootstrap_timeouts"]  # a run from before timeouts bootstrapped
+    (tcfg.out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="differs in: pqn"):
+        finished(tcfg)

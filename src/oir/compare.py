@@ -108,6 +108,16 @@ def _comparable(tcfg: TrainConfig) -> dict:
     return d
 
 
+# What runs made before an option existed did, where that is not the option's default: such a
+# run is never reused as a run of the new default.
+BEFORE_OPTION = {
+    ("pqn", "bootstrap_timeouts"): False,  # timeouts were terminal
+    ("ppo", "bootstrap_timeouts"): False,
+    ("ppo", "relabel_bc_coef"): 0.0,  # PPO ignored relabeled windows
+    ("relabeling", "max_proposals"): 6,  # the narrator's earlier, narrower statements
+}
+
+
 def _merged(defaults: dict, saved: dict) -> dict:
     out = dict(defaults)
     for k, v in saved.items():
@@ -128,8 +138,13 @@ def _finished(tcfg: TrainConfig) -> bool:
     run = tcfg.out
     if not ((run / "summary.json").is_file() and (run / "config.json").is_file()):
         return False
-    # Options added since the run was made count as their defaults (which is what the run used).
-    saved = _merged(_comparable(TrainConfig()), json.loads((run / "config.json").read_text()))
+    # Options added since the run was made count as their defaults, which is what the run used,
+    # unless the code before the option behaved otherwise: then as that behaviour.
+    raw = json.loads((run / "config.json").read_text())
+    for (section, key), before in BEFORE_OPTION.items():
+        if isinstance(raw.get(section), dict) and key not in raw[section]:
+            raw[section][key] = before
+    saved = _merged(_comparable(TrainConfig()), raw)
     saved.pop("out", None)
     want = _comparable(tcfg)
     differ = sorted(k for k in set(want) | set(saved) if want.get(k) != saved.get(k)
