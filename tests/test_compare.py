@@ -63,7 +63,7 @@ def test_compare_trains_reuses_and_reports(tmp_path, suite, capsys):
 
 @pytest.mark.parametrize("args,message", [
     (["--methods", "narrator,gpt"], "unknown method(s) gpt (choose from no-relabel, narrator, "
-                                    "narrator-similarity, llm-verified, llm-similarity)"),
+                                    "narrator+suite, narrator-similarity, llm-verified, llm-similarity)"),
     (["--seeds", "0,x"], "--seeds must be comma-separated ints, got '0,x'"),
     (["--methods", "llm-similarity"], "no method left to run"),
 ])
