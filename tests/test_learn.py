@@ -275,3 +275,8 @@ def test_hindsight_bc_loss_imitates_the_windows_actions_under_their_instruction_
     # A masked step (another instruction's, before the segment began) has no gradient.
     g = jax.grad(lambda o: hindsight_bc_loss(net, params, emb, o, task, action, mask))(obs)
     assert float(jnp.abs(g[0, 1]).sum()) == 0.0 and float(jnp.abs(g[0, 0]).sum()) > 0.0
+
+
+def test_timeout_values_are_zero_without_a_timeout():
+    boot = timeout_values(toy_value, OBS, LAST_OBS, TASK, np.zeros_like(TIMEOUT))
+    assert not np.asarray(boot).any() and boot.dtype == jnp.float32

@@ -115,6 +115,11 @@ def minibatch_epochs(
 def timeout_values(value_fn, traj_obs, last_obs, task, truncated) -> jax.Array:
     """``value_fn(next_obs, task)`` where ``truncated`` (the instruction timed out), else 0: the
     bootstrap of :func:`oir.pqn.lambda_returns` and :func:`oir.ppo.gae`. Batched over the whole [T, N]
-    rollout after it, rather than a second forward pass inside every step."""
-    next_obs = jnp.concatenate([traj_obs[1:], last_obs[None]], axis=0)
-    return jnp.where(truncated, value_fn(next_obs, task), 0.0)
+    rollout after it, rather than a second forward pass inside every step, and skipped when no
+    instruction of the rollout timed out (most rollouts: instructions mostly end sooner)."""
+
+    def values():
+        next_obs = jnp.concatenate([traj_obs[1:], last_obs[None]], axis=0)
+        return jnp.where(truncated, value_fn(next_obs, task), 0.0).astype(jnp.float32)
+
+    return jax.lax.cond(truncated.any(), values, lambda: jnp.zeros(truncated.shape, jnp.float32))
