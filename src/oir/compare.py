@@ -113,7 +113,6 @@ def _comparable(tcfg: TrainConfig) -> dict:
 BEFORE_OPTION = {
     ("pqn", "bootstrap_timeouts"): False,  # timeouts were terminal
     ("ppo", "bootstrap_timeouts"): False,
-    ("ppo", "relabel_bc_coef"): 0.0,  # PPO ignored relabeled windows
     ("relabeling", "max_proposals"): 6,  # the narrator's earlier, narrower statements
 }
 
