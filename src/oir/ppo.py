@@ -116,8 +116,9 @@ def make_act(cfg: PPOConfig, preset: NetPreset):
 def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, relabel: RelabelShapes | None = None):
     """Returns ``(init, update, act)``.
 
-    ``update(runner, rb) -> (runner, metrics, chunk)`` is jitted. With ``relabel``, the rollout
-    is also written to the replay, ``rb`` holds relabeled windows, and ``chunk`` goes to the host.
+    ``update(runner, rb) -> (runner, metrics, chunk)`` is jitted. With ``relabel``, ``chunk`` goes
+    to the host; with ``relabel`` and ``relabel_bc_coef > 0`` the rollout is also written to the
+    replay and ``rb`` holds relabeled windows (otherwise ``rb`` is ignored and may be None).
     A window's actions were chosen for another instruction, so the clipped surrogate cannot use
     them (their probabilities under the hindsight instruction are not the behaviour policy's).
     They are learned instead by hindsight imitation, as in GCSL (Ghosh et al., 2021, "Learning to
@@ -138,15 +139,19 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
         optax.adam(schedule if cfg.anneal_lr else cfg.lr, eps=1e-5),
     )
 
+    # Windows (and the replay they are cut from) only when they are imitated: at coefficient 0
+    # they would cost a gather and a forward and backward pass per minibatch for nothing.
+    imitate = relabel is not None and cfg.relabel_bc_coef > 0
+
     def init(key, bank, weights, emb, hit=None) -> Runner:
-        return init_runner(net, tx, env, key, bank, weights, emb, relabel.history if relabel else 0, hit)
+        return init_runner(net, tx, env, key, bank, weights, emb, relabel.history if imitate else 0, hit)
 
     act = make_act(cfg, preset)
 
-    if relabel and relabel.history % cfg.num_steps:
+    if imitate and relabel.history % cfg.num_steps:
         raise ValueError(f"replay history {relabel.history} must be a multiple of num_steps {cfg.num_steps}")
 
-    @partial(jax.jit, donate_argnums=0 if relabel else ())
+    @partial(jax.jit, donate_argnums=0 if imitate else ())
     def update(r: Runner, rb: RelabelBatch | None = None):
         def step(carry, key):
             env_state, obs = carry
@@ -173,7 +178,7 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
         targets = advantages + traj.value
 
         replay, bc_data = r.replay, None
-        if relabel:
+        if imitate:
             replay = replay_write(r.replay, r.update * cfg.num_steps, traj.obs, traj.action)
             w_obs, w_action, _, _, w_mask = relabel_windows(replay, rb, relabel.window)
             bc_data = (w_obs, jnp.broadcast_to(rb.task[None, :], w_action.shape), w_action, w_mask.astype(jnp.float32))
@@ -193,6 +198,7 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
         chunk = None
         if relabel:
             chunk = chunk_of(outs, nearby)
+        if imitate:
             metrics |= {"relabel_windows": rb.valid.sum(),
                         "relabel_bc_loss": hindsight_bc_loss(net, train.params, r.emb, *bc_data)}
         new = r.replace(train=train, env=env_state, obs=obs, key=key, update=r.update + 1, replay=replay)

@@ -271,7 +271,7 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
                 checkpoint_s += time.perf_counter() - t_save  # what the training thread waited
             if during and u and _crossed(u, per_update, cfg.eval_every):
                 evals.update(during(runner.train.params))  # the parameters after u updates
-            rb = hs.next_batch(u, algo_cfg.num_steps) if hs else None
+            rb = hs.next_batch(u, algo_cfg.num_steps) if hs and _trains_windows(cfg) else None
             runner, metrics, chunk = update(runner, rb)
             if pending:
                 finish(*pending)
@@ -344,6 +344,11 @@ def _during_eval(cfg: TrainConfig, encoder, act):
         return {**out, "eval_coverage": by_split.coverage}
 
     return run
+
+
+def _trains_windows(cfg: TrainConfig) -> bool:
+    """Whether the learner trains on relabeled windows (PPO only when it imitates them)."""
+    return cfg.algo == "pqn" or cfg.ppo.relabel_bc_coef > 0
 
 
 def _shapes(cfg: TrainConfig) -> RelabelShapes | None:
