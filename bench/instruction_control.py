@@ -15,7 +15,8 @@ from pathlib import Path
 import tyro
 
 from oir import jaxcache
-from oir.evaluate import policy_from_run, run_suite, summarize
+from oir.evaluate import run_suite, summarize
+from oir.policy import policy_from_run
 from oir.suites import STANDARD_SUITE, load_suite
 
 

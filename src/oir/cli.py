@@ -18,13 +18,10 @@ from rich.console import Console
 from rich.table import Table
 
 from oir.checkpoint import CheckpointError
+from oir.errors import CliError, check_writable, write_text
 from oir.suites import STANDARD_SUITE, SuiteError
 from oir.tasks import SpecError
 from oir.train import ConfigError, RunError
-
-
-class CliError(Exception):
-    """Bad input from the user: printed as one line."""
 
 
 @dataclass
@@ -204,20 +201,14 @@ def _suite_run(console: Console, lines, policy, who: str, cfg) -> int:
     console.print(f"{summary.describe()}; wall time {wall:.0f} s")
     if cfg.out is not None:
         payload = {"config": {k: str(v) for k, v in asdict(cfg).items()}, **report(results)}
-        _write(cfg.out, json.dumps(payload, indent=1))
+        write_text(cfg.out, json.dumps(payload, indent=1))
         console.print(f"results written to {cfg.out}")
     return 0
 
 
 def demo(cfg: Demo, console: Console) -> int:
-    from oir.evaluate import (
-        holdout_line,
-        policy_from_run,
-        random_policy,
-        report,
-        run_suite,
-        summarize,
-    )
+    from oir.evaluate import holdout_line, random_policy, report, run_suite, summarize
+    from oir.policy import policy_from_run
     from oir.suites import load_suite
     from oir.train import train
 
@@ -257,7 +248,7 @@ def demo(cfg: Demo, console: Console) -> int:
     console.print(table)
     for name, s in summaries.items():
         console.print(f"{name}: {holdout_line(results[name])}; {s.describe()}")
-    _write(cfg.out / "results.json", json.dumps({name: report(r) for name, r in results.items()}, indent=1))
+    write_text(cfg.out / "results.json", json.dumps({name: report(r) for name, r in results.items()}, indent=1))
     console.print(f"results: {cfg.out / 'results.json'}; metrics: {cfg.out / 'metrics.jsonl'}; "
                   f"instructions: {cfg.out / 'instructions.jsonl'}")
     return 0
@@ -265,7 +256,7 @@ def demo(cfg: Demo, console: Console) -> int:
 
 def eval_cmd(cfg: Eval, console: Console) -> int:
     from oir import jaxcache
-    from oir.evaluate import policy_from_run
+    from oir.policy import policy_from_run
     from oir.suites import load_suite
 
     jaxcache.enable()
@@ -324,7 +315,7 @@ def relabel_cmd(cfg: Relabel, console: Console) -> int:
     for k, v in relabeler.stats().items():
         console.print(f"{k}: {v:g}")
     if cfg.out is not None:
-        _write(cfg.out, "".join(json.dumps(x) + "\n" for x in lines))
+        write_text(cfg.out, "".join(json.dumps(x) + "\n" for x in lines))
         console.print(f"per-segment results written to {cfg.out}")
     return 0
 
@@ -385,32 +376,6 @@ def train_cmd(cfg: TrainConfig, console: Console, argv: list[str]) -> int:
             table.add_row(name, f"{100 * rate:.1f}%")
         console.print(table)
     return 0
-
-
-def check_writable(path: Path | None) -> None:
-    """Fail before the work, not after it, when ``--out`` cannot be written (leaves no file)."""
-    if path is None:
-        return
-    existed = path.exists()
-    parent = next((p for p in path.parents if p.exists()), None)
-    if parent is not None and not parent.is_dir():
-        raise CliError(f"cannot write --out {path}: {parent} is not a directory")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "ab"):
-            pass
-    except OSError as e:
-        raise CliError(f"cannot write --out {path}: {e.strerror or e}") from None
-    if not existed:
-        path.unlink()
-
-
-def _write(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    except OSError as e:
-        raise CliError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

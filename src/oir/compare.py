@@ -170,7 +170,8 @@ def _ensure_trained(tcfg: TrainConfig, say) -> dict:
 
 def _ensure_evaluated(cfg: CompareConfig, run: Path, say) -> dict:
     """The run's final evaluation on ``cfg.split`` (the ``oir eval`` code), cached in the run dir."""
-    from oir.evaluate import policy_from_run, report, run_suite
+    from oir.evaluate import report, run_suite
+    from oir.policy import policy_from_run
     from oir.suites import load_suite
 
     path = run / f"eval-{cfg.split}.json"

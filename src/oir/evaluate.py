@@ -232,27 +232,3 @@ class TextPolicy:
 def text_policy(act: Callable, params, emb) -> TextPolicy:
     """A suite-run policy from a learner's ``act`` and the embedding of every line's text."""
     return TextPolicy(act, params, jnp.asarray(emb))
-
-
-def policy_from_run(run_dir, texts: Sequence[str]) -> Policy:
-    """The trained policy of an ``oir train`` run dir, acting on suite lines with these texts.
-
-    Rebuilds the network from ``config.json``, restores the checkpoint's parameters, and embeds
-    the texts with the run's encoder: any text works, seen in training or not.
-    """
-    from pathlib import Path
-
-    from oir.checkpoint import load_params
-    from oir.encode import make_encoder
-    from oir.networks import PRESETS
-    from oir.train import ALGOS, load_config
-
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{run_dir} is not a training run (no config.json)")
-    if not (run_dir / "checkpoint").is_dir():
-        raise FileNotFoundError(f"{run_dir} has no checkpoint (was training interrupted?)")
-    cfg = load_config(run_dir / "config.json")
-    act = ALGOS[cfg.algo].make_act(getattr(cfg, cfg.algo), PRESETS[cfg.network])
-    params = load_params(run_dir)
-    return text_policy(act, params, make_encoder(cfg.encoder).encode(list(texts)))

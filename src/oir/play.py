@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from oir.errors import CliError, check_writable
+
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
@@ -68,40 +70,32 @@ class Outcome:
     first: dict[str, int] | None = None  # event kind -> step of its first occurrence
 
 
-def _error(message: str) -> Exception:
-    from oir.cli import CliError  # cli imports this module: a module-level import would be circular
-
-    return CliError(message)
-
-
 def _check(cfg: PlayConfig) -> TaskSpec | None:
     """Every cheap check before the slow loading; returns the parsed spec or None."""
     from oir.tasks import SpecError, parse_spec
 
     if not cfg.instruction.strip():
-        raise _error("--instruction is empty (type what the agent should do)")
+        raise CliError("--instruction is empty (type what the agent should do)")
     if cfg.steps < 1:
-        raise _error(f"--steps must be at least 1, got {cfg.steps}")
+        raise CliError(f"--steps must be at least 1, got {cfg.steps}")
     if cfg.every < 1:
-        raise _error(f"--every must be at least 1, got {cfg.every}")
+        raise CliError(f"--every must be at least 1, got {cfg.every}")
     if not 1 <= cfg.scale <= 8:
-        raise _error(f"--scale must be between 1 and 8, got {cfg.scale}")
+        raise CliError(f"--scale must be between 1 and 8, got {cfg.scale}")
     if not 0 < cfg.fps <= 50:  # GIF delays are in 10 ms units, and viewers slow faster ones down
-        raise _error(f"--fps must be above 0 and at most 50, got {cfg.fps:g}")
+        raise CliError(f"--fps must be above 0 and at most 50, got {cfg.fps:g}")
     spec = None
     if cfg.task is not None:
         try:
             spec = parse_spec(cfg.task)
         except SpecError as e:
-            raise _error(f"--task: {e.message if e.field == 'task' else e}") from None
-    if not cfg.run.is_dir():
-        raise _error(f"run dir not found: {cfg.run}")
-    if not (cfg.run / "config.json").is_file():
-        raise _error(f"{cfg.run} is not a training run (no config.json)")
-    if not (cfg.run / "checkpoint").is_dir():
-        raise _error(f"{cfg.run} has no checkpoint (was training interrupted?)")
-    from oir.cli import check_writable  # cli imports this module
+            raise CliError(f"--task: {e.message if e.field == 'task' else e}") from None
+    from oir.policy import check_run_dir
 
+    try:
+        check_run_dir(cfg.run)
+    except FileNotFoundError as e:
+        raise CliError(str(e)) from None
     check_writable(cfg.out)
     return spec
 
@@ -314,28 +308,26 @@ def play(cfg: PlayConfig, console: Console) -> int:
     import time
 
     from oir import jaxcache
-    from oir.evaluate import TextPolicy, policy_from_run
-    from oir.train import load_config
+    from oir.policy import load_run
 
     spec = _check(cfg)
     jaxcache.enable()
     t0 = time.perf_counter()
     try:
-        run_cfg = load_config(cfg.run / "config.json")
-        policy = policy_from_run(cfg.run, [cfg.instruction])
+        run_cfg, make_policy = load_run(cfg.run)
+        policy = make_policy([cfg.instruction])
     except (FileNotFoundError, ValueError) as e:  # a bad config.json or checkpoint: already one line
-        raise _error(str(e)) from None
+        raise CliError(str(e)) from None
     except Exception as e:  # anything else the loading raises (the encoder, say): one line too
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise _error(f"cannot load the run in {cfg.run}: {first}") from None
-    assert isinstance(policy, TextPolicy)
+        raise CliError(f"cannot load the run in {cfg.run}: {first}") from None
     console.print(f"[bold]oir play[/]: {cfg.run} ({run_cfg.algo}, {run_cfg.encoder} encoder), seed {cfg.seed}, "
                   f"up to {cfg.steps} steps: {cfg.instruction.strip()!r}", soft_wrap=True, highlight=False)
     frames, durations, outcome = run_play(cfg, spec, policy)
     try:
         write_gif(cfg.out, frames, durations)
     except OSError as e:
-        raise _error(f"cannot write {cfg.out}: {e.strerror or e}") from None
+        raise CliError(f"cannot write {cfg.out}: {e.strerror or e}") from None
     events = ", ".join(f"{name} x{n} (first at t={outcome.first[name]})" for name, n in outcome.totals.items())
     console.print(f"events: {events or 'none'}", soft_wrap=True, highlight=False)
     w, h = frames[0].size

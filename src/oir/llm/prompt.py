@@ -1,0 +1,77 @@
+"""The LLM relabeler's prompt: versioned templates filled with the vocabulary and narrations.
+
+:func:`load_prompt` reads ``oir/prompts/<version>.txt`` (a ``=== system ===`` section, then a
+``=== user ===`` section); :func:`render_prompt` fills it with the counter vocabulary and a
+batch of numbered narrations, giving the chat messages of one request.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import textwrap
+from collections.abc import Sequence
+from importlib import resources
+
+from oir.events import COUNTERS
+
+DEFAULT_PROMPT = "relabel_v1"
+
+
+def _vocabulary() -> str:
+    kinds = [
+        ("achievement", "events, counted each time they happen"),
+        ("placement", "events: the first block put down with the second among its 8 neighbours"),
+        ("inventory", "levels: items held now"),
+        ("vital", "levels: current vitals"),
+    ]
+    out = []
+    for kind, what in kinds:
+        names = ", ".join(c.name for c in COUNTERS if c.kind == kind)
+        out.append(
+            textwrap.fill(
+                f"{kind} {what}: {names}", 96, initial_indent="  ", subsequent_indent="    "
+            )
+        )
+    return "\n".join(out)
+
+
+def _phrases() -> str:
+    """The narration's event phrases and their counters, for prompts that spell the mapping out
+    (a small model copes far better with a lookup table than with inferring names)."""
+    from oir.narrate import PHRASES
+
+    return "\n".join(f"  {phrase} -> {name}" for name, phrase in PHRASES.items())
+
+
+@functools.lru_cache(maxsize=16)
+def load_prompt(version: str = DEFAULT_PROMPT) -> tuple[str, str]:
+    """The (system, user) templates of ``oir/prompts/<version>.txt``."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", version):
+        raise ValueError(f"prompt version must be a file stem like 'relabel_v1', got {version!r}")
+    try:
+        raw = (resources.files("oir") / "prompts" / f"{version}.txt").read_text("utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"no prompt file oir/prompts/{version}.txt") from None
+    match = re.fullmatch(r"=== system ===\n(.*)\n=== user ===\n(.*)", raw, re.S)
+    if match is None:
+        raise ValueError(
+            f"prompt {version}: expected '=== system ===' then '=== user ===' sections"
+        )
+    return match.group(1).strip(), match.group(2).strip()
+
+
+def render_prompt(narrations: Sequence[str], version: str = DEFAULT_PROMPT) -> list[dict[str, str]]:
+    """Chat messages asking for proposals for the narrations, numbered 1..n."""
+    system, user = load_prompt(version)
+    blocks = "\n\n".join(f"[segment {i}]\n{text}" for i, text in enumerate(narrations, 1))
+    return [
+        {
+            "role": "system",
+            "content": system.replace("<<COUNTERS>>", _vocabulary()).replace("<<PHRASES>>", _phrases()),
+        },
+        {
+            "role": "user",
+            "content": user.replace("<<N>>", str(len(narrations))).replace("<<SEGMENTS>>", blocks),
+        },
+    ]

@@ -1,0 +1,211 @@
+"""The LLM relabeler: the client, prompt, reply parsing, cache and circuit breaker together.
+
+:class:`LLMRelabeler` sits behind the :class:`~oir.relabel.Relabeler` interface; its
+``propose_batch`` never raises because of the server or the model. :func:`make_llm_relabeler`
+builds one from CLI-style settings.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+from oir.llm.breaker import CircuitBreaker
+from oir.llm.cache import ReplyCache
+from oir.llm.client import ChatClient, LLMError
+from oir.llm.prompt import DEFAULT_PROMPT, load_prompt, render_prompt
+from oir.llm.reply import parse_reply
+from oir.narrate import Segment, narrate
+from oir.relabel import Flawed
+
+
+class LLMRelabeler:
+    """Hindsight instructions from a chat model, behind the :class:`~oir.relabel.Relabeler` API.
+
+    ``propose_batch`` narrates each segment, serves cache hits, sends the misses (identical
+    narrations once) in requests of up to ``batch_size`` segments, parses each reply and caches
+    the segments it answered. A failed call, or a call skipped while the circuit breaker is
+    open, leaves its segments with no proposals (``[]``), counted in ``llm_segments_skipped``.
+    """
+
+    name = "llm"
+
+    def __init__(
+        self,
+        client: ChatClient,
+        prompt: str = DEFAULT_PROMPT,
+        batch_size: int = 8,
+        cache: ReplyCache | None = None,
+        *,
+        max_proposals: int = 16,
+        temperature: float | None = None,
+        max_tokens_per_segment: int | None = 512,
+        response_format: dict[str, Any] | None = None,
+        breaker_failures: int = 3,
+        breaker_cooldown: float = 30.0,
+        server: Any | None = None,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        load_prompt(prompt)  # a missing or broken prompt file fails here, not mid-training
+        self.client = client
+        self.prompt_version = prompt
+        self.batch_size = int(batch_size)
+        self.cache = cache
+        self.max_proposals = max_proposals
+        self.temperature = temperature
+        # A small model can loop until the context is full; a cap bounds the cost of that.
+        self.max_tokens_per_segment = max_tokens_per_segment
+        self.response_format = response_format
+        self.breaker = CircuitBreaker(breaker_failures, breaker_cooldown)
+        # A server this relabeler owns (oir.llm_local.LocalServer): stopped by close(), and its
+        # death reported once. Requests still go through the client like any other server's.
+        self.server = server
+        self._lock = threading.Lock()
+        self._calls = self._hits = self._errors = self._skipped = 0
+        self._latency_total = 0.0
+        self._ok_calls = 0
+
+    def describe(self) -> str:
+        """One line for logs: which relabeler, model, server and prompt version ran."""
+        where = "local llama.cpp server " if self.server is not None else ""
+        fmt = f", response_format {self.response_format['type']}" if self.response_format else ""
+        if self.response_format and "schema" in self.response_format:
+            fmt += " with schema"
+        return (
+            f"llm (model {self.client.model} at {where}{self.client.url}, "
+            f"prompt {self.prompt_version}{fmt})"
+        )
+
+    def _call(self, narrations: list[str]) -> list[list[Any]] | None:
+        """Parsed proposals for one request, or None if the call failed."""
+        n_tokens = (
+            None
+            if self.max_tokens_per_segment is None
+            else self.max_tokens_per_segment * len(narrations)
+        )
+        messages = render_prompt(narrations, self.prompt_version)
+        start = time.perf_counter()
+        try:
+            reply = self.client.complete(
+                messages,
+                temperature=self.temperature,
+                max_tokens=n_tokens,
+                response_format=self.response_format,
+            )
+        except LLMError:
+            self._report_server_death()
+            self.breaker.record(False)
+            with self._lock:
+                self._calls += 1
+                self._errors += 1
+            return None
+        elapsed = time.perf_counter() - start
+        self.breaker.record(True)
+        with self._lock:
+            self._calls += 1
+            self._ok_calls += 1
+            self._latency_total += elapsed
+        try:
+            return parse_reply(reply, len(narrations), self.max_proposals)
+        except Exception:  # a parser bug must not end a training run; the reply counts as malformed
+            return [[Flawed("malformed-json")] for _ in narrations]
+
+    def propose_batch(self, segments: list[Segment]) -> list[list[Any]]:
+        texts = [narrate(s) for s in segments]
+        model = self.client.model
+        results: dict[str, list[Any]] = {}
+        misses: dict[str, None] = {}  # distinct narrations to ask for, in first-seen order
+        hits = 0
+        for text in texts:
+            if text in results or text in misses:
+                continue
+            cached = (
+                self.cache.get(self.prompt_version, model, text) if self.cache is not None else None
+            )
+            if cached is not None:
+                results[text] = cached
+                hits += 1
+            else:
+                misses[text] = None
+        ask = list(misses)
+        skipped: set[str] = set()
+        for lo in range(0, len(ask), self.batch_size):
+            chunk = ask[lo : lo + self.batch_size]
+            parsed = self._call(chunk) if self.breaker.allow() else None
+            if parsed is None:
+                skipped.update(chunk)
+                continue
+            for text, proposals in zip(chunk, parsed, strict=True):
+                results[text] = proposals
+                # Reply-level failures (malformed, missing) are not cached: asking again may help.
+                if self.cache is not None and not any(isinstance(p, Flawed) for p in proposals):
+                    self.cache.put(self.prompt_version, model, text, proposals)
+        with self._lock:
+            self._hits += hits
+            self._skipped += sum(1 for t in texts if t in skipped)
+        # Fresh lists per segment: two segments with one narration must not share a list.
+        return [list(results.get(t, [])) for t in texts]
+
+    def _report_server_death(self) -> None:
+        death = self.server.death() if self.server is not None else None
+        if death:
+            # One line, once; the circuit breaker then keeps the run going without this server.
+            print(f"oir: warning: {death}; training goes on with the instructions it has", file=sys.stderr)
+
+    def close(self) -> None:
+        """Release the HTTP connections and the cache file, and stop an owned server."""
+        self.client.close()
+        if self.cache is not None:
+            self.cache.close()
+        if self.server is not None:
+            self.server.stop()
+
+    def stats(self) -> dict[str, float]:
+        with self._lock:
+            return {
+                "llm_calls": float(self._calls),
+                "llm_cache_hits": float(self._hits),
+                "llm_errors": float(self._errors),
+                "llm_latency_s": self._latency_total / self._ok_calls if self._ok_calls else 0.0,
+                "llm_segments_skipped": float(self._skipped),
+                "llm_outage": 1.0 if self.breaker.is_open else 0.0,
+                "llm_prompt_tokens": float(self.client.prompt_tokens),
+                "llm_completion_tokens": float(self.client.completion_tokens),
+            }
+
+
+def make_llm_relabeler(
+    url: str,
+    model: str,
+    api_key_env: str | None = None,
+    *,
+    prompt: str = DEFAULT_PROMPT,
+    batch_size: int = 8,
+    cache_path: str | os.PathLike[str] | None = None,
+    use_cache: bool = True,
+    timeout: float = 30.0,
+    max_retries: int = 3,
+    backoff: float = 0.5,
+    **relabeler_kw: Any,
+) -> LLMRelabeler:
+    """An :class:`LLMRelabeler` from CLI-style settings.
+
+    ``api_key_env`` names the environment variable holding the API key (the key itself never
+    sits in a config file); naming an unset variable is an error, not a silent keyless call.
+    The cache lives at ``cache_path`` (default ``~/.cache/oir/llm_cache.sqlite``) unless
+    ``use_cache`` is false.
+    """
+    api_key = None
+    if api_key_env:
+        api_key = os.environ.get(api_key_env)
+        if not api_key:
+            raise ValueError(f"environment variable {api_key_env} (the LLM API key) is not set")
+    client = ChatClient(
+        url, model, api_key=api_key, timeout=timeout, max_retries=max_retries, backoff=backoff
+    )
+    cache = ReplyCache(cache_path) if use_cache else None
+    return LLMRelabeler(client, prompt=prompt, batch_size=batch_size, cache=cache, **relabeler_kw)
