@@ -8,6 +8,7 @@ than the timeout. Training must finish, count every flaw, and never turn a flaw 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,8 @@ def counts_add_up(r: dict) -> bool:
 
 
 def test_narrator_run_grows_verified_instructions(tmp_path, capsys):
-    out, summary, rows = run(tmp_path, "narrator", "--relabel", "narrator", "--relabeling.save-segments", "6")
+    out, summary, rows = run(tmp_path, "narrator", "--relabel", "narrator", "--relabeling.save-segments", "6",
+                             "--progress-every", "10")
     rel = summary["relabeling"]
     assert summary["relabeler"].startswith("narrator relabeler") and "not a language model" in summary["relabeler"]
     assert "LLM" not in summary["relabeler"]
@@ -58,7 +60,15 @@ def test_narrator_run_grows_verified_instructions(tmp_path, capsys):
     for line in instructions(out):
         parse_spec(line["task"])
         assert line["count"] >= 1 and line["first_seen_step"] > 0
-    assert "narrator-relabeler" in capsys.readouterr().out or True  # progress output is optional
+    # stderr is not a terminal here: a header, then a plain line every 10 updates and at the end
+    progress = [x for x in capsys.readouterr().err.splitlines() if x.startswith("oir: ")]
+    assert progress[0] == f"oir: training pqn narrator-relabeler verified, {8 * 16 * 24:,} env steps"
+    line = re.compile(r"oir: ([\d,]+)/3,072 env steps \(\d+%\), [\d,]+ steps/s, success \d+\.\d%, "
+                      r"relabels ([\d,]+) verified, ([\d,]+) instructions, [\d,]+ s")
+    got = [line.fullmatch(x) for x in progress[1:]]
+    assert all(got) and [int(m[1].replace(",", "")) for m in got] == [1280, 2560, 3072]
+    assert int(got[-1][2].replace(",", "")) == rows[-1]["relabel_verified"]  # the last metrics row's
+    assert int(got[-1][3].replace(",", "")) == rows[-1]["unique_instructions"]
 
 
 TRUE_TEXT = {"collect_wood": "Gather some wood.", "wake_up": "Take a nap and wake up.",

@@ -17,7 +17,6 @@ import itertools
 import json
 import platform
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -104,7 +103,8 @@ def run_config(cfg: CompareConfig, method: str, seed: int) -> TrainConfig:
 
 def _comparable(tcfg: TrainConfig) -> dict:
     d = json.loads(json.dumps(asdict(tcfg), default=str))
-    d.pop("out")
+    for k in ("out", "progress_every"):  # where the run is and how it reports: not what it learns
+        d.pop(k, None)
     return d
 
 
@@ -165,7 +165,7 @@ def _ensure_trained(tcfg: TrainConfig, say) -> dict:
     if run.exists():
         say(f"{run} holds no finished run: training it from the start")
     say(f"training {run} ({tcfg.steps:,} env steps)")
-    return train(tcfg, progress=sys.stderr.isatty())
+    return train(tcfg)
 
 
 def _ensure_evaluated(cfg: CompareConfig, run: Path, say) -> dict:

@@ -78,6 +78,7 @@ class TrainConfig:
     eval_every: int = 0  # ...every this many env steps (0: only the final evaluation)
     checkpoint_every: int = 1_000_000  # env steps between resumable checkpoints, DIR/checkpoints (0: none)
     keep_checkpoints: int = 2  # the newest this many are kept
+    progress_every: int = 0  # output not a terminal: a plain progress line every this many updates (0: ~20 a run)
     config: Path | None = None  # start from this config.json (a run's); flags given too override it
     resume: Path | None = None  # go on with the run in this dir from its newest checkpoint (no other flags)
     pqn: pqn.PQNConfig = field(default_factory=pqn.PQNConfig)
@@ -142,6 +143,7 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.suite.is_file(), f"suite file not found: {cfg.suite}")
     need(cfg.eval_every >= 0, f"--eval-every must be >= 0, got {cfg.eval_every}")
     need(cfg.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {cfg.checkpoint_every}")
+    need(cfg.progress_every >= 0, f"--progress-every must be >= 0, got {cfg.progress_every}")
     need(cfg.keep_checkpoints >= 1, f"--keep-checkpoints must be at least 1, got {cfg.keep_checkpoints}")
     need(cfg.eval_suite is None or cfg.eval_suite.is_file(), f"eval suite file not found: {cfg.eval_suite}")
 
@@ -234,7 +236,8 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
     elif hs:
         hs.start(runner, np.asarray(levels_of(jax.tree.map(lambda x: x[0], runner.env.vec.pool))))
     log = RunLog(out, keep=done, purge_step=(done + 1) * per_update if resume else None)
-    bar = _Progress(num_updates * per_update, _label(cfg), enabled=progress)
+    every = cfg.progress_every or max(1, num_updates // 20)
+    bar = _Progress(num_updates * per_update, _label(cfg), enabled=progress, every=every)
     start = time.perf_counter()
 
     checkpoint_s = 0.0
@@ -449,12 +452,28 @@ def _label(cfg: TrainConfig) -> str:
     return f"{cfg.algo} {cfg.relabel}-relabeler {cfg.reward}"
 
 
-class _Progress:
-    """A rich progress bar with env steps, SPS and success (quiet when disabled)."""
+def progress_line(row: dict, total: int, elapsed: float, success: float) -> str:
+    """The plain progress line printed when output is not a terminal (CI, ``tee``, log files);
+    ``success``: the mean instruction success over the updates since the last line."""
+    steps = row["env_steps"]
+    parts = [f"oir: {steps:,}/{total:,} env steps ({100 * steps / max(total, 1):.0f}%)",
+             f"{row['sps']:,.0f} steps/s", f"success {100 * success:.1f}%"]
+    if "relabel_verified" in row:
+        parts.append(f"relabels {row['relabel_verified']:,.0f} verified, {row['unique_instructions']:,.0f} instructions")
+    parts.append(f"{elapsed:,.0f} s")
+    return ", ".join(parts)
 
-    def __init__(self, total: int, label: str, enabled: bool):
-        self.bar = None
-        if enabled:
+
+class _Progress:
+    """Progress on stderr: a rich bar in a terminal, else a plain line every ``every`` updates
+    (a bar redrawn into a log file is a wall of truncated lines); nothing when disabled."""
+
+    def __init__(self, total: int, label: str, enabled: bool, every: int):
+        self.bar, self.total, self.every, self.updates = None, total, every, 0
+        self.success: list[float] = []  # per-update success since the last line
+        self.lines = enabled and not sys.stderr.isatty()
+        self.t0 = time.perf_counter()
+        if enabled and not self.lines:
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -467,11 +486,20 @@ class _Progress:
                                 TextColumn("{task.fields[info]}"), TimeRemainingColumn())
             self.task = self.bar.add_task(label, total=total, info="compiling...")
             self.bar.start()
+        elif self.lines:
+            print(f"oir: training {label}, {total:,} env steps", file=sys.stderr, flush=True)
 
     def advance(self, steps: int, row: dict) -> None:
+        self.updates += 1
         if self.bar is not None:
             info = f"sps {row['sps']:,.0f}  success {100 * row['success_rate']:.1f}%"
             self.bar.update(self.task, completed=steps, info=info)
+        elif self.lines:
+            self.success.append(row["success_rate"])
+            if self.updates % self.every == 0 or steps >= self.total:
+                mean = sum(self.success) / len(self.success)
+                print(progress_line(row, self.total, time.perf_counter() - self.t0, mean), file=sys.stderr, flush=True)
+                self.success.clear()
 
     def close(self) -> None:
         if self.bar is not None:
