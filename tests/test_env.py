@@ -117,3 +117,32 @@ def test_sampling_follows_weights(task_env):
     draws = np.concatenate([np.asarray(env._sample(jax.random.PRNGKey(i), cdf)) for i in range(500)])
     assert set(np.unique(draws)) == {1, 3}
     assert 0.70 < (draws == 1).mean() < 0.80
+
+
+@pytest.fixture(scope="module")
+def fresh_env():
+    env = TaskEnv(VecEnv(N, reset_pool=2), max_task_steps=3, fresh_start=1.0)
+    return env, jax.jit(env.reset), jax.jit(env.step)
+
+
+def test_fresh_start_gives_a_fresh_world_after_success_but_not_after_a_timeout(fresh_env):
+    _env, reset, step = fresh_env
+    # Every task holds after one step: each env's next instruction starts in a fresh world.
+    _, s = reset(jax.random.PRNGKey(0), TaskBank.from_specs([AT_ONCE]))
+    _, s, _ = step(jax.random.PRNGKey(1), s, act(Action.NOOP))
+    pool_next = int(s.vec.pool_next)
+    _, s, out = step(jax.random.PRNGKey(2), s, act(Action.NOOP))
+    assert np.asarray(out.success).all() and np.asarray(out.fresh).all() and not np.asarray(out.world.done).any()
+    assert (np.asarray(s.vec.env.timestep) == 0).all() and (np.asarray(s.vec.episode_length) == 0).all()
+    assert pool_next + N >= 2 and int(s.vec.pool_next) == 0  # took N >= 2 pool worlds: a refilled pool
+    # A task that never holds times out after 3 steps: the world goes on.
+    _, s = reset(jax.random.PRNGKey(3), TaskBank.from_specs([NEVER]))
+    for k in range(3):
+        _, s, out = step(jax.random.PRNGKey(10 + k), s, act(Action.NOOP))
+    assert np.asarray(out.timeout).all() and not np.asarray(out.fresh).any()
+    assert (np.asarray(s.vec.env.timestep) == 3).all()
+
+
+def test_fresh_start_share_must_be_a_probability():
+    with pytest.raises(ValueError, match="fresh_start"):
+        TaskEnv(VecEnv(N), fresh_start=1.5)

@@ -60,8 +60,8 @@ def test_narrator_run_grows_verified_instructions(tmp_path, capsys):
     for line in instructions(out):
         parse_spec(line["task"])
         assert line["count"] >= 1 and line["first_seen_step"] > 0
-    # stderr is not a terminal here: a header, then a plain line every 10 updates and at the end
-    progress = [x for x in capsys.readouterr().err.splitlines() if x.startswith("oir: ")]
+    # stdout is not a terminal here: a header, then a plain line every 10 updates and at the end
+    progress = [x for x in capsys.readouterr().out.splitlines() if x.startswith("oir: ")]
     assert progress[0] == f"oir: training pqn narrator-relabeler verified, {8 * 16 * 24:,} env steps"
     line = re.compile(r"oir: ([\d,]+)/3,072 env steps \(\d+%\), [\d,]+ steps/s, success \d+\.\d%, "
                       r"relabels ([\d,]+) verified, ([\d,]+) instructions, [\d,]+ s")

@@ -139,3 +139,15 @@ def test_long_windows_are_masked_at_segment_starts():
     assert mask[:, 0].tolist() == [s >= 30 for s in range(17, 41)]  # 13 steps before the segment masked
     assert obs[:, 1, 0].tolist() == list(range(24, 48)) and mask[:, 1].all()  # a 38-step segment fills it
     assert reward[:, 0].tolist() == [0.0] * 23 + [1.0] and done[-1].all() and not done[:-1].any()
+
+
+def test_after_a_fresh_start_the_next_segment_starts_from_a_fresh_worlds_levels():
+    tr = SegmentTracker(N, H, FRESH, np.zeros((N, NUM_NEARBY), bool))
+    c = chunk(4, 0, {(1, 0): False, (1, 1): False})  # two successes at step 1, the game not over
+    world_new = np.zeros((4, N), bool)
+    world_new[1, 0] = True  # env 0 starts its next instruction in a fresh world, env 1 does not
+    out = tr.push(c.replace(world_new=world_new))
+    assert [s.segment.ended for s in out] == [False, False]  # a fresh start is not a game over
+    nxt = {s.env: s for s in tr.push(chunk(4, 4, {(0, 0): False, (0, 1): False}))}
+    assert (nxt[0].segment.levels[0] == FRESH).all()
+    assert nxt[1].segment.levels[0, 0] == 1  # where the last instruction left the agent

@@ -102,10 +102,12 @@ def run_config(cfg: CompareConfig, method: str, seed: int) -> TrainConfig:
 
 
 def _comparable(tcfg: TrainConfig) -> dict:
-    d = json.loads(json.dumps(asdict(tcfg), default=str))
-    for k in ("out", "progress_every"):  # where the run is and how it reports: not what it learns
-        d.pop(k, None)
-    return d
+    return _learning_part(json.loads(json.dumps(asdict(tcfg), default=str)))
+
+
+def _learning_part(config: dict) -> dict:
+    """A config without where the run is and how it reports progress: not what it learns."""
+    return {k: v for k, v in config.items() if k not in ("out", "progress_every")}
 
 
 # What runs made before an option existed did, where that is not the option's default: such a
@@ -143,8 +145,7 @@ def _finished(tcfg: TrainConfig) -> bool:
     for (section, key), before in BEFORE_OPTION.items():
         if isinstance(raw.get(section), dict) and key not in raw[section]:
             raw[section][key] = before
-    saved = _merged(_comparable(TrainConfig()), raw)
-    saved.pop("out", None)
+    saved = _learning_part(_merged(_comparable(TrainConfig()), raw))
     want = _comparable(tcfg)
     differ = sorted(k for k in set(want) | set(saved) if want.get(k) != saved.get(k)
                     and not (k in ("suite", "eval_suite") and _same_file(want.get(k), saved.get(k))))

@@ -12,7 +12,7 @@ Two composable layers, PureJaxRL style (pure functions over explicit state, jit-
 * :class:`TaskEnv`: gives every env its own task from a :class:`~oir.tasks.TaskBank`, checks
   it on every step in the same jitted function, rewards the first step it holds, and starts a
   new instruction (sampled from the bank's weights) when a task succeeds, fails, times out or
-  the world ends, without resetting the world.
+  the world ends, without resetting the world (or, for a ``fresh_start`` share, in a fresh one).
 
 The policy only ever receives the observation and ``TaskState.task`` (an index used to look up
 the instruction's text embedding); the spec stays inside the env (design doc §9).
@@ -95,36 +95,18 @@ class VecEnv:
         return obs, state
 
     def step(self, key: jax.Array, state: VecState, action: jax.Array) -> tuple[jax.Array, VecState, VecStep]:
+        """One step of every env; the envs whose game ended restart from the pool."""
         k_step, k_pool = jax.random.split(key)
-        keys = jax.random.split(k_step, self.num_envs)
+        obs, state, out = self.advance(k_step, state, action)
+        obs, state = self.restart(k_pool, state, obs, out.done)
+        return obs, state, out
+
+    def advance(self, key: jax.Array, state: VecState, action: jax.Array) -> tuple[jax.Array, VecState, VecStep]:
+        """One step of every env and no restart: an env whose game ended still holds its world."""
+        keys = jax.random.split(key, self.num_envs)
         step = jax.vmap(step_with_events, in_axes=(None, 0, 0, 0, None))
         obs, env_state, reward, done, events, levels = step(self.env, keys, state.env, action, self.params)
         length = state.episode_length + 1
-
-        # Finished envs take consecutive pool slots, so a burst of up to P deaths in one step
-        # still gets P distinct worlds.
-        slot = (state.pool_next + jnp.cumsum(done) - 1) % self.reset_pool
-        used = state.pool_next + done.sum()
-
-        def restart(args):
-            env_state, obs = args
-            fresh = jax.tree.map(lambda p: p[slot], state.pool)
-            pick = lambda f, s: jnp.where(done.reshape((-1,) + (1,) * (s.ndim - 1)), f, s)  # noqa: E731
-            return jax.tree.map(pick, fresh, env_state), pick(state.pool_obs[slot], obs)
-
-        env_state, obs = jax.lax.cond(done.any(), restart, lambda a: a, (env_state, obs))
-        pool_obs, pool, pool_next = jax.lax.cond(
-            used >= self.reset_pool,
-            lambda: (*self._worlds(k_pool, self.reset_pool), jnp.zeros((), jnp.int32)),
-            lambda: (state.pool_obs, state.pool, used.astype(jnp.int32)),
-        )
-        new_state = VecState(
-            env=env_state,
-            pool=pool,
-            pool_obs=pool_obs,
-            pool_next=pool_next,
-            episode_length=jnp.where(done, 0, length),
-        )
         out = VecStep(
             reward=reward.astype(jnp.float32),
             done=done,
@@ -132,7 +114,29 @@ class VecEnv:
             levels=levels,
             episode_length=jnp.where(done, length, 0),
         )
-        return obs, new_state, out
+        return obs, state.replace(env=env_state, episode_length=jnp.where(done, 0, length)), out
+
+    def restart(self, key: jax.Array, state: VecState, obs: jax.Array, mask: jax.Array) -> tuple[jax.Array, VecState]:
+        """The envs in ``mask`` take fresh worlds from the pool (refilled in one call once used up)."""
+        # Restarted envs take consecutive pool slots, so a burst of up to P restarts in one step
+        # still gets P distinct worlds.
+        slot = (state.pool_next + jnp.cumsum(mask) - 1) % self.reset_pool
+        used = state.pool_next + mask.sum()
+
+        def take(args):
+            env_state, obs = args
+            fresh = jax.tree.map(lambda p: p[slot], state.pool)
+            pick = lambda f, s: jnp.where(mask.reshape((-1,) + (1,) * (s.ndim - 1)), f, s)  # noqa: E731
+            return jax.tree.map(pick, fresh, env_state), pick(state.pool_obs[slot], obs)
+
+        env_state, obs = jax.lax.cond(mask.any(), take, lambda a: a, (state.env, obs))
+        pool_obs, pool, pool_next = jax.lax.cond(
+            used >= self.reset_pool,
+            lambda: (*self._worlds(key, self.reset_pool), jnp.zeros((), jnp.int32)),
+            lambda: (state.pool_obs, state.pool, used.astype(jnp.int32)),
+        )
+        return obs, state.replace(env=env_state, pool=pool, pool_obs=pool_obs, pool_next=pool_next,
+                                  episode_length=jnp.where(mask, 0, state.episode_length))
 
 
 @struct.dataclass
@@ -158,17 +162,26 @@ class TaskStep:
     task: jax.Array  # int32[N]: the instruction that was followed this step
     task_steps: jax.Array  # int32[N]: steps since that instruction was given
     world: VecStep
+    fresh: jax.Array  # bool[N]: a fresh world for the next instruction, the game not over (a fresh start)
 
 
 class TaskEnv:
-    """A :class:`VecEnv` where every env follows its own task from a bank."""
+    """A :class:`VecEnv` where every env follows its own task from a bank.
 
-    def __init__(self, vec: VecEnv, max_task_steps: int = 1000):
+    ``fresh_start``: the share of instructions ended by success or failure whose successor
+    starts in a fresh world, as every evaluation episode does, rather than where the agent
+    stands. Timeouts keep the world: their value bootstraps from the next observation.
+    """
+
+    def __init__(self, vec: VecEnv, max_task_steps: int = 1000, fresh_start: float = 0.0):
         if max_task_steps < 1:
             raise ValueError(f"max_task_steps must be at least 1, got {max_task_steps}")
+        if not 0.0 <= fresh_start <= 1.0:
+            raise ValueError(f"fresh_start must be in [0, 1], got {fresh_start}")
         self.vec = vec
         self.num_envs = vec.num_envs
         self.max_task_steps = max_task_steps
+        self.fresh_start = fresh_start
 
     def _sample(self, key: jax.Array, cdf: jax.Array) -> jax.Array:
         # Inverse-CDF: N uniforms and a binary search, where categorical() would draw N x M
@@ -204,7 +217,8 @@ class TaskEnv:
 
     def step(self, key: jax.Array, state: TaskState, action: jax.Array) -> tuple[jax.Array, TaskState, TaskStep]:
         k_env, k_task = jax.random.split(key)
-        obs, vec, world = self.vec.step(k_env, state.vec, action)
+        k_step, k_pool = jax.random.split(k_env)
+        obs, vec, world = self.vec.advance(k_step, state.vec, action)
         spec = state.bank.take(state.task)
         progress, success, fail, reason = jax.vmap(tasks.progress_step)(
             spec, state.progress, world.events, world.levels
@@ -214,6 +228,11 @@ class TaskEnv:
             fail, reason = jnp.zeros_like(fail), jnp.zeros_like(reason)
         timeout = (progress.t >= self.max_task_steps) & ~success & ~fail
         task_done = success | fail | timeout | world.done
+        fresh = jnp.zeros_like(task_done)
+        if self.fresh_start > 0:
+            draw = jax.random.uniform(jax.random.fold_in(k_task, 1), (self.num_envs,))
+            fresh = (success | fail) & ~world.done & (draw < self.fresh_start)
+        obs, vec = self.vec.restart(k_pool, vec, obs, world.done | fresh)
         new_task = jnp.where(task_done, self._sample(k_task, state.cdf), state.task)
         new_state = state.replace(
             vec=vec, task=new_task, progress=tasks.progress_restart(progress, task_done)
@@ -228,6 +247,7 @@ class TaskEnv:
             task=state.task,
             task_steps=progress.t,
             world=world,
+            fresh=fresh,
         )
         return obs, new_state, out
 

@@ -72,6 +72,7 @@ def chunk_of(outs: TaskStep, nearby: jax.Array) -> Chunk:
         events=outs.world.events.astype(jnp.int8),
         levels=outs.world.levels.astype(jnp.int8),
         nearby=nearby,
+        world_new=outs.world.done | outs.fresh,
     )
 
 

@@ -83,6 +83,7 @@ class Chunk:
     events: jax.Array  # int8[T, N, NUM_EVENTS]
     levels: jax.Array  # int8[T, N, NUM_LEVELS]: after the step (before any world reset)
     nearby: jax.Array  # bool[T, N, NUM_NEARBY]: seen in the next observation
+    world_new: jax.Array | None = None  # bool[T, N]: a fresh world follows (game over or fresh start); None: world_done
 
 
 @dataclass
@@ -120,6 +121,7 @@ class SegmentTracker:
         rows = (self.step + np.arange(t_len)) % self.h
         self.events[rows], self.levels[rows], self.nearby[rows] = chunk.events, chunk.levels, chunk.nearby
         out = []
+        new = chunk.world_done if chunk.world_new is None else chunk.world_new
         for t, i in zip(*np.nonzero(chunk.task_done), strict=True):
             g = self.step + int(t)
             s = int(self.start[i])
@@ -134,7 +136,7 @@ class SegmentTracker:
             )
             out.append(SegmentInfo(seg, int(i), s, int(chunk.task[t, i]), bool(chunk.success[t, i])))
             self.start[i] = g + 1
-            self.start_levels[i] = self.fresh if chunk.world_done[t, i] else chunk.levels[t, i]
+            self.start_levels[i] = self.fresh if new[t, i] else chunk.levels[t, i]
             self.start_nearby[i] = chunk.nearby[t, i]
         self.step += t_len
         return out

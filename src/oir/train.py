@@ -72,6 +72,9 @@ class TrainConfig:
     encoder: str = "minilm"  # minilm (all-MiniLM-L6-v2, offline) or hash (no torch)
     network: str = "small"  # small (CPU-sized) or purejaxql (4x1024 LayerNorm MLP)
     max_task_steps: int = 500  # an instruction without success or failure times out here
+    # Share of instructions ended by success or failure whose next one starts in a fresh world,
+    # as evaluation episodes do (0: every instruction starts where the last one left the agent).
+    fresh_start: float = 0.0
     eval_episodes: int = 1  # episodes per suite line in the final evaluation (0: skip)
     eval_max_steps: int = 500
     eval_suite: Path | None = None  # evaluate during training on this suite (all its lines)...
@@ -140,6 +143,7 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.num_envs >= 1, f"--num-envs must be at least 1, got {cfg.num_envs}")
     need(cfg.steps >= 1, f"--steps must be at least 1, got {cfg.steps}")
     need(cfg.max_task_steps >= 1, f"--max-task-steps must be at least 1, got {cfg.max_task_steps}")
+    need(0.0 <= cfg.fresh_start <= 1.0, f"--fresh-start must be in [0, 1], got {cfg.fresh_start}")
     need(cfg.eval_episodes >= 0 and cfg.eval_max_steps >= 1, "--eval-episodes must be >= 0 and --eval-max-steps >= 1")
     need(cfg.suite.is_file(), f"suite file not found: {cfg.suite}")
     need(cfg.eval_every >= 0, f"--eval-every must be >= 0, got {cfg.eval_every}")
@@ -211,7 +215,7 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
     suite = load_suite(cfg.suite)
     encoder = make_encoder(cfg.encoder)
     algo_cfg = getattr(cfg, cfg.algo)
-    env = TaskEnv(VecEnv(cfg.num_envs), cfg.max_task_steps)
+    env = TaskEnv(VecEnv(cfg.num_envs), cfg.max_task_steps, cfg.fresh_start)
     per_update = cfg.num_envs * algo_cfg.num_steps
     num_updates = math.ceil(cfg.steps / per_update)
     try:
@@ -466,13 +470,13 @@ def progress_line(row: dict, total: int, elapsed: float, success: float) -> str:
 
 
 class _Progress:
-    """Progress on stderr: a rich bar in a terminal, else a plain line every ``every`` updates
+    """Progress on stdout: a rich bar in a terminal, else a plain line every ``every`` updates
     (a bar redrawn into a log file is a wall of truncated lines); nothing when disabled."""
 
     def __init__(self, total: int, label: str, enabled: bool, every: int):
         self.bar, self.total, self.every, self.updates = None, total, every, 0
         self.success: list[float] = []  # per-update success since the last line
-        self.lines = enabled and not sys.stderr.isatty()
+        self.lines = enabled and not sys.stdout.isatty()
         self.t0 = time.perf_counter()
         if enabled and not self.lines:
             from rich.progress import (
@@ -488,7 +492,7 @@ class _Progress:
             self.task = self.bar.add_task(label, total=total, info="compiling...")
             self.bar.start()
         elif self.lines:
-            print(f"oir: training {label}, {total:,} env steps", file=sys.stderr, flush=True)
+            print(f"oir: training {label}, {total:,} env steps", flush=True)
 
     def advance(self, steps: int, row: dict) -> None:
         self.updates += 1
@@ -499,7 +503,7 @@ class _Progress:
             self.success.append(row["success_rate"])
             if self.updates % self.every == 0 or steps >= self.total:
                 mean = sum(self.success) / len(self.success)
-                print(progress_line(row, self.total, time.perf_counter() - self.t0, mean), file=sys.stderr, flush=True)
+                print(progress_line(row, self.total, time.perf_counter() - self.t0, mean), flush=True)
                 self.success.clear()
 
     def close(self) -> None:
