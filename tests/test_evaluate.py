@@ -66,13 +66,13 @@ def test_coverage_and_paraphrase_gap_on_constructed_results():
 def test_demo_trains_with_the_narrator_then_prints_a_table_beside_a_random_agent(tiny_suite, tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--suite", str(tiny_suite), "--split", "all", "--steps", "512", "--num-envs", "8",
-                 "--encoder", "hash", "--max-steps", "12", "--out", str(out)]) == 0
+                 "--encoder", "hash", "--max-steps", "12", "--out", str(out), "--agents", str(tmp_path / "none")]) == 0
     text = " ".join(capsys.readouterr().out.split())  # rich wraps lines at the terminal width
     assert "narrator relabeler (rule-based, offline; not a language model)" in text
     assert "Task success on held-out instructions, per category" in text
-    assert "OIR PQN (narrator)" in text and "random agent" in text and "easy" in text
+    assert "OIR PQN, live" in text and "random" in text and "easy" in text
     saved = json.loads((out / "results.json").read_text())
-    assert set(saved) == {"OIR PQN (narrator)", "random agent"}
+    assert set(saved) == {"OIR PQN, live", "random"}
     for rep in saved.values():  # "stay alive" holds for any agent; nine diamonds for none
         assert rep["success_by_category"]["easy"] == 1.0 and rep["success_by_category"]["hard"] == 0.0
     assert (out / "instructions.jsonl").exists() and (out / "checkpoint").is_dir()

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from oir.checkpoint import CheckpointError
 from oir.errors import CliError, check_writable, write_text
+from oir.shipped import AGENTS
 from oir.suites import STANDARD_SUITE, SuiteError
 from oir.tasks import SpecError
 from oir.train import ConfigError, RunError
@@ -26,14 +27,18 @@ from oir.train import ConfigError, RunError
 
 @dataclass
 class Demo:
-    """The main job: a short OIR run, then its evaluation on held-out human instructions.
+    """The main job, in three parts, all on held-out human instructions (the suite's test split).
 
-    Trains PQN with the narrator relabeler (rule-based and offline; not a language model): every
-    instruction it learns comes from hindsight relabels of its own experience, none from the suite.
-    Then evaluates it on the standard suite's test split next to a random agent, per category.
+    1. The shipped agents (agents/: an OIR agent trained on zero-label narrator relabels and a
+       no-relabel agent trained on the suite's train lines, the same env steps; provenance beside
+       each) and a random agent, each evaluated in one vectorized batch.
+    2. A short live OIR run: PQN with the narrator relabeler (rule-based and offline; not a
+       language model), every instruction it learns from hindsight relabels of its own experience,
+       none from the suite; then the same evaluation.
+    3. A GIF of the shipped OIR agent following a held-out instruction.
     """
 
-    steps: int = 400_000  # env steps of OIR training
+    steps: int = 300_000  # env steps of the live OIR run (0: skip it)
     relabel: Literal["narrator", "none"] = "narrator"  # none: the no-relabel baseline instead
     algo: Literal["pqn", "ppo"] = "pqn"
     encoder: Literal["minilm", "hash"] = "minilm"
@@ -46,6 +51,8 @@ class Demo:
     by: Literal["category", "split", "holdout"] = "category"  # rows of the table
     out: Path = Path("runs/demo")  # the run dir; results.json goes in it
     baseline: bool = True  # also evaluate a random agent on the same lines and worlds
+    agents: Path = AGENTS  # the shipped agents to evaluate (a dir of agent dirs; none there: skipped)
+    gif: bool = True  # play the shipped OIR agent on a held-out instruction into OUT/held-out.gif
 
 
 @dataclass
@@ -55,7 +62,7 @@ class Eval:
     Texts never seen in training are fine: each line's text is embedded with the run's encoder.
     """
 
-    run: Path  # an `oir train` run dir
+    run: Path  # an `oir train` run dir, or a shipped agent dir (agents/NAME)
     suite: Path = STANDARD_SUITE
     split: Literal["all", "train", "test"] = "test"
     episodes: int = 4  # fresh worlds per suite line
@@ -63,6 +70,22 @@ class Eval:
     seed: int = 0
     by: Literal["category", "split", "holdout", "task", "line"] = "category"  # rows of the table
     out: Path | None = None  # results JSON: per line, per task, category, split, coverage, gap
+
+
+@dataclass
+class Export:
+    """Ship a finished run as a small agent dir (agents/NAME): float16 parameters, its config, and a
+    provenance file with the command and commit that trained it, a sha256, and its success measured
+    on the standard suite with the settings given here (see `oir.shipped`)."""
+
+    run: Path  # a finished `oir train` run dir
+    out: Path  # the agent dir to write, e.g. agents/NAME
+    command: str  # the exact command that trained the run
+    commit: str  # the commit it was trained at
+    split: Literal["all", "train", "test"] = "test"  # the split whose success the provenance records
+    episodes: int = 1  # fresh worlds per line: small, so a test can measure it again
+    max_steps: int = 500
+    seed: int = 10_000
 
 
 @dataclass
@@ -145,6 +168,7 @@ Command = (
     | Annotated[TrainConfig, tyro.conf.subcommand("train")]
     | Annotated[Eval, tyro.conf.subcommand("eval")]
     | Annotated[Relabel, tyro.conf.subcommand("relabel")]
+    | Annotated[Export, tyro.conf.subcommand("export")]
     | Annotated[CompareConfig, tyro.conf.subcommand("compare")]
     | Annotated[PlayConfig, tyro.conf.subcommand("play")]
     | Annotated[Tasks, tyro.conf.subcommand("tasks")]
@@ -206,32 +230,69 @@ def _suite_run(console: Console, lines, policy, who: str, cfg) -> int:
     return 0
 
 
+def _shipped(agents: Path) -> dict[str, Path]:
+    """Label -> agent dir of each shipped agent, relabeling ones first."""
+    from oir.shipped import is_agent, provenance
+
+    found = sorted((p for p in agents.iterdir() if is_agent(p)), key=lambda p: (provenance(p)["relabel"] == "none", p.name)) \
+        if agents.is_dir() else []
+    out = {}
+    for path in found:
+        prov = provenance(path)
+        algo = prov["algo"].upper()
+        out[f"{algo} no-relabel, shipped" if prov["relabel"] == "none" else f"OIR {algo}, shipped"] = path
+    return out
+
+
+def _describe_shipped(path: Path) -> str:
+    from oir.shipped import provenance
+
+    prov = provenance(path)
+    how = "the suite's train lines, no relabels" if prov["relabel"] == "none" else \
+        f"zero human labels, {prov['relabel']} relabels"
+    return f"{path.name} ({prov['algo'].upper()}, {how}, {prov['env_steps']:,} env steps, commit {prov['commit']})"
+
+
 def demo(cfg: Demo, console: Console) -> int:
+    from oir import jaxcache
     from oir.evaluate import holdout_line, random_policy, report, run_suite, summarize
     from oir.policy import policy_from_run
-    from oir.suites import load_suite
+    from oir.suites import HELD_OUT_TASK, load_suite
     from oir.train import train
 
-    if cfg.episodes < 1 or cfg.max_steps < 1:
-        raise CliError("--episodes and --max-steps must be at least 1")
+    if cfg.episodes < 1 or cfg.max_steps < 1 or cfg.steps < 0:
+        raise CliError("--episodes and --max-steps must be at least 1, --steps at least 0")
+    jaxcache.enable()
     lines = load_suite(cfg.suite, None if cfg.split == "all" else [cfg.split])
-    who = "narrator relabeler (rule-based, offline; not a language model)" if cfg.relabel == "narrator" else "no relabeling"
-    console.print(f"[bold]oir demo[/]: {cfg.algo.upper()} with {who}, {cfg.steps:,} env steps, {cfg.num_envs} envs")
-    tcfg = TrainConfig(algo=cfg.algo, relabel=cfg.relabel, steps=cfg.steps, num_envs=cfg.num_envs, seed=cfg.seed,
-                       out=cfg.out, suite=cfg.suite, encoder=cfg.encoder, eval_episodes=0)
-    summary = train(tcfg)
-    rel = summary.get("relabeling", {})
-    if rel:
-        console.print(f"trained in {summary['wall_s']:.0f} s: {rel['unique_instructions']:,} unique instructions from "
-                      f"{rel['relabel_verified']:,} verified relabels of {rel['relabel_segments']:,} segments "
-                      f"({rel['relabel_flawed']:,} flawed); relabeling took {100 * rel['relabel_wall_frac']:.1f}% "
-                      "of the training thread")
-
-    console.print(f"evaluating on {cfg.suite.name} ({cfg.split}: {len(lines)} lines x {cfg.episodes} episode(s), "
-                  f"cap {cfg.max_steps} steps; same worlds for every agent)")
-    agents = {f"OIR {cfg.algo.upper()} ({cfg.relabel})": policy_from_run(cfg.out, [x.text for x in lines])}
+    texts = [x.text for x in lines]
+    shipped = _shipped(cfg.agents)
+    agents = {name: policy_from_run(path, texts) for name, path in shipped.items()}
+    for name, path in shipped.items():
+        console.print(f"[bold]{name}[/]: {_describe_shipped(path)}; provenance in {path / 'provenance.json'}",
+                      soft_wrap=True, highlight=False)
+    live = f"{'OIR ' if cfg.relabel != 'none' else ''}{cfg.algo.upper()}{' no-relabel' if cfg.relabel == 'none' else ''}, live"
+    if cfg.steps:
+        who = "narrator relabeler (rule-based, offline; not a language model)" if cfg.relabel == "narrator" else "no relabeling"
+        console.print(f"[bold]live run[/]: {cfg.algo.upper()} with {who}, {cfg.steps:,} env steps, {cfg.num_envs} envs, "
+                      f"in {cfg.out}", soft_wrap=True, highlight=False)
+        tcfg = TrainConfig(algo=cfg.algo, relabel=cfg.relabel, steps=cfg.steps, num_envs=cfg.num_envs, seed=cfg.seed,
+                           out=cfg.out, suite=cfg.suite, encoder=cfg.encoder, eval_episodes=0)
+        summary = train(tcfg)
+        rel = summary.get("relabeling", {})
+        if rel:
+            console.print(f"trained in {summary['wall_s']:.0f} s: {rel['unique_instructions']:,} unique instructions from "
+                          f"{rel['relabel_verified']:,} verified relabels of {rel['relabel_segments']:,} segments "
+                          f"({rel['relabel_flawed']:,} flawed); relabeling took {100 * rel['relabel_wall_frac']:.1f}% "
+                          "of the training thread", soft_wrap=True, highlight=False)
+        agents[live] = policy_from_run(cfg.out, texts)
     if cfg.baseline:
-        agents["random agent"] = random_policy
+        agents["random"] = random_policy
+    if not agents:
+        raise CliError(f"nothing to evaluate: no shipped agents in {cfg.agents}, --steps 0 and --no-baseline")
+
+    console.print(f"evaluating {len(agents)} agents on {cfg.suite.name} ({cfg.split}: {len(lines)} lines x "
+                  f"{cfg.episodes} episode(s), cap {cfg.max_steps} steps; the same worlds for every agent)",
+                  soft_wrap=True, highlight=False)
     results = {name: run_suite(lines, pol, episodes=cfg.episodes, max_steps=cfg.max_steps, seed=cfg.seed + 10_000)
                for name, pol in agents.items()}
     summaries = {name: summarize(r, by=cfg.by) for name, r in results.items()}
@@ -247,10 +308,22 @@ def demo(cfg: Demo, console: Console) -> int:
         table.add_row(name, str(n_tasks), str(n_lines), *rates, end_section=i == len(first.rows) - 2)
     console.print(table)
     for name, s in summaries.items():
-        console.print(f"{name}: {holdout_line(results[name])}; {s.describe()}")
+        console.print(f"{name}: {holdout_line(results[name])}; {s.describe()}", soft_wrap=True, highlight=False)
+    cfg.out.mkdir(parents=True, exist_ok=True)
     write_text(cfg.out / "results.json", json.dumps({name: report(r) for name, r in results.items()}, indent=1))
-    console.print(f"results: {cfg.out / 'results.json'}; metrics: {cfg.out / 'metrics.jsonl'}; "
-                  f"instructions: {cfg.out / 'instructions.jsonl'}")
+    console.print(f"results: {cfg.out / 'results.json'}", soft_wrap=True, highlight=False)
+
+    oir_agent = next((n for n in shipped if "no relabels" not in n), None)
+    if cfg.gif and oir_agent:
+        # The held-out task line the shipped OIR agent solved most often, hardest category first.
+        order = {"sequence": 0, "spatial": 1, "count": 2, "budget": 3, "prohibition": 4, "single": 5, "vitals": 6}
+        solved = [(r.line, r.rate) for r in results[oir_agent] if r.line.holdout == HELD_OUT_TASK and r.successes]
+        if solved:
+            line = min(solved, key=lambda x: (order.get(x[0].category, 9), -x[1]))[0]
+            console.print(f"[bold]the shipped OIR agent on a held-out task[/] ({line.category}): {line.text!r}",
+                          soft_wrap=True, highlight=False)
+            play(PlayConfig(run=shipped[oir_agent], instruction=line.text, out=cfg.out / "held-out.gif",
+                            task=json.dumps(line.spec.to_json()), steps=300, every=2), console)
     return 0
 
 
@@ -267,6 +340,41 @@ def eval_cmd(cfg: Eval, console: Console) -> int:
     except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e)) from None
     return _suite_run(console, lines, policy, f"oir eval: {cfg.run}", cfg)
+
+
+def export_cmd(cfg: Export, console: Console) -> int:
+    from oir import jaxcache
+    from oir.evaluate import report, run_suite
+    from oir.policy import check_run_dir, policy_from_run
+    from oir.shipped import record_eval, write_agent
+    from oir.suites import STANDARD_SUITE, load_suite
+
+    try:
+        check_run_dir(cfg.run)
+    except FileNotFoundError as e:
+        raise CliError(str(e)) from None
+    if not (cfg.run / "checkpoint").is_dir():
+        raise CliError(f"{cfg.run} is already a shipped agent: export a training run")
+    if cfg.episodes < 1 or cfg.max_steps < 1:
+        raise CliError("--episodes and --max-steps must be at least 1")
+    jaxcache.enable()
+    check_writable(cfg.out / "provenance.json")
+    prov = write_agent(cfg.run, cfg.out, cfg.command, cfg.commit)
+    lines = load_suite(STANDARD_SUITE, None if cfg.split == "all" else [cfg.split])
+    # Measured on the shipped float16 weights, through the same loading as `oir eval`.
+    results = run_suite(lines, policy_from_run(cfg.out, [x.text for x in lines]), episodes=cfg.episodes,
+                        max_steps=cfg.max_steps, seed=cfg.seed)
+    rep = report(results)
+    prov = record_eval(cfg.out, {
+        "command": f"oir eval --run {cfg.out} --split {cfg.split} --episodes {cfg.episodes} "
+                   f"--max-steps {cfg.max_steps} --seed {cfg.seed}",
+        "split": cfg.split, "episodes": cfg.episodes, "max_steps": cfg.max_steps, "seed": cfg.seed,
+        "success": rep["success_by_split"]["all"], "success_by_holdout": rep["success_by_holdout"]})
+    size = (cfg.out / prov["params"]).stat().st_size / 1e6
+    console.print(f"wrote {cfg.out}: {prov['params']} {size:.1f} MB, sha256 {prov['sha256'][:12]}...; "
+                  f"{100 * prov['eval']['success']:.1f}% success on the {cfg.split} split "
+                  f"({cfg.episodes} episode(s) per line)", soft_wrap=True, highlight=False)
+    return 0
 
 
 def relabel_cmd(cfg: Relabel, console: Console) -> int:
@@ -390,6 +498,8 @@ def main(argv: list[str] | None = None) -> int:
             return eval_cmd(cmd, console)
         if isinstance(cmd, Relabel):
             return relabel_cmd(cmd, console)
+        if isinstance(cmd, Export):
+            return export_cmd(cmd, console)
         if isinstance(cmd, CompareConfig):
             return compare_cmd(cmd, console, argv)
         if isinstance(cmd, PlayConfig):

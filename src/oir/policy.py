@@ -1,9 +1,10 @@
-"""Loading a trained policy from an ``oir train`` run dir: one place that ``oir eval``, ``oir
-play``, ``oir demo`` and ``oir compare`` all use.
+"""Loading a trained policy from an ``oir train`` run dir or a shipped agent dir: one place that
+``oir eval``, ``oir play``, ``oir demo`` and ``oir compare`` all use.
 
 A run dir holds ``config.json`` (the :class:`~oir.train.TrainConfig`) and ``checkpoint/`` (the
-final parameters). The network is rebuilt from the config, the parameters restored, and any
-instruction text embedded with the run's encoder: texts seen in training or not.
+final parameters); a shipped agent (:mod:`oir.shipped`) holds ``params.npz`` instead. The network
+is rebuilt from the config, the parameters restored, and any instruction text embedded with the
+run's encoder: texts seen in training or not.
 """
 
 from __future__ import annotations
@@ -15,16 +16,17 @@ from oir.checkpoint import load_params
 from oir.encode import make_encoder
 from oir.evaluate import TextPolicy, text_policy
 from oir.networks import PRESETS
+from oir.shipped import is_agent, load_agent_params
 from oir.train import ALGOS, TrainConfig, load_config
 
 
 def check_run_dir(run_dir: Path) -> None:
-    """FileNotFoundError (one line) unless ``run_dir`` holds a finished training run."""
+    """FileNotFoundError (one line) unless ``run_dir`` holds a finished run or a shipped agent."""
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run dir not found: {run_dir}")
     if not (run_dir / "config.json").is_file():
         raise FileNotFoundError(f"{run_dir} is not a training run (no config.json)")
-    if not (run_dir / "checkpoint").is_dir():
+    if not (run_dir / "checkpoint").is_dir() and not is_agent(run_dir):
         raise FileNotFoundError(f"{run_dir} has no checkpoint (was training interrupted?)")
 
 
@@ -39,7 +41,7 @@ def load_run(run_dir: str | Path) -> tuple[TrainConfig, Callable[[Sequence[str]]
     check_run_dir(run_dir)
     cfg = load_config(run_dir / "config.json")
     act = ALGOS[cfg.algo].make_act(getattr(cfg, cfg.algo), PRESETS[cfg.network])
-    params = load_params(run_dir)
+    params = load_agent_params(run_dir) if is_agent(run_dir) else load_params(run_dir)
     encoder = make_encoder(cfg.encoder)
 
     def policy(texts: Sequence[str]) -> TextPolicy:
