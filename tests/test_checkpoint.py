@@ -107,7 +107,7 @@ def test_config_json_reproduces_a_run(finished, tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["train", "--resume", "/nonexistent/run"], "/nonexistent/run is not a training run (no config.json)"),
     (["train", "--config", "/nonexistent/config.json"], "cannot read /nonexistent/config.json: No such file or directory"),
-    (["eval", "--run", "/nonexistent/run"], "/nonexistent/run is not a training run (no config.json)"),
+    (["eval", "--run", "/nonexistent/run"], "run dir not found: /nonexistent/run"),
     (["train", "--steps", "64", "--out", "/proc/oir-run"], "cannot write to --out /proc/oir-run: No such file or directory"),
     (["eval", "--run", "/nonexistent/run", "--out", "/proc/x/r.json"], "cannot write --out /proc/x/r.json: No such file or directory"),
     (["relabel", "--segments", "/nonexistent.npz", "--out", "/proc/r.jsonl"], "cannot write --out /proc/r.jsonl: No such file or directory"),
