@@ -240,7 +240,7 @@ def _shipped(agents: Path) -> dict[str, Path]:
     for path in found:
         prov = provenance(path)
         algo = prov["algo"].upper()
-        out[f"{algo} no-relabel, shipped" if prov["relabel"] == "none" else f"OIR {algo}, shipped"] = path
+        out[f"{algo} no-relabel, shipped" if prov["relabel"] == "none" else f"OIR {algo} ({prov['method']}), shipped"] = path
     return out
 
 
@@ -248,8 +248,9 @@ def _describe_shipped(path: Path) -> str:
     from oir.shipped import provenance
 
     prov = provenance(path)
-    how = "the suite's train lines, no relabels" if prov["relabel"] == "none" else \
-        f"zero human labels, {prov['relabel']} relabels"
+    how = {"no-relabel": "the suite's train lines, no relabels",
+           "narrator+suite": "narrator relabels added to the suite's train lines"}.get(
+        prov["method"], f"{prov['method']} relabels, zero human labels")
     return f"{path.name} ({prov['algo'].upper()}, {how}, {prov['env_steps']:,} env steps, commit {prov['commit']})"
 
 
@@ -313,7 +314,7 @@ def demo(cfg: Demo, console: Console) -> int:
     write_text(cfg.out / "results.json", json.dumps({name: report(r) for name, r in results.items()}, indent=1))
     console.print(f"results: {cfg.out / 'results.json'}", soft_wrap=True, highlight=False)
 
-    oir_agent = next((n for n in shipped if "no relabels" not in n), None)
+    oir_agent = next((n for n in shipped if "no-relabel" not in n), None)
     if cfg.gif and oir_agent:
         # The held-out task line the shipped OIR agent solved most often, hardest category first.
         order = {"sequence": 0, "spatial": 1, "count": 2, "budget": 3, "prohibition": 4, "single": 5, "vitals": 6}

@@ -76,7 +76,9 @@ def write_agent(run_dir: Path, out: Path, command: str, commit: str) -> dict:
     # Paths of the machine that trained it mean nothing here: the standard suite, this dir.
     run_cfg.update(out=str(out), suite="suites/standard.jsonl", eval_suite="suites/standard.jsonl")
     (out / "config.json").write_text(json.dumps(run_cfg, indent=1) + "\n")
-    prov = {"name": out.name, "algo": run_cfg["algo"], "relabel": run_cfg["relabel"],
+    method = "no-relabel" if run_cfg["relabel"] == "none" else \
+        run_cfg["relabel"] + ("+suite" if run_cfg.get("relabeling", {}).get("seed_suite") else "")
+    prov = {"name": out.name, "algo": run_cfg["algo"], "relabel": run_cfg["relabel"], "method": method,
             "command": command, "commit": commit, "env_steps": summary["env_steps"],
             "seed": run_cfg["seed"], "params": PARAMS, "params_dtype": "float16", "sha256": sha256(out / PARAMS)}
     (out / PROVENANCE).write_text(json.dumps(prov, indent=1) + "\n")
