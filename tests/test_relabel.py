@@ -149,28 +149,3 @@ def test_narrator_grammar_never_copies_suite_texts():
         texts |= {normalize_text(p["text"]) for p in narrator.propose(segment_with(events_at, 40))}
     assert len(texts) > 300
     assert not texts & suite
-
-
-def test_worker_thread_runs_at_its_niceness():
-    """The worker's CPU work yields to the training loop: its thread (only) gets the niceness."""
-    import os
-    import threading
-    from types import SimpleNamespace
-
-    from oir.relabel import AsyncRelabeler
-
-    seen: list[int] = []
-
-    class Probe(NarratorRelabeler):
-        def propose_batch(self, segments):
-            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
-            return super().propose_batch(segments)
-
-    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    worker = AsyncRelabeler(Probe(), nice=min(before + 7, 19))
-    worker.submit([SimpleNamespace(segment=SEG)])
-    worker.flush()
-    results = worker.drain()
-    worker.close()
-    assert seen == [min(before + 7, 19)] and len(results) == 1 and results[0].relabels
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before  # the caller's is untouched

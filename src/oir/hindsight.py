@@ -52,7 +52,6 @@ class RelabelingConfig:
     pool: int = 65536  # most recent relabels kept for sampling windows
     max_proposals: int = 8  # narrator relabels per segment, taken in turn from each kind of statement
     worker_batch: int = 64  # segments per relabeler call in the worker
-    worker_nice: int = 10  # the worker thread's niceness (0..19): its CPU work yields to the training loop
     sync_every: int = 4  # updates between pushes of new instructions and weights to the device
     save_segments: int = 0  # keep a uniform sample of this many eventful segments: DIR/segments.npz
     # Wait for the relabel worker every update: slower, but the same seed then gives the same run
@@ -84,7 +83,7 @@ class Hindsight:
         self.delta = delta
         self.env_steps = 0  # of the newest update the host has seen; stamps first-seen steps
         self.worker = AsyncRelabeler(relabeler, cfg.worker_batch, encoder=encoder, event_emb=self.event_emb,
-                                     delta=delta, sink=self._to_buffer, nice=cfg.worker_nice)
+                                     delta=delta, sink=self._to_buffer)
         self.counts: Counter = Counter()
         self.host_s = 0.0
         self.tracker: SegmentTracker | None = None

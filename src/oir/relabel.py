@@ -12,11 +12,9 @@ grammar (which must never copy a human suite's texts, design doc §9). It is not
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import json
-import os
 import queue
 import random
 import threading
@@ -359,10 +357,8 @@ class AsyncRelabeler:
         event_emb: np.ndarray | None = None,
         delta: float = 0.5,
         sink: Callable[[list[RelabelResult]], None] | None = None,
-        nice: int = 0,
     ):
         self.relabeler, self.batch, self.max_pending, self.sink = relabeler, batch, max_pending, sink
-        self.nice = nice
         self.encoder, self.event_emb, self.delta = encoder, event_emb, delta
         self.inbox: queue.Queue = queue.Queue()
         self.outbox: queue.Queue = queue.Queue()
@@ -418,12 +414,6 @@ class AsyncRelabeler:
         self._thread.join(timeout=timeout)
 
     def _run(self) -> None:
-        if self.nice > 0:
-            # The worker's CPU work (embedding new texts) yields to the jitted loop's threads: on
-            # two cores at the same priority it takes a core from XLA, whose parallel loops then
-            # wait on the straggler. Linux sets a thread's own niceness through its thread id.
-            with contextlib.suppress(OSError, AttributeError):
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
         while True:
             first = self.inbox.get()
             if first is None:

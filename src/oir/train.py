@@ -135,7 +135,6 @@ def validate(cfg: TrainConfig) -> None:
     need(rl.max_proposals >= 1, f"--relabeling.max-proposals must be at least 1, got {rl.max_proposals}")
     need(rl.save_segments >= 0, f"--relabeling.save-segments must be >= 0, got {rl.save_segments}")
     need(rl.sync_every >= 1 and rl.worker_batch >= 1, "--relabeling.sync-every and --relabeling.worker-batch must be >= 1")
-    need(0 <= rl.worker_nice <= 19, f"--relabeling.worker-nice must be in [0, 19], got {rl.worker_nice}")
     need(rl.sampling in POOL_SAMPLING, f"unknown --relabeling.sampling {rl.sampling!r} (choose from {', '.join(POOL_SAMPLING)})")
     need(0.0 <= rl.free_play < 1.0, f"--relabeling.free-play must be in [0, 1), got {rl.free_play}")
     need(cfg.encoder in ENCODERS, f"unknown --encoder {cfg.encoder!r} (choose from {', '.join(ENCODERS)})")
