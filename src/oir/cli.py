@@ -240,7 +240,8 @@ def _shipped(agents: Path) -> dict[str, Path]:
     for path in found:
         prov = provenance(path)
         algo = prov["algo"].upper()
-        out[f"{algo} no-relabel, shipped" if prov["relabel"] == "none" else f"OIR {algo} ({prov['method']}), shipped"] = path
+        suite = " +suite" if prov["method"].endswith("+suite") else ""
+        out[f"{algo} no-relabel, shipped" if prov["relabel"] == "none" else f"OIR {algo}{suite}, shipped"] = path
     return out
 
 
