@@ -49,3 +49,18 @@ def test_a_damaged_agent_is_one_error_line(tmp_path, capsys):
     assert main(["eval", "--run", str(bad), "--episodes", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is damaged: sha256" in err[0]
+
+
+def test_oir_export_ships_a_run_that_oir_eval_then_measures_the_same(tmp_path):
+    run, agent = tmp_path / "run", tmp_path / "agents" / "tiny"
+    assert main(["train", "--out", str(run), "--encoder", "hash", "--num-envs", "8", "--steps", str(8 * 16 * 24),
+                 "--max-task-steps", "32", "--pqn.num-minibatches", "2", "--eval-episodes", "0"]) == 0
+    assert main(["export", "--run", str(run), "--out", str(agent), "--command", "oir train (tiny)",
+                 "--commit", "0000000", "--max-steps", "20"]) == 0
+    prov = provenance(agent)
+    assert prov["sha256"] == sha256(agent / PARAMS) and prov["method"] == "no-relabel" and prov["env_steps"] == 3072
+    assert not (agent / "checkpoint").exists() and is_agent(agent)
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--run", str(agent), "--episodes", "1", "--max-steps", "20", "--seed", "10000",
+                 "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["success_by_split"]["all"] == prov["eval"]["success"]

@@ -234,11 +234,9 @@ def _shipped(agents: Path) -> dict[str, Path]:
     """Label -> agent dir of each shipped agent, relabeling ones first."""
     from oir.shipped import is_agent, provenance
 
-    found = sorted((p for p in agents.iterdir() if is_agent(p)), key=lambda p: (provenance(p)["relabel"] == "none", p.name)) \
-        if agents.is_dir() else []
+    provs = {p: provenance(p) for p in sorted(agents.iterdir()) if is_agent(p)} if agents.is_dir() else {}
     out = {}
-    for path in found:
-        prov = provenance(path)
+    for path, prov in sorted(provs.items(), key=lambda x: x[1]["relabel"] == "none"):
         algo = prov["algo"].upper()
         suite = " +suite" if prov["method"].endswith("+suite") else ""
         out[f"{algo} no-relabel, shipped" if prov["relabel"] == "none" else f"OIR {algo}{suite}, shipped"] = path
@@ -268,11 +266,14 @@ def demo(cfg: Demo, console: Console) -> int:
     lines = load_suite(cfg.suite, None if cfg.split == "all" else [cfg.split])
     texts = [x.text for x in lines]
     shipped = _shipped(cfg.agents)
-    agents = {name: policy_from_run(path, texts) for name, path in shipped.items()}
+    try:
+        agents = {name: policy_from_run(path, texts) for name, path in shipped.items()}
+    except (FileNotFoundError, ValueError) as e:  # a damaged shipped agent: one line
+        raise CliError(str(e)) from None
     for name, path in shipped.items():
         console.print(f"[bold]{name}[/]: {_describe_shipped(path)}; provenance in {path / 'provenance.json'}",
                       soft_wrap=True, highlight=False)
-    live = f"{'OIR ' if cfg.relabel != 'none' else ''}{cfg.algo.upper()}{' no-relabel' if cfg.relabel == 'none' else ''}, live"
+    live = f"{cfg.algo.upper()} no-relabel, live" if cfg.relabel == "none" else f"OIR {cfg.algo.upper()}, live"
     if cfg.steps:
         who = "narrator relabeler (rule-based, offline; not a language model)" if cfg.relabel == "narrator" else "no relabeling"
         console.print(f"[bold]live run[/]: {cfg.algo.upper()} with {who}, {cfg.steps:,} env steps, {cfg.num_envs} envs, "
@@ -349,7 +350,7 @@ def export_cmd(cfg: Export, console: Console) -> int:
     from oir.evaluate import report, run_suite
     from oir.policy import check_run_dir, policy_from_run
     from oir.shipped import record_eval, write_agent
-    from oir.suites import STANDARD_SUITE, load_suite
+    from oir.suites import load_suite
 
     try:
         check_run_dir(cfg.run)

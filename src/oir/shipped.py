@@ -33,14 +33,6 @@ def is_agent(path: Path) -> bool:
     return (Path(path) / PARAMS).is_file()
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
-    out = {}
-    for k, v in tree.items():
-        key = f"{prefix}/{k}" if prefix else str(k)
-        out.update(_flatten(v, key) if isinstance(v, dict) else {key: np.asarray(v)})
-    return out
-
-
 def load_agent_params(agent_dir: Path) -> dict:
     """The parameter tree (float32) of a shipped agent; ValueError if its sha256 does not match."""
     agent_dir = Path(agent_dir)
@@ -49,21 +41,16 @@ def load_agent_params(agent_dir: Path) -> dict:
     if got != prov["sha256"]:
         raise ValueError(f"{agent_dir / PARAMS} is damaged: sha256 {got[:12]}... is not the "
                          f"{prov['sha256'][:12]}... of {agent_dir / PROVENANCE}")
-    tree: dict = {}
+    from flax.traverse_util import unflatten_dict
+
     with np.load(agent_dir / PARAMS) as arrays:
-        for key in arrays.files:
-            *path, leaf = key.split("/")
-            node = tree
-            for part in path:
-                node = node.setdefault(part, {})
-            node[leaf] = arrays[key].astype(np.float32)
-    return tree
+        return unflatten_dict({k: arrays[k].astype(np.float32) for k in arrays.files}, sep="/")
 
 
 def write_agent(run_dir: Path, out: Path, command: str, commit: str) -> dict:
     """Write the agent dir ``out`` from a finished run (its figure comes later, from
     :func:`record_eval`); returns the provenance."""
-    import jax
+    from flax.traverse_util import flatten_dict
 
     from oir.checkpoint import load_params
 
@@ -71,8 +58,8 @@ def write_agent(run_dir: Path, out: Path, command: str, commit: str) -> dict:
     run_cfg = json.loads((run_dir / "config.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
-    params = jax.tree.map(lambda x: np.asarray(x, np.float16), load_params(run_dir))
-    np.savez(out / PARAMS, **_flatten(params))
+    params = flatten_dict(load_params(run_dir), sep="/")
+    np.savez(out / PARAMS, **{k: np.asarray(v, np.float16) for k, v in params.items()})
     # Paths of the machine that trained it mean nothing here: the standard suite, this dir.
     run_cfg.update(out=str(out), suite="suites/standard.jsonl", eval_suite="suites/standard.jsonl")
     (out / "config.json").write_text(json.dumps(run_cfg, indent=1) + "\n")
