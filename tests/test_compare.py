@@ -31,7 +31,7 @@ def suite(tmp_path_factory):
 
 def test_compare_trains_reuses_and_reports(tmp_path, suite, capsys):
     out = tmp_path / "cmp"
-    args = ["compare", "--methods", "no-relabel,narrator,llm-verified", "--seeds", "0", "--out", str(out),
+    args = ["compare", "--methods", "no-relabel,narrator,narrator-similarity@0.3,llm-verified", "--seeds", "0", "--out", str(out),
             "--suite", str(suite), *TINY]
     assert main(args) == 0
     text = capsys.readouterr().out
@@ -45,9 +45,14 @@ def test_compare_trains_reuses_and_reports(tmp_path, suite, capsys):
     assert "| no-relabel | 100.0 | 1.00 | n/a | 100.0 | 100.0 | 100.0 | 1.0 |" in report
     assert "| narrator | 100.0 | 1.00 | n/a | 100.0 | 100.0 | 100.0 | 1.0 |" in report
     assert "llm-verified: needs --llm-url" in report and "ELLM-style baseline" in report
-    for png in ("success_curves.png", "flawed_rate.png", "unique_instructions.png", "wall_time.png"):
+    for png in ("success_curves.png", "flawed_rate.png", "unique_instructions.png", "wall_time.png", "delta.png",
+                "false_reward_rate.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png})" in report
-    assert "oir compare --methods no-relabel,narrator,llm-verified" in report  # the command that made it
+    assert "oir compare --methods no-relabel,narrator,narrator-similarity@0.3" in report  # the command that made it
+    assert json.loads((out / "narrator-similarity@0.3-s0" / "config.json").read_text())["delta"] == 0.3
+    sim = report[report.index("## Similarity rewards against verified rewards"):]
+    assert "| narrator | verified | 100.0 | 100.0 | n/a | n/a | 0.0 | 0.0 |" in sim  # verified: never wrong
+    assert "| narrator-similarity@0.3 | 0.3 | 100.0 | 100.0 |" in sim
 
     # A second call reuses both runs and their evaluations.
     mtime = (out / "narrator-s0" / "metrics.jsonl").stat().st_mtime
@@ -62,8 +67,12 @@ def test_compare_trains_reuses_and_reports(tmp_path, suite, capsys):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--methods", "narrator,gpt"], "unknown method(s) gpt (choose from no-relabel, narrator, "
-                                    "narrator+suite, narrator-similarity, llm-verified, llm-similarity)"),
+    (["--methods", "narrator,gpt"], "unknown method 'gpt' (choose from no-relabel, narrator, "
+                                    "narrator+suite, narrator-similarity, llm-verified, llm-similarity; "
+                                    "similarity methods take @DELTA, e.g. narrator-similarity@0.7)"),
+    (["--methods", "narrator@0.7"], "method 'narrator@0.7': only similarity-reward methods take @DELTA"),
+    (["--methods", "narrator-similarity@high"],
+     "method 'narrator-similarity@high': 'high' after @ is not a number (a cosine threshold)"),
     (["--seeds", "0,x"], "--seeds must be comma-separated ints, got '0,x'"),
     (["--methods", "llm-similarity"], "no method left to run"),
 ])

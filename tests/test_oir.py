@@ -56,6 +56,7 @@ def test_narrator_run_grows_verified_instructions(tmp_path, capsys):
     assert rows[-1]["relabel_windows_added"] > 0 and max(r["relabel_windows"] for r in rows) > 0
     for key in ("relabel_wall_frac", "relabel_worker_frac", "unique_instructions", "relabel_proposed"):
         assert key in rows[-1]
+    assert all(r["reward_false_rate"] == 0 and r["reward_missed_rate"] == 0 for r in rows)  # verified rewards
     assert [r["env_steps"] for r in rows] == [8 * 16 * (i + 1) for i in range(24)]
     for line in instructions(out):
         parse_spec(line["task"])
@@ -155,6 +156,11 @@ def test_similarity_run_counts_unsupported_rewards(tmp_path):
     rel = summary["relabeling"]
     assert summary["reward"] == "similarity" and counts_add_up(rel)
     assert "relabel_unsupported" in rel and rel["relabel_unsupported"] <= rel["relabel_verified"]
+    # the narrator proposes only specs that hold: similarity can miss or jump ahead of them, never reward a false one
+    assert rel["relabel_spec_held"] > 0 and rel["relabel_unverified"] == 0
+    assert 0 <= rel["relabel_sim_false"] <= rel["relabel_sim_rewards"] and rel["relabel_sim_missed"] <= rel["relabel_spec_held"]
+    assert 0.0 <= rel["relabel_false_reward_rate"] <= 1.0 and 0.0 <= rel["relabel_missed_reward_rate"] <= 1.0
+    assert all(0.0 <= r["reward_false_rate"] <= 1.0 and 0.0 <= r["reward_missed_rate"] <= 1.0 for r in _rows)
 
 
 @pytest.mark.parametrize("algo", ["ppo"])

@@ -13,6 +13,7 @@ from oir.events import ACHIEVEMENTS, COUNTER_INDEX, LEVEL_NAMES, NUM_EVENTS, NUM
 from oir.narrate import NUM_NEARBY, Segment
 from oir.relabel import NarratorRelabeler, verify
 from oir.suites import STANDARD_SUITE, load_suite
+from oir.tasks import first_success
 
 
 def segment_with(events_at: dict[int, list[str]], length: int = 30) -> Segment:
@@ -45,7 +46,8 @@ def test_verify_counts_flaws_by_reason():
     ]
     kept, flawed = verify(SEG, proposals)
     assert [(r.text, r.step) for r in kept] == [("collect two wood", 5), ("wood then table", 9)]
-    assert flawed == {"does-not-hold": 1, "unknown-counter": 1, "malformed-json": 1, "empty": 3, "duplicate": 2}
+    assert flawed == {"does-not-hold": 1, "unknown-counter": 1, "malformed-json": 1, "empty": 2, "duplicate": 2,
+                      "no-spec": 1}
     assert len(kept) + sum(flawed.values()) == len(proposals)
 
 
@@ -149,3 +151,33 @@ def test_narrator_grammar_never_copies_suite_texts():
         texts |= {normalize_text(p["text"]) for p in narrator.propose(segment_with(events_at, 40))}
     assert len(texts) > 300
     assert not texts & suite
+
+
+def test_similarity_errors_count_false_and_missed_rewards_on_a_known_trace():
+    from oir.relabel import similarity_errors
+
+    seg = segment_with({3: ["collect_wood"], 5: ["collect_wood"], 9: ["place_table"]})
+    wood = lambda n: {"all": [{"counter": "collect_wood", "at_least": n}]}  # noqa: E731
+    proposals = [
+        {"text": "two wood", "task": wood(2)},  # holds at 5; similarity rewards the first wood (3): false
+        {"text": "one wood", "task": wood(1)},  # holds at 3, rewarded at 3: right
+        {"text": "a table", "task": {"all": [{"counter": "place_table", "at_least": 1}]}},  # holds at 9, never rewarded: missed
+        {"text": "a diamond", "task": {"all": [{"counter": "collect_diamond", "at_least": 1}]}},  # never holds, rewarded at 3: false
+        {"text": "a sword", "task": {"all": [{"counter": "make_wood_sword", "at_least": 1}]}},  # neither
+        {"text": "something nice"},  # no spec: unverified
+    ]
+    sim_step = {"two wood": 3, "one wood": 3, "a table": None, "a diamond": 3, "a sword": None}
+    got = similarity_errors(proposals, seg.counters(), lambda text, spec: sim_step[text])
+    assert got == {"sim_rewards": 3, "sim_false": 2, "spec_held": 3, "sim_missed": 1, "unverified": 1}
+
+
+def test_text_only_relabel_is_unverified_with_similarity_and_flawed_when_verified():
+    from oir.relabel import UNVERIFIED_SPEC
+
+    proposals = [{"text": "chop some trees"}, {"text": "collect wood", "task": None}]
+    kept, flawed = verify(SEG, proposals)
+    assert kept == [] and flawed == {"no-spec": 2}
+    kept, flawed = verify(SEG, proposals, lambda text, spec: 3)
+    assert [r.text for r in kept] == ["chop some trees", "collect wood"] and not flawed
+    assert all(r.spec is UNVERIFIED_SPEC and not r.verified and r.step == 3 for r in kept)
+    assert first_success(UNVERIFIED_SPEC, SEG.counters()) is None  # never holds: rewarded by similarity alone

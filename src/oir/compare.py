@@ -46,6 +46,24 @@ LABELS = {
 }
 
 
+def method_config(name: str) -> dict:
+    """What method ``name`` changes in TrainConfig. ``<method>@<delta>`` runs a similarity-reward
+    method at threshold delta (``narrator-similarity@0.7``): how the delta sweep is written."""
+    base, at, arg = name.partition("@")
+    if base not in METHODS:
+        raise ConfigError(f"unknown method {name!r} (choose from {', '.join(METHODS)}; "
+                          "similarity methods take @DELTA, e.g. narrator-similarity@0.7)")
+    out = dict(METHODS[base])
+    if at:
+        if out.get("reward") != "similarity":
+            raise ConfigError(f"method {name!r}: only similarity-reward methods take @DELTA")
+        try:
+            out["delta"] = float(arg)
+        except ValueError:
+            raise ConfigError(f"method {name!r}: {arg!r} after @ is not a number (a cosine threshold)") from None
+    return out
+
+
 @dataclass
 class CompareConfig:
     """Train each method and seed (or reuse finished runs), evaluate on held-out instructions,
@@ -93,7 +111,7 @@ def parse_list(text: str, what: str, cast=str) -> list:
 
 def run_config(cfg: CompareConfig, method: str, seed: int) -> TrainConfig:
     """The ``oir train`` config of one (method, seed)."""
-    method_cfg = dict(METHODS[method])
+    method_cfg = method_config(method)
     relabeling = replace(cfg.train.relabeling, **method_cfg.pop("relabeling", {}))
     return replace(cfg.train, algo=cfg.algo, steps=cfg.steps, seed=seed, out=cfg.out / f"{method}-s{seed}",
                    suite=cfg.suite, eval_suite=cfg.suite, eval_every=cfg.eval_every or max(cfg.steps // 10, 1),
@@ -198,9 +216,8 @@ def compare(cfg: CompareConfig, say=print, command: str = "") -> Path:
     """Train, evaluate and report; returns the path of ``report.md``. ``command`` is the command
     line the report shows as the one that made it."""
     methods = parse_list(cfg.methods, "methods")
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ConfigError(f"unknown method(s) {', '.join(unknown)} (choose from {', '.join(METHODS)})")
+    for m in methods:
+        method_config(m)  # an unknown method or a bad @delta: one error line
     seeds = parse_list(cfg.seeds, "seeds", int)
     if cfg.steps < 1 or cfg.episodes < 1 or cfg.max_steps < 1 or cfg.eval_every < 0:
         raise ConfigError("--steps, --episodes and --max-steps must be at least 1, --eval-every at least 0")
@@ -329,6 +346,7 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
                                           for c in cats) + " |")
     md += [""]
     md += _coverage_section(cfg, by, split)
+    md += _similarity_section(cfg, by, holdout)
     for name, title, text in _plots(cfg, by, split):
         md += [f"## {title}", "", f"![{title}]({name})", "", text, ""]
     md += ["## Not in this report", ""]
@@ -389,6 +407,88 @@ def _coverage_section(cfg: CompareConfig, by: dict[str, list[Run]], split: str) 
     return out
 
 
+def _run_delta(r: Run) -> float | None:
+    """The similarity threshold a run rewarded with (None: verified rewards)."""
+    cfg = json.loads((r.dir / "config.json").read_text()) if (r.dir / "config.json").is_file() else {}
+    return cfg.get("delta") if cfg.get("reward") == "similarity" else None
+
+
+def _mean_metric(r: Run, key: str) -> float | None:
+    xs = [row[key] for row in r.metrics if key in row]
+    return float(np.mean(xs)) if xs else None
+
+
+def _similarity_section(cfg: CompareConfig, by: dict[str, list[Run]], holdout: dict) -> list[str]:
+    """Similarity rewards against verified ones: success, and how often the similarity reward was
+    wrong, for every method (a delta sweep's runs are methods ``name@delta``); ``delta.png`` too."""
+    sim = {m: rs for m, rs in by.items() if rs and _run_delta(rs[0]) is not None}
+    if not sim:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def rel(r: Run, key: str) -> float | None:
+        return (r.summary.get("relabeling") or {}).get(key)
+
+    md = ["## Similarity rewards against verified rewards", "",
+          "Every relabel carries an executable spec, so each similarity reward can be checked. "
+          "**Relabel false %**: of the similarity rewards the proposed relabels got on their own segments, "
+          "the share given before or without their spec holding; **relabel missed %**: of the proposals whose "
+          "spec held, the share similarity never rewarded. **Online false / missed %**: the same for the rewards "
+          "the agent trained on (rewards where the followed instruction's spec did not hold; instructions that "
+          "ended with their spec holding but unrewarded), mean over updates. Verified rewards are 0 on all four "
+          "by construction.", "",
+          "| method | delta | held-out tasks % | all test lines % | relabel false % | relabel missed % | "
+          "online false % | online missed % |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for m, rs in by.items():
+        d = _run_delta(rs[0]) if rs else None
+        md.append(f"| {m} | {'verified' if d is None else f'{d:g}'} "
+                  f"| {_ms([_pct(holdout[r.dir][HELD_OUT_TASK]) for r in rs])} "
+                  f"| {_ms([100 * r.eval['success_by_split']['all'] for r in rs])} "
+                  f"| {_ms([_pct(rel(r, 'relabel_false_reward_rate')) for r in rs])} "
+                  f"| {_ms([_pct(rel(r, 'relabel_missed_reward_rate')) for r in rs])} "
+                  f"| {_ms([_pct(_mean_metric(r, 'reward_false_rate')) for r in rs])} "
+                  f"| {_ms([_pct(_mean_metric(r, 'reward_missed_rate')) for r in rs])} |")
+    md.append("")
+
+    fig, (ax_s, ax_e) = plt.subplots(1, 2, figsize=(11, 4))
+    bases = sorted({m.partition("@")[0] for m in sim})
+    for i, base in enumerate(bases):
+        pts = sorted((_run_delta(rs[0]), rs) for m, rs in sim.items() if m.partition("@")[0] == base)
+        ds = [d for d, _ in pts]
+        tasks = [[100 * holdout[r.dir][HELD_OUT_TASK] for r in rs] for _, rs in pts]
+        ax_s.errorbar(ds, [np.mean(t) for t in tasks], yerr=[np.std(t) for t in tasks], marker="o",
+                      capsize=3, color=f"C{i}", label=f"{base} (similarity)")
+        for key, style, name in (("relabel_false_reward_rate", "-", "false"),
+                                 ("relabel_missed_reward_rate", "--", "missed")):
+            ax_e.plot(ds, [100 * np.mean([rel(r, key) or 0.0 for r in rs]) for _, rs in pts], style, marker="o",
+                      color=f"C{i}", label=f"{base}: {name}")
+    for j, (m, rs) in enumerate((m, rs) for m, rs in by.items() if m not in sim):
+        rate = _mean_or_none([holdout[r.dir][HELD_OUT_TASK] for r in rs])
+        if rate is not None:
+            ax_s.axhline(100 * rate, ls=":", color=f"C{len(bases) + j}", label=f"{m} (verified)" if m != "no-relabel" else m)
+    ax_e.axhline(0, color="k", lw=0.8, label="verified rewards (0 by construction)")
+    ax_s.set(xlabel="similarity threshold delta", ylabel="held-out tasks success (%)", title="Success by delta")
+    ax_e.set(xlabel="similarity threshold delta", ylabel="% of relabels", title="Wrong similarity rewards by delta")
+    for ax in (ax_s, ax_e):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(cfg.out / "delta.png", dpi=110)
+    plt.close(fig)
+    md += ["![success and wrong rewards by delta](delta.png)", "",
+           "Left: held-out-task success of each similarity run by its threshold (mean ± std over seeds), "
+           "the verified methods as dotted lines. Right: the relabel false and missed rates by threshold.", ""]
+    _line_figure(plt, cfg.out / "false_reward_rate.png", sim, "reward_false_rate", 100,
+                 "online false-reward rate (%)", "Similarity rewards given where the spec did not hold")
+    md += ["![false-reward rate over training](false_reward_rate.png)", "",
+           "The online false-reward rate over training (rewards the agent trained on where the followed "
+           "instruction's spec did not hold), mean over seeds, min to max shaded.", ""]
+    return md
+
+
 def _cpus() -> int:
     import os
 
@@ -410,8 +510,17 @@ def _series(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(x, float), np.asarray(y, float)
 
 
+def _color(method: str):
+    """One colour per method in every figure; a delta sweep's runs shade from light to dark."""
+    base, at, arg = method.partition("@")
+    if at:
+        from matplotlib import colormaps
+
+        return colormaps["viridis"](min(max((float(arg) - 0.3) / 0.6, 0.0), 1.0))
+    return f"C{list(METHODS).index(base)}"
+
+
 def _band(ax, runs: list[Run], key: str, label: str, scale: float = 1.0) -> bool:
-    # One colour per method in every figure.
     """Mean over seeds as a line, min to max shaded; seeds share the x of the shortest."""
     series = [_series(r.metrics, key) for r in runs]
     series = [s for s in series if len(s[0])]
@@ -420,7 +529,7 @@ def _band(ax, runs: list[Run], key: str, label: str, scale: float = 1.0) -> bool
     n = min(len(s[0]) for s in series)
     x = series[0][0][:n]
     ys = np.stack([s[1][:n] for s in series]) * scale
-    (line,) = ax.plot(x, ys.mean(0), label=label, color=f"C{list(METHODS).index(label)}")
+    (line,) = ax.plot(x, ys.mean(0), label=label, color=_color(label))
     if len(series) > 1:
         ax.fill_between(x, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.25)
     return True

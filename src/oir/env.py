@@ -163,6 +163,7 @@ class TaskStep:
     task_steps: jax.Array  # int32[N]: steps since that instruction was given
     world: VecStep
     fresh: jax.Array  # bool[N]: a fresh world for the next instruction, the game not over (a fresh start)
+    spec_success: jax.Array  # bool[N]: the instruction's spec holds now (== success with verified rewards)
 
 
 class TaskEnv:
@@ -222,6 +223,7 @@ class TaskEnv:
         progress, success, fail, reason = jax.vmap(tasks.progress_step)(
             spec, state.progress, world.events, world.levels
         )
+        spec_success = success
         if state.hit is not None:
             success = ((world.events > 0) & state.hit[state.task]).any(-1)
             fail, reason = jnp.zeros_like(fail), jnp.zeros_like(reason)
@@ -249,6 +251,7 @@ class TaskEnv:
             task_steps=progress.t,
             world=world,
             fresh=fresh,
+            spec_success=spec_success,
         )
         return obs, new_state, out
 
@@ -267,4 +270,10 @@ def task_metrics(out: TaskStep) -> dict[str, jax.Array]:
         "task_length": jnp.where(out.task_done, out.task_steps, 0).sum() / per_task,
         "episodes_ended": deaths,
         "episode_length": out.world.episode_length.sum() / jnp.maximum(deaths, 1),
+        # Similarity rewards against the instructions' specs (both 0 by construction when verified):
+        # rewards given where the spec did not hold, and instructions that ended with their spec
+        # holding but never rewarded.
+        "reward_false_rate": (out.success & ~out.spec_success).sum() / jnp.maximum(out.success.sum(), 1),
+        "reward_missed_rate": (out.task_done & ~out.success & out.spec_success).sum()
+        / jnp.maximum((out.task_done & out.spec_success).sum(), 1),
     }

@@ -30,7 +30,14 @@ import numpy as np
 from oir.buffer import InstructionBuffer
 from oir.events import ACHIEVEMENTS, NUM_EVENTS
 from oir.narrate import EVENT_TEXTS, nearby_from_obs
-from oir.relabel import BELOW_DELTA, FLAW_REASONS, AsyncRelabeler, Relabeler, similarity_hits
+from oir.relabel import (
+    BELOW_DELTA,
+    FLAW_REASONS,
+    SIMILARITY_COUNTS,
+    AsyncRelabeler,
+    Relabeler,
+    similarity_hits,
+)
 from oir.segments import RelabelBatch, RelabelPool, SegmentTracker, save_segments
 from oir.tasks import MAX_COUNT, Clause, TaskBank, TaskSpec
 
@@ -167,6 +174,7 @@ class Hindsight:
         self.counts["proposed"] += res.proposed
         self.counts["verified"] += len(res.relabels)
         self.counts["unsupported"] += res.unsupported
+        self.counts.update(res.similarity or {})
         for reason, k in res.flawed.items():
             self.counts[f"flawed_{reason}"] += k
         info = res.info
@@ -264,6 +272,11 @@ class Hindsight:
             out["relabel_used_frac"] = self.pool.used_frac
         if self.event_emb is not None:
             out["relabel_unsupported"] = c["unsupported"]
+            out |= {f"relabel_{k}": c[k] for k in SIMILARITY_COUNTS}
+            # Of the similarity rewards the relabels got, the share given before or without their
+            # spec holding; of the relabels whose spec held, the share similarity never rewarded.
+            out["relabel_false_reward_rate"] = c["sim_false"] / max(c["sim_rewards"], 1)
+            out["relabel_missed_reward_rate"] = c["sim_missed"] / max(c["spec_held"], 1)
         out.update(self.relabeler.stats())
         return out
 

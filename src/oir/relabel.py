@@ -30,11 +30,14 @@ import numpy as np
 from oir.buffer import normalize_text
 from oir.events import ACHIEVEMENTS, COUNTER_INDEX, INVENTORY_ITEMS, LEVEL_NAMES, PLACEMENTS, VITALS
 from oir.narrate import Segment
-from oir.tasks import SpecError, TaskSpec, first_success, parse_spec
+from oir.tasks import MAX_COUNT, Clause, SpecError, TaskSpec, first_success, parse_spec
 
-FLAW_REASONS = ("does-not-hold", "unknown-counter", "malformed-json", "empty", "duplicate")
+FLAW_REASONS = ("does-not-hold", "unknown-counter", "malformed-json", "empty", "duplicate", "no-spec")
 # Similarity rewards only: the text never came within delta of any step's state text.
 BELOW_DELTA = "below-delta"
+# The spec a text-only relabel is stored with (similarity rewards accept text without a spec, as
+# the paper's relabels had): it never holds, so such a row is rewarded by similarity alone.
+UNVERIFIED_SPEC = TaskSpec(all=(Clause("collect_diamond", at_least=MAX_COUNT - 1),))
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,12 @@ class Relabel:
     """A verified hindsight instruction: its spec first holds at ``step`` (1-based) of the segment."""
 
     text: str
-    spec: TaskSpec
+    spec: TaskSpec  # UNVERIFIED_SPEC for a text-only relabel (similarity rewards only)
     step: int
+
+    @property
+    def verified(self) -> bool:
+        return self.spec is not UNVERIFIED_SPEC
 
 
 def verify(
@@ -80,7 +87,9 @@ def verify(
     """Keep the proposals whose spec holds on ``segment``; count the others by reason.
 
     ``reward_step(text, spec)`` replaces the spec check for similarity rewards: the 1-based step
-    to reward, or None (counted as ``below-delta``). Specs must parse in both modes.
+    to reward, or None (counted as ``below-delta``). A proposal without a spec (text only) is
+    ``no-spec`` when verifying; with similarity rewards it is kept, with :data:`UNVERIFIED_SPEC`.
+    Specs that are given must parse in both modes.
     """
     counters = segment.counters()
     flawed: Counter = Counter()
@@ -92,15 +101,18 @@ def verify(
             flawed[p.reason] += 1
             continue
         text = p.get("text") if isinstance(p, dict) else None
-        if not isinstance(text, str) or not text.strip() or not isinstance(p, dict) or "task" not in p:
+        if not isinstance(text, str) or not text.strip():
             flawed["empty"] += 1
             continue
+        if p.get("task") is None and reward_step is None:
+            flawed["no-spec"] += 1
+            continue
         try:
-            spec = parse_spec(p["task"])
+            spec = UNVERIFIED_SPEC if p.get("task") is None else parse_spec(p["task"])
         except SpecError as e:
             flawed["unknown-counter" if "unknown counter" in e.message else "malformed-json"] += 1
             continue
-        if normalize_text(text) in seen_text or spec.key() in seen_spec:
+        if normalize_text(text) in seen_text or (spec is not UNVERIFIED_SPEC and spec.key() in seen_spec):
             flawed["duplicate"] += 1
             continue
         step = first_success(spec, counters) if reward_step is None else reward_step(text, spec)
@@ -326,6 +338,44 @@ def _similar_step(segment: Segment, hits: dict[str, np.ndarray], text: str, spec
     return first_similar_step(segment, hits[text])
 
 
+SIMILARITY_COUNTS = ("sim_rewards", "sim_false", "spec_held", "sim_missed", "unverified")
+
+
+def similarity_errors(
+    proposals: list[Any], counters: np.ndarray, sim_step: Callable[[str, TaskSpec], int | None]
+) -> Counter:
+    """How similarity rewards on one segment compare with its proposals' verified specs.
+
+    For every proposal with a text and a parseable spec, ``v`` is the step its spec first holds
+    (None: never) and ``s`` the step similarity rewards it (None: below delta):
+
+    * ``sim_rewards`` counts s given; ``sim_false`` those given where the spec did not hold (v is
+      None, or s < v: rewarded before the spec held);
+    * ``spec_held`` counts v given; ``sim_missed`` those that similarity never rewarded (s None).
+
+    A reward after the spec first held (s > v) counts as neither: it is late, not false.
+    Text-only proposals have no spec to check: ``unverified``.
+    """
+    out: Counter = Counter()
+    for p in proposals:
+        text = p.get("text") if isinstance(p, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            continue
+        if p.get("task") is None:
+            out["unverified"] += 1
+            continue
+        try:
+            spec = parse_spec(p["task"])
+        except SpecError:
+            continue
+        v, s = first_success(spec, counters), sim_step(text, spec)
+        out["sim_rewards"] += s is not None
+        out["sim_false"] += s is not None and (v is None or s < v)
+        out["spec_held"] += v is not None
+        out["sim_missed"] += v is not None and s is None
+    return out
+
+
 @dataclass
 class RelabelResult:
     """What relabeling made of one segment."""
@@ -336,6 +386,7 @@ class RelabelResult:
     proposed: int
     unsupported: int = 0  # similarity rewards only: rewarded, but the proposal's spec does not hold
     rows: list[int | None] | None = None  # set by a sink: the buffer row each relabel went to
+    similarity: Counter | None = None  # similarity rewards only: similarity_errors of its proposals
 
 
 class AsyncRelabeler:
@@ -451,9 +502,10 @@ class AsyncRelabeler:
             hits = {t: (self.event_emb @ e) >= self.delta for t, e in emb.items()}
             step = partial(_similar_step, info.segment, hits)
             kept, flawed = verify(info.segment, props, step)
-            counters = info.segment.counters() if kept else None
-            unsupported = sum(first_success(r.spec, counters) is None for r in kept)
-            results.append(RelabelResult(info, kept, flawed, len(props), unsupported))
+            counters = info.segment.counters()
+            unsupported = sum(r.verified and first_success(r.spec, counters) is None for r in kept)
+            errors = similarity_errors(props, counters, step)
+            results.append(RelabelResult(info, kept, flawed, len(props), unsupported, similarity=errors))
         if self.encoder is not None:
             # Embed the new texts here, so later lookups hit the encoder's cache.
             self.encoder.encode([r.text for res in results for r in res.relabels])
