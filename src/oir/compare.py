@@ -124,8 +124,10 @@ def _comparable(tcfg: TrainConfig) -> dict:
 
 
 def _learning_part(config: dict) -> dict:
-    """A config without where the run is and how it reports progress: not what it learns."""
-    return {k: v for k, v in config.items() if k not in ("out", "progress_every")}
+    """A config without where the run is and how it reports progress: not what it learns (nor,
+    for a no-relabel run, the relabeling options it never used)."""
+    skip = ("out", "progress_every", *(("relabeling",) if config.get("relabel") == "none" else ()))
+    return {k: v for k, v in config.items() if k not in skip}
 
 
 # What runs made before an option existed did, where that is not the option's default: such a
