@@ -124,9 +124,10 @@ def _comparable(tcfg: TrainConfig) -> dict:
 
 
 def _learning_part(config: dict) -> dict:
-    """A config without where the run is and how it reports progress: not what it learns (nor,
-    for a no-relabel run, the relabeling options it never used)."""
-    skip = ("out", "progress_every", *(("relabeling",) if config.get("relabel") == "none" else ()))
+    """A config without where the run is and how it reports progress: not what it learns. Nor the
+    options it never used: the other learner's, and a no-relabel run's relabeling options."""
+    unused = [a for a in ("pqn", "ppo") if a != config.get("algo")]
+    skip = ("out", "progress_every", *unused, *(("relabeling",) if config.get("relabel") == "none" else ()))
     return {k: v for k, v in config.items() if k not in skip}
 
 
