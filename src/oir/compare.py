@@ -119,8 +119,12 @@ def run_config(cfg: CompareConfig, method: str, seed: int) -> TrainConfig:
                    **{"reward": "verified", **method_cfg})
 
 
+def _plain(tcfg: TrainConfig) -> dict:
+    return json.loads(json.dumps(asdict(tcfg), default=str))
+
+
 def _comparable(tcfg: TrainConfig) -> dict:
-    return _learning_part(json.loads(json.dumps(asdict(tcfg), default=str)))
+    return _learning_part(_plain(tcfg))
 
 
 def _learning_part(config: dict) -> dict:
@@ -166,7 +170,7 @@ def _finished(tcfg: TrainConfig) -> bool:
     for (section, key), before in BEFORE_OPTION.items():
         if isinstance(raw.get(section), dict) and key not in raw[section]:
             raw[section][key] = before
-    saved = _learning_part(_merged(_comparable(TrainConfig()), raw))
+    saved = _learning_part(_merged(_plain(TrainConfig()), raw))
     want = _comparable(tcfg)
     differ = sorted(k for k in set(want) | set(saved) if want.get(k) != saved.get(k)
                     and not (k in ("suite", "eval_suite") and _same_file(want.get(k), saved.get(k))))
