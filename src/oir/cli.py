@@ -472,7 +472,8 @@ def train_cmd(cfg: TrainConfig, console: Console, argv: list[str]) -> int:
         if cfg.out == base.out and (cfg.out / "summary.json").exists():
             raise CliError(f"--config would train over the run in {cfg.out}: give --out for the new run")
     summary = train(cfg, resume=resume)
-    console.print(f"[bold]oir train[/] {cfg.algo}, relabeler: {summary['relabeler']}, reward {cfg.reward}: "
+    source = f"suggester: {summary['suggester']}" if "suggester" in summary else f"relabeler: {summary['relabeler']}"
+    console.print(f"[bold]oir train[/] {cfg.algo}, {source}, reward {cfg.reward}: "
                   f"{summary['env_steps']:,} env steps in {summary['wall_s']:.0f} s; run dir {cfg.out}")
     rel = summary.get("relabeling")
     if rel:

@@ -31,7 +31,7 @@ from craftax.craftax_classic.envs.craftax_symbolic_env import (
 from flax import struct
 
 from oir import tasks
-from oir.events import step_with_events
+from oir.events import levels_of, step_with_events
 
 NUM_ACTIONS = 17
 
@@ -146,14 +146,14 @@ class TaskState:
     progress: tasks.Progress  # batched [N]
     bank: tasks.TaskBank  # [M]: the instructions that can be sampled
     cdf: jax.Array  # float32[M]: cumulative sampling weights; a zero-weight row is never drawn
-    # Similarity rewards (the paper's ablation) instead of the spec: hit[m, e] says whether
-    # event e's text is within delta of instruction m's text (None: verified rewards).
-    hit: jax.Array | None = None  # bool[M, NUM_EVENTS]
+    # Similarity rewards (the paper's ablation, ELLM) instead of the spec: hit[m, e] is what a step
+    # with event e pays instruction m, 0 when their texts are not similar enough (None: verified).
+    hit: jax.Array | None = None  # float32[M, NUM_EVENTS]
 
 
 @struct.dataclass
 class TaskStep:
-    reward: jax.Array  # float32[N]: 1 on the step the task first holds, else 0
+    reward: jax.Array  # float32[N]: 1 on the step the task first holds (similarity: what it paid), else 0
     success: jax.Array  # bool[N]
     fail: jax.Array  # bool[N]: a none clause, the order or the budget broke
     fail_reason: jax.Array  # int32[N]: 0 or tasks.FAIL_*
@@ -172,9 +172,11 @@ class TaskEnv:
     ``fresh_start``: the share of instructions ended by success or failure whose successor
     starts in a fresh world, as every evaluation episode does, rather than where the agent
     stands. Timeouts keep the world: their value bootstraps from the next observation.
+    ``suggest(key, obs, world, levels) -> int32[N]``: instructions are drawn from the state instead
+    of the bank's weights (ELLM, :mod:`oir.ellm`).
     """
 
-    def __init__(self, vec: VecEnv, max_task_steps: int = 1000, fresh_start: float = 0.0):
+    def __init__(self, vec: VecEnv, max_task_steps: int = 1000, fresh_start: float = 0.0, suggest=None):
         if max_task_steps < 1:
             raise ValueError(f"max_task_steps must be at least 1, got {max_task_steps}")
         if not 0.0 <= fresh_start <= 1.0:
@@ -183,6 +185,14 @@ class TaskEnv:
         self.num_envs = vec.num_envs
         self.max_task_steps = max_task_steps
         self.fresh_start = fresh_start
+        self.suggest = suggest
+
+    def _draw(self, key: jax.Array, cdf: jax.Array, obs: jax.Array, vec: VecState) -> jax.Array:
+        """The next instruction of every env: by the bank's weights, or (``suggest``, ELLM) from
+        what a suggester proposes for the state each env is in now."""
+        if self.suggest is None:
+            return self._sample(key, cdf)
+        return self.suggest(key, obs, vec.env, jax.vmap(levels_of)(vec.env))
 
     def _sample(self, key: jax.Array, cdf: jax.Array) -> jax.Array:
         # Inverse-CDF: N uniforms and a binary search, where categorical() would draw N x M
@@ -200,19 +210,20 @@ class TaskEnv:
     ) -> tuple[jax.Array, TaskState]:
         """Fresh worlds, and a task for every env drawn by ``weights`` (uniform if None).
 
-        With ``hit`` (bool[M, NUM_EVENTS]) a task succeeds at the first step with an event whose
-        text is similar enough to the instruction (similarity rewards), and never fails.
+        With ``hit`` (float[M, NUM_EVENTS]: what an event pays instruction m, 0 when its text is not
+        similar enough) a task succeeds at the first step with a paying event and is paid the best
+        such event (similarity rewards); it never fails.
         """
         k_env, k_task = jax.random.split(key)
         obs, vec = self.vec.reset(k_env)
         cdf = self.weights_cdf(jnp.ones(bank.size) if weights is None else weights)
         state = TaskState(
             vec=vec,
-            task=self._sample(k_task, cdf),
+            task=self._draw(k_task, cdf, obs, vec),
             progress=tasks.progress_init((self.num_envs,)),
             bank=bank,
             cdf=cdf,
-            hit=None if hit is None else jnp.asarray(hit, bool),
+            hit=None if hit is None else jnp.asarray(hit, jnp.float32),
         )
         return obs, state
 
@@ -223,9 +234,10 @@ class TaskEnv:
         progress, success, fail, reason = jax.vmap(tasks.progress_step)(
             spec, state.progress, world.events, world.levels
         )
-        spec_success = success
+        spec_success, reward = success, success.astype(jnp.float32)
         if state.hit is not None:
-            success = ((world.events > 0) & state.hit[state.task]).any(-1)
+            reward = similarity_reward(world.events, state.hit[state.task])
+            success = reward > 0
             fail, reason = jnp.zeros_like(fail), jnp.zeros_like(reason)
         timeout = (progress.t >= self.max_task_steps) & ~success & ~fail
         task_done = success | fail | timeout | world.done
@@ -236,12 +248,12 @@ class TaskEnv:
             draw = jax.random.uniform(jax.random.fold_in(k_task, 1), (self.num_envs,))
             fresh = (success | fail) & ~world.done & (draw < self.fresh_start)
             obs, vec = self.vec.restart(jax.random.fold_in(k_task, 2), vec, obs, fresh)
-        new_task = jnp.where(task_done, self._sample(k_task, state.cdf), state.task)
+        new_task = jnp.where(task_done, self._draw(k_task, state.cdf, obs, vec), state.task)
         new_state = state.replace(
             vec=vec, task=new_task, progress=tasks.progress_restart(progress, task_done)
         )
         out = TaskStep(
-            reward=success.astype(jnp.float32),
+            reward=reward,
             success=success,
             fail=fail,
             fail_reason=reason,
@@ -254,6 +266,12 @@ class TaskEnv:
             spec_success=spec_success,
         )
         return obs, new_state, out
+
+
+def similarity_reward(events: jax.Array, pay: jax.Array) -> jax.Array:
+    """float32[N]: what a step pays by similarity: the best ``pay[n, e]`` (the instruction's row
+    of ``TaskState.hit``) over the events e that happened in it, 0 with none."""
+    return jnp.where(events > 0, pay, 0.0).max(-1)
 
 
 def task_metrics(out: TaskStep) -> dict[str, jax.Array]:

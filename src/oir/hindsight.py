@@ -98,7 +98,7 @@ class Hindsight:
         self.bank = TaskBank.pack([FREE_PLAY_SPEC], capacity=cfg.capacity)
         self.emb = np.zeros((cfg.capacity, encoder.dim), np.float32)
         self.emb[FREE_PLAY_ROW] = encoder.encode([FREE_PLAY_TEXT])[0]
-        self.hit = None if self.event_emb is None else np.zeros((cfg.capacity, NUM_EVENTS), bool)
+        self.hit = None if self.event_emb is None else np.zeros((cfg.capacity, NUM_EVENTS), np.float32)
         self.syncs = 0
         self.kept: list = []  # segments sampled for --relabeling.save-segments
         # Rows whose spec and embedding are on the device: the worker adds rows at any time, and a
@@ -243,6 +243,8 @@ class Hindsight:
             setattr(self.worker, k, v)
         for k in self._STATE:
             setattr(self, k, state[k])
+        if self.hit is not None:
+            self.hit = self.hit.astype(np.float32)  # checkpoints before ELLM's paid rewards held bools
         self.buffer.encoder = self.encoder
 
     # -- reporting ------------------------------------------------------------------------

@@ -7,6 +7,8 @@
   narrator relabeler is rule-based (no language model); ``llm`` asks an OpenAI-compatible server.
 * ``--reward verified`` (default) rewards a relabel at the step its spec first holds;
   ``--reward similarity --delta D`` at the first step whose state text is within cosine D.
+* ``--suggest rules --reward similarity`` is the ELLM baseline (:mod:`oir.ellm`): goals suggested
+  from the agent's state at each instruction draw, paid the cosine of a step's caption to the goal.
 
 The suite is used for the final evaluation only, unless the baseline trains on its train split.
 """
@@ -25,7 +27,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from oir import jaxcache, ppo, pqn
+from oir import ellm, jaxcache, ppo, pqn
 from oir.checkpoint import CheckpointError, Checkpoints, committed_steps, save_params
 from oir.encode import ENCODERS, make_encoder
 from oir.env import TaskEnv, VecEnv
@@ -34,6 +36,7 @@ from oir.events import levels_of
 from oir.hindsight import Hindsight, RelabelingConfig
 from oir.learn import RelabelShapes
 from oir.llm import JSON_MODES
+from oir.narrate import EVENT_TEXTS
 from oir.networks import PRESETS
 from oir.relabel import NarratorRelabeler
 from oir.segments import POOL_SAMPLING
@@ -43,6 +46,8 @@ from oir.tasks import TaskBank
 ALGOS = {"pqn": pqn, "ppo": ppo}  # --algo -> the module with make() and make_act()
 RELABELS = ("none", "narrator", "llm")
 REWARDS = ("verified", "similarity")
+SUGGESTERS = ("rules",)  # ELLM goal suggesters (oir.ellm)
+SUGGESTER_NAMES = {"rules": "ELLM goals from the rule-based suggester (offline; not a language model)"}
 RELABELER_NAMES = {"narrator": "narrator relabeler (rule-based, offline; not a language model)",
                    "llm": "LLM relabeler"}
 
@@ -55,6 +60,8 @@ class TrainConfig:
     relabel: str = "none"  # none (baseline: suite train split), narrator or llm (OIR)
     reward: str = "verified"  # verified (the relabel's spec holds) or similarity (text cosine >= delta)
     delta: float = 0.5  # similarity threshold for --reward similarity
+    suggest: str = ""  # ELLM: "rules" draws goals from the offline rule-based suggester (needs --reward similarity)
+    ellm_reward: str = "cosine"  # ELLM: what a similar enough step pays, the cosine (ELLM's) or 1 (binary)
     llm_url: str = ""  # OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1
     llm_model: str = "default"
     llm_api_key_env: str = ""  # name of the environment variable holding the API key, if any
@@ -127,7 +134,12 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.relabel != "llm" or bool(cfg.llm_url), "--relabel llm needs --llm-url (an OpenAI-compatible server, or local)")
     need(cfg.llm_json_mode in ("", *JSON_MODES), f"unknown --llm-json-mode {cfg.llm_json_mode!r} (choose from {', '.join(JSON_MODES)})")
     need(not cfg.relabeling.seed_suite or cfg.relabel != "none", "--relabeling.seed-suite needs --relabel narrator or llm")
-    need(cfg.reward == "verified" or cfg.relabel != "none", "--reward similarity needs --relabel narrator or llm")
+    need(cfg.reward == "verified" or cfg.relabel != "none" or bool(cfg.suggest),
+         "--reward similarity needs --relabel narrator or llm, or --suggest rules")
+    need(cfg.suggest in ("", *SUGGESTERS), f"unknown --suggest {cfg.suggest!r} (choose from {', '.join(SUGGESTERS)})")
+    need(not cfg.suggest or (cfg.relabel == "none" and cfg.reward == "similarity"),
+         "--suggest (ELLM) needs --relabel none and --reward similarity")
+    need(cfg.ellm_reward in ellm.REWARDS, f"unknown --ellm-reward {cfg.ellm_reward!r} (choose from {', '.join(ellm.REWARDS)})")
     rl = cfg.relabeling
     need(rl.history > cfg.max_task_steps, f"--relabeling.history ({rl.history}) must exceed --max-task-steps ({cfg.max_task_steps})")
     need(1 <= rl.window <= rl.history, f"--relabeling.window must be in [1, history], got {rl.window}")
@@ -214,7 +226,7 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
     suite = load_suite(cfg.suite)
     encoder = make_encoder(cfg.encoder)
     algo_cfg = getattr(cfg, cfg.algo)
-    env = TaskEnv(VecEnv(cfg.num_envs), cfg.max_task_steps, cfg.fresh_start)
+    env = TaskEnv(VecEnv(cfg.num_envs), cfg.max_task_steps, cfg.fresh_start, ellm.suggest if cfg.suggest else None)
     per_update = cfg.num_envs * algo_cfg.num_steps
     num_updates = math.ceil(cfg.steps / per_update)
     try:
@@ -225,7 +237,10 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
 
     if hs and cfg.relabeling.seed_suite and not resume:
         hs.seed(_train_lines(cfg, suite))
-    bank, weights, emb, hit = hs.initial() if hs else _baseline_tasks(cfg, suite, encoder)
+    if hs:
+        bank, weights, emb, hit = hs.initial()
+    else:
+        bank, weights, emb, hit = _ellm_goals(cfg, encoder) if cfg.suggest else _baseline_tasks(cfg, suite, encoder)
     runner = jax.jit(init)(jax.random.PRNGKey(cfg.seed), bank, weights, emb, hit)
     ckpts = Checkpoints(out / "checkpoints", cfg.keep_checkpoints) if cfg.checkpoint_every or resume else None
     done, wall0 = 0, 0.0  # updates and wall time before this process
@@ -304,6 +319,8 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
 
     summary = {"env_steps": num_updates * per_update, "wall_s": wall0 + time.perf_counter() - start,
                "relabeler": RELABELER_NAMES.get(cfg.relabel, "none"), "reward": cfg.reward}
+    if cfg.suggest:
+        summary["suggester"] = SUGGESTER_NAMES[cfg.suggest]
     if ckpts:
         summary["checkpoint_s"] = checkpoint_s  # this process's training-thread time spent saving
         summary["checkpoints_failed"] = ckpts.failed  # saves that could not be written (each warned)
@@ -450,7 +467,16 @@ def _hindsight(cfg: TrainConfig, encoder) -> Hindsight:
     return Hindsight(cfg.relabeling, _make_relabeler(cfg), encoder, cfg.num_envs, cfg.reward, cfg.delta, cfg.seed)
 
 
+def _ellm_goals(cfg: TrainConfig, encoder):
+    """ELLM's instructions: the suggester's goals, each paid by the steps whose caption is similar."""
+    emb = encoder.encode(list(ellm.GOAL_TEXTS))
+    pay = ellm.goal_rewards(emb, encoder.encode(list(EVENT_TEXTS)), cfg.delta, cfg.ellm_reward)
+    return TaskBank.from_specs(list(ellm.GOAL_SPECS)), None, emb, pay
+
+
 def _label(cfg: TrainConfig) -> str:
+    if cfg.suggest:
+        return f"{cfg.algo} ELLM ({cfg.suggest} suggester)"
     if cfg.relabel == "none":
         return f"{cfg.algo} no-relabel"
     return f"{cfg.algo} {cfg.relabel}-relabeler {cfg.reward}"
