@@ -34,7 +34,8 @@ def _state(seen: list[str], **inventory: int):
     nearby = np.zeros((1, NUM_NEARBY), bool)
     nearby[0, [NEARBY_NAMES.index(n) for n in seen]] = True
     levels = np.zeros((1, NUM_LEVELS), np.int32)
-    levels[0, LEVEL_NAMES.index("drink")] = levels[0, LEVEL_NAMES.index("energy")] = 9
+    for vital in ("health", "food", "drink", "energy"):
+        levels[0, LEVEL_NAMES.index(vital)] = 9
     for item, n in inventory.items():
         levels[0, LEVEL_NAMES.index(f"inventory_{item}")] = n
     return jnp.asarray(nearby), jnp.asarray(levels)
@@ -101,3 +102,87 @@ def test_ellm_run_trains_on_suggested_goals_and_counts_false_rewards(tmp_path, c
     assert "suggester: ELLM goals" in capsys.readouterr().out
     assert main([*args[:-10], "--suggest", "rules", "--relabel", "narrator", "--reward", "similarity"]) == 2
     assert "--suggest (ELLM) needs --relabel none" in capsys.readouterr().err
+
+
+def _user(request) -> str:
+    return next(m["content"] for m in request.body["messages"] if m["role"] == "user")
+
+
+def test_llm_suggester_asks_once_per_state_and_its_answers_steer_the_draws():
+    from llm_server import LLMServer, Reply
+
+    from oir.encode import make_encoder
+    from oir.llm import ChatClient
+
+    server = LLMServer().start()
+    try:
+        server.queue(Reply(status=500, raw="{}"), Reply(content='Sure! {"goals": ["collect some wood", "sing a song"]}'))
+        sugg = ellm.LLMSuggester(ChatClient(server.url, "m", max_retries=0), make_encoder("minilm"))
+        nearby, levels = _state(["tree", "crafting_table"], wood=1)
+        sugg.observe(np.asarray(levels), np.asarray(nearby))
+        sugg.wait()
+        assert sugg.counts["calls_failed"] == 1 and sugg.metrics()["ellm_llm_states"] == 0
+        sugg.observe(np.asarray(levels), np.asarray(nearby))  # seen again: asked again
+        sugg.wait()
+        m = sugg.metrics()
+        assert m["ellm_llm_calls"] == 1 and m["ellm_llm_goals_matched"] == 1 and m["ellm_llm_goals_unmatched"] == 1
+        assert "You see: tree, crafting table" in _user(server.calls[-1]) and "some wood" in _user(server.calls[-1])
+        sugg.observe(np.asarray(levels), np.asarray(nearby))  # answered: never asked again
+        sugg.wait()
+        assert len(server.calls) == 2
+        table = sugg.table()
+        keys = jax.random.split(jax.random.PRNGKey(0), 100)
+        draw = jax.jit(jax.vmap(ellm.suggest_goals, in_axes=(0, None, None, None, None)))
+        none = jnp.zeros((1, len(ACHIEVEMENTS)), bool)
+        assert set(np.asarray(draw(keys, nearby, none, levels, table)).ravel().tolist()) == {WOOD}  # the LLM's
+        other_nearby, other_levels = _state(["tree", "crafting_table"], wood=2)  # another state: the rules'
+        got = set(np.asarray(draw(keys, other_nearby, none, other_levels, table)).ravel().tolist())
+        assert ACHIEVEMENTS.index("place_table") in got and len(got) == 4
+        sugg.close()
+    finally:
+        server.stop()
+
+
+def test_parse_goals_reads_json_or_bullets_and_executes_nothing():
+    assert ellm.parse_goals('```json\n{"goals": ["collect wood", 3, "place table"]}\n```') == ["collect wood", "place table"]
+    assert ellm.parse_goals("Goals:\n- chop a tree\n2) drink water\nthanks") == ["chop a tree", "drink water"]
+    assert ellm.parse_goals('{"goals": "__import__(\'os\')"}') == []
+    assert len(ellm.parse_goals('{"goals": ' + str(["x" * 200] * 20).replace("'", '"') + "}")) == 8
+
+
+def test_state_text_names_what_a_signature_holds():
+    nearby, levels = _state(["tree", "cow"], wood=3, wood_pickaxe=1)
+    levels = levels.at[0, LEVEL_NAMES.index("energy")].set(2)
+    sig = int(ellm.signature(np.asarray(levels), np.asarray(nearby))[0])
+    assert ellm.state_text(sig) == "You see: tree, cow. You have: 2 or more wood, a wood pickaxe. You are tired."
+
+
+def test_ellm_run_with_an_llm_suggester_and_with_its_server_down(tmp_path, capsys):
+    import json
+
+    from llm_server import LLMServer, Reply
+
+    from oir.cli import main
+
+    args = ["--encoder", "hash", "--num-envs", "8", "--steps", str(8 * 16 * 12), "--max-task-steps", "32",
+            "--pqn.num-minibatches", "2", "--eval-episodes", "0", "--suggest", "llm", "--reward", "similarity",
+            "--checkpoint-every", "0", "--llm-timeout", "5"]
+    server = LLMServer().start()
+    server.respond = lambda request: Reply(content='{"goals": ["collect wood", "drink water"]}')
+    try:
+        out = tmp_path / "llm"
+        assert main(["train", "--out", str(out), *args, "--llm-url", server.url]) == 0
+    finally:
+        server.stop()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["suggester"].startswith("ELLM goals from an LLM suggester") and server.url in summary["suggester"]
+    got = summary["ellm_llm"]
+    assert got["ellm_llm_calls"] == len(server.calls) > 0 and got["ellm_llm_states"] > 0
+    assert got["ellm_llm_goals_matched"] == 2 * got["ellm_llm_calls"] and got["ellm_llm_goals_unmatched"] == 0
+    assert all(_user(r).startswith("You see: ") for r in server.calls)
+
+    dead = f"http://127.0.0.1:{server._httpd.server_address[1]}/v1"  # stopped: nothing listens
+    assert main(["train", "--out", str(tmp_path / "dead"), *args, "--llm-url", dead]) == 0
+    err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("oir:")]
+    assert len(err) == 1 and "does not answer" in err[0] and "rule-based suggester" in err[0]
+    assert json.loads((tmp_path / "dead" / "summary.json").read_text())["ellm_llm"]["ellm_llm_calls"] == 0

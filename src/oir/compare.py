@@ -37,6 +37,7 @@ METHODS: dict[str, dict] = {
     "llm-similarity": {"relabel": "llm", "reward": "similarity"},
     # ELLM (oir.ellm): goals from the offline rule-based suggester, paid the caption's cosine
     "ellm": {"relabel": "none", "suggest": "rules", "reward": "similarity", "delta": 0.76},
+    "ellm-llm": {"relabel": "none", "suggest": "llm", "reward": "similarity", "delta": 0.76},  # needs --llm-url
 }
 LABELS = {
     "no-relabel": "no-relabel (suite train split)",
@@ -46,6 +47,7 @@ LABELS = {
     "llm-verified": "OIR, LLM relabels, verified reward",
     "llm-similarity": "OIR, LLM relabels, similarity reward",
     "ellm": "ELLM: goals suggested from the state (rule-based suggester), cosine reward",
+    "ellm-llm": "ELLM: goals suggested from the state by an LLM, cosine reward",
 }
 
 
@@ -233,7 +235,7 @@ def compare(cfg: CompareConfig, say=print, command: str = "") -> Path:
         raise ConfigError("--steps, --episodes and --max-steps must be at least 1, --eval-every at least 0")
     skipped = {}
     if not cfg.llm_url:
-        for m in [m for m in methods if m.startswith("llm")]:
+        for m in [m for m in methods if "llm" in (method_config(m).get("relabel"), method_config(m).get("suggest"))]:
             skipped[m] = "needs --llm-url (an OpenAI-compatible server, or local); not run, not faked"
             say(f"skipping {m}: {skipped[m]}")
             methods.remove(m)
@@ -362,8 +364,9 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
     md += ["## Not in this report", ""]
     for m, why in skipped.items():
         md.append(f"- {m}: {why}.")
-    md.append("- ELLM with a language model as its suggester: the `ellm` method suggests goals with the "
-              "offline rule-based suggester (oir.ellm), not an LLM.")
+    if "ellm" in methods and "ellm-llm" not in methods:
+        md.append("- ELLM with a language model as its suggester (`ellm-llm`, needs --llm-url): the `ellm` row's "
+                  "goals come from the offline rule-based suggester (oir.ellm), not an LLM.")
     md.append("")
     path = cfg.out / "report.md"
     path.write_text("\n".join(md))

@@ -34,6 +34,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 
 from oir.events import ACHIEVEMENTS, LEVEL_NAMES
 from oir.narrate import NEARBY_NAMES, nearby_from_obs
@@ -97,20 +98,262 @@ def rule_suggestions(levels: jax.Array, nearby: jax.Array) -> jax.Array:
     return jnp.stack([rules[a] for a in ACHIEVEMENTS], -1)
 
 
-def suggest(key: jax.Array, obs: jax.Array, world, levels: jax.Array) -> jax.Array:
+def suggest(key: jax.Array, obs: jax.Array, world, levels: jax.Array, table=None) -> jax.Array:
     """int32[N]: one suggested goal per env from its observation and Craftax state (the
     ``TaskEnv(suggest=...)`` hook); see :func:`suggest_goals`."""
-    return suggest_goals(key, nearby_from_obs(obs), world.achievements.astype(bool), levels)
+    return suggest_goals(key, nearby_from_obs(obs), world.achievements.astype(bool), levels, table)
 
 
-def suggest_goals(key: jax.Array, nearby: jax.Array, achieved: jax.Array, levels: jax.Array) -> jax.Array:
+def suggest_goals(key: jax.Array, nearby: jax.Array, achieved: jax.Array, levels: jax.Array, table=None) -> jax.Array:
     """int32[N]: one goal per env (rows of the goal bank, in ACHIEVEMENTS order), uniformly among
-    those :func:`rule_suggestions` allows that the episode has not ``achieved`` (bool[N, 22]) yet:
-    ELLM's novelty filter. An env with none draws from its goals not achieved yet, and from all
-    goals once it has achieved every one.
+    those suggested that the episode has not ``achieved`` (bool[N, 22]) yet: ELLM's novelty filter.
+    Suggested: the LLM's answer for the state in ``table`` (:class:`SuggestTable`) where it has
+    one, else :func:`rule_suggestions`. An env with none draws from its goals not achieved yet,
+    and from all goals once it has achieved every one.
     """
     novel = ~achieved
-    ok = rule_suggestions(levels, nearby) & novel
+    offered = rule_suggestions(levels, nearby)
+    if table is not None:
+        found, llm = table_suggestions(table, levels, nearby)
+        offered = jnp.where((found & llm.any(-1))[:, None], llm, offered)
+    ok = offered & novel
     ok = jnp.where(ok.any(-1, keepdims=True), ok, novel)
     ok = jnp.where(ok.any(-1, keepdims=True), ok, True)
     return jax.random.categorical(key, jnp.where(ok, 0.0, -jnp.inf)).astype(jnp.int32)
+
+
+# ---------------------------------------------------------------------------------------------
+# The LLM suggester: ELLM's own, through the project's OpenAI-compatible client.
+#
+# The jitted env cannot wait for a language model, so the LLM answers once per *state signature*
+# (what is in view and held, bucketed: the state text ELLM prompts with), off the training thread,
+# into a table the env looks its suggestions up in; a state whose signature has no answer yet gets
+# the rule suggester's. ELLM's code likewise cached its LLM's answers per state text.
+
+_VIEW = ("tree", "water", "grass", "stone", "coal", "iron", "diamond", "crafting_table", "furnace", "cow",
+         "ripe_plant", "zombie", "skeleton")
+_HELD = (("wood", 1), ("wood", 2), ("stone", 1), ("coal", 1), ("iron", 1), ("sapling", 1),
+         ("wood_pickaxe", 1), ("stone_pickaxe", 1), ("iron_pickaxe", 1), ("wood_sword", 1))
+_NEEDS = (("energy", "tired"), ("drink", "thirsty"), ("food", "hungry"))  # below 4: the need is pressing
+
+
+def signature(levels, nearby):
+    """int32[...]: the bucketed state as bits (view, then held items, then needs); numpy or jnp."""
+    bits = [nearby[..., NEARBY_NAMES.index(n)] for n in _VIEW]
+    bits += [levels[..., LEVEL_NAMES.index(f"inventory_{item}")] >= n for item, n in _HELD]
+    bits += [levels[..., LEVEL_NAMES.index(v)] < 4 for v, _ in _NEEDS]
+    return sum(b.astype("int32") << i for i, b in enumerate(bits))
+
+
+def state_text(sig: int) -> str:
+    """The state a signature stands for, as the LLM is shown it."""
+    bit = lambda i: bool((int(sig) >> i) & 1)  # noqa: E731
+    seen = [n.replace("crafting_table", "crafting table").replace("_", " ") for i, n in enumerate(_VIEW) if bit(i)]
+    held, k = [], len(_VIEW)
+    for i, (item, n) in enumerate(_HELD):
+        if bit(k + i) and not (item == "wood" and n == 1 and bit(k + i + 1)):
+            held.append(f"{'2 or more' if n > 1 else 'some' if item in ('wood', 'stone', 'coal', 'iron') else 'a'} "
+                        f"{item.replace('_', ' ')}")
+    needs = [word for i, (_, word) in enumerate(_NEEDS) if bit(k + len(_HELD) + i)]
+    return (f"You see: {', '.join(seen) or 'nothing of note'}. You have: {', '.join(held) or 'nothing'}."
+            + (f" You are {' and '.join(needs)}." if needs else ""))
+
+
+TABLE_SLOTS = 4096
+
+
+@struct.dataclass
+class SuggestTable:
+    """The LLM's suggestions per state signature, on the device: ``keys[slot]`` is the signature a
+    slot holds (-1: none), ``masks[slot]`` its goals. A signature lives at ``slot_of(sig)`` only."""
+
+    keys: jax.Array  # int32[S]
+    masks: jax.Array  # bool[S, G]
+
+
+def empty_table(slots: int = TABLE_SLOTS) -> SuggestTable:
+    return SuggestTable(jnp.full((slots,), -1, jnp.int32), jnp.zeros((slots, len(ACHIEVEMENTS)), bool))
+
+
+def slot_of(sig, slots: int):
+    """Where a signature lives in a table of ``slots`` (a multiplicative hash; numpy or jnp)."""
+    return ((sig.astype("uint32") * np.uint32(2654435761)) >> np.uint32(12)) % np.uint32(slots)
+
+
+def table_suggestions(table: SuggestTable, levels: jax.Array, nearby: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(found bool[N], goals bool[N, G])``: the table's answer for each env's state."""
+    sig = signature(levels, nearby)
+    slot = slot_of(sig, table.keys.shape[0]).astype(jnp.int32)
+    found = table.keys[slot] == sig
+    return found, table.masks[slot] & found[:, None]
+
+
+SUGGEST_PROMPT = "ellm_suggest_v1"
+_SYSTEM = ("You advise a player of Crafter, a 2D survival game like Minecraft. Given what the player sees "
+           "and has, suggest goals the player could achieve next. Answer with JSON only: "
+           '{"goals": ["short goal", ...]}, at most 5 goals, each a few words.')
+MATCH_THRESHOLD = 0.6  # cosine from a suggested text to the nearest goal of the bank for it to count
+
+
+def parse_goals(content: str) -> list[str]:
+    """The goal texts in an LLM reply: the JSON ``{"goals": [...]}``, else its bullet or numbered
+    lines. Only ``json.loads``: nothing the model writes is executed. At most 8, each <= 80 chars."""
+    import json
+    import re
+
+    text = content.strip()
+    fenced = re.search(r"\{.*\}", text, re.S)
+    goals: list = []
+    try:
+        obj = json.loads(fenced.group(0) if fenced else text)
+        goals = obj.get("goals", []) if isinstance(obj, dict) else obj if isinstance(obj, list) else []
+    except (ValueError, RecursionError):
+        goals = [re.sub(r"^\s*(?:[-*\u2022]|\d+[.)])\s*", "", line) for line in text.splitlines()
+                 if re.match(r"^\s*(?:[-*\u2022]|\d+[.)])\s+\S", line)]
+    if not isinstance(goals, list):
+        return []
+    return [g.strip()[:80] for g in goals if isinstance(g, str) and g.strip()][:8]
+
+
+class LLMSuggester:
+    """ELLM's LLM suggester for the jitted env (see above): states in, a :class:`SuggestTable` out.
+
+    ``observe`` takes the states the envs are in (host arrays); each new signature is queued once,
+    and a worker thread asks the LLM for it through ``client`` (:class:`oir.llm.ChatClient`). Each
+    suggested text counts as the bank goal nearest to it when their cosine is at least
+    :data:`MATCH_THRESHOLD` (our env needs fixed goal rows; ELLM rewarded its free text against
+    captions directly), else as ``unmatched``. A failing server never stops training: its states
+    keep the rule suggester's goals, and the circuit breaker spaces the calls.
+    """
+
+    def __init__(self, client, encoder, slots: int = TABLE_SLOTS, temperature: float = 0.1, max_pending: int = 1024,
+                 server=None):
+        import queue
+        import threading
+        from collections import Counter
+
+        from oir.llm import CircuitBreaker
+
+        self.client, self.encoder, self.slots, self.temperature = client, encoder, slots, temperature
+        self.server = server  # a local model's server (--llm-url local), stopped on close
+        self.goal_emb = np.asarray(encoder.encode(list(GOAL_TEXTS)), np.float32)
+        self.keys = np.full(slots, -1, np.int32)
+        self.masks = np.zeros((slots, len(ACHIEVEMENTS)), bool)
+        self.counts: Counter = Counter()
+        self.asked: set[int] = set()
+        self.breaker = CircuitBreaker()
+        self.max_pending = max_pending
+        self._lock = threading.Lock()
+        self._dirty = False
+        self._inbox: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="oir-ellm-suggest", daemon=True)
+        self._thread.start()
+
+    def observe(self, levels: np.ndarray, nearby: np.ndarray) -> None:
+        """Queue the signatures of these states (``[N, NUM_LEVELS]``, ``[N, NUM_NEARBY]``) not asked yet."""
+        sigs = np.asarray(signature(np.asarray(levels), np.asarray(nearby)))
+        slots = np.asarray(slot_of(sigs, self.slots))
+        with self._lock:
+            self.counts["states_seen"] += len(sigs)
+            self.counts["states_answered"] += int((self.keys[slots] == sigs).sum())
+        for sig, slot in zip(sigs.tolist(), slots.tolist(), strict=True):
+            if sig in self.asked:
+                continue
+            self.asked.add(sig)
+            if self.keys[slot] != -1:
+                self.counts["slot_collisions"] += 1  # the slot holds another state: rules answer this one
+            elif self._inbox.qsize() >= self.max_pending:
+                self.asked.discard(sig)  # asked again when seen again
+            else:
+                self._inbox.put((sig, slot))
+
+    def _run(self) -> None:
+        while True:
+            item = self._inbox.get()
+            if item is None:
+                return
+            try:
+                self._answer(*item)
+            finally:
+                self._inbox.task_done()
+
+    def _answer(self, sig: int, slot: int) -> None:
+        from oir.llm import LLMError
+
+        if not self.breaker.allow():
+            self.counts["calls_skipped"] += 1
+            self.asked.discard(sig)  # the server looks down: this state is asked again when seen again
+            return
+        try:
+            content = self.client.complete(
+                [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": state_text(sig)}],
+                temperature=self.temperature, max_tokens=128)
+        except (LLMError, RuntimeError):  # RuntimeError: the client was closed under a call at the end
+            self.breaker.record(False)
+            self.counts["calls_failed"] += 1
+            self.asked.discard(sig)
+            return
+        self.breaker.record(True)
+        self._store(sig, slot, parse_goals(content))
+
+    def _store(self, sig: int, slot: int, goals: list[str]) -> None:
+        mask = np.zeros(len(ACHIEVEMENTS), bool)
+        if goals:
+            cos = np.asarray(self.encoder.encode(goals), np.float32) @ self.goal_emb.T
+            best = cos.argmax(1)
+            hit = cos.max(1) >= MATCH_THRESHOLD
+            mask[best[hit]] = True
+            self.counts["goals_matched"] += int(hit.sum())
+            self.counts["goals_unmatched"] += int((~hit).sum())
+        with self._lock:
+            self.counts["calls"] += 1
+            self.counts["answers_empty"] += not mask.any()  # rules answer this state
+            self.keys[slot], self.masks[slot] = sig, mask
+            self._dirty = True
+
+    def table(self) -> SuggestTable | None:
+        """The table as it stands (None when nothing changed since the last call)."""
+        with self._lock:
+            if not self._dirty:
+                return None
+            self._dirty = False
+            return SuggestTable(jnp.array(self.keys), jnp.array(self.masks))
+
+    def wait(self, timeout: float = 60.0) -> None:
+        """Until every queued state is answered or given up on (tests)."""
+        import time
+
+        end = time.monotonic() + timeout
+        while self._inbox.unfinished_tasks and time.monotonic() < end:
+            time.sleep(0.01)
+
+    def load(self, table: SuggestTable) -> None:
+        """Go on from a table a checkpoint held (its states are not asked again)."""
+        with self._lock:
+            self.keys, self.masks = np.array(table.keys), np.array(table.masks)
+            self.asked |= set(self.keys[self.keys >= 0].tolist())
+
+    def metrics(self) -> dict[str, float]:
+        c = self.counts
+        return {"ellm_llm_calls": c["calls"], "ellm_llm_calls_failed": c["calls_failed"],
+                "ellm_llm_goals_matched": c["goals_matched"], "ellm_llm_goals_unmatched": c["goals_unmatched"],
+                "ellm_llm_answers_empty": c["answers_empty"], "ellm_llm_slot_collisions": c["slot_collisions"],
+                "ellm_llm_states": int((self.keys >= 0).sum()), "ellm_llm_pending": self._inbox.qsize(),
+                # of the env states sampled at updates, the share the LLM's table answered
+                "ellm_llm_coverage": c["states_answered"] / max(c["states_seen"], 1)}
+
+    def close(self) -> None:
+        """Stop after the call in flight; states still queued are not asked."""
+        import queue
+
+        while True:
+            try:
+                self._inbox.get_nowait()
+                self._inbox.task_done()
+            except queue.Empty:
+                break
+        self._inbox.put(None)
+        self._thread.join(timeout=5)
+        self.client.close()
+        if self.server is not None:
+            self.server.stop()

@@ -149,6 +149,8 @@ class TaskState:
     # Similarity rewards (the paper's ablation, ELLM) instead of the spec: hit[m, e] is what a step
     # with event e pays instruction m, 0 when their texts are not similar enough (None: verified).
     hit: jax.Array | None = None  # float32[M, NUM_EVENTS]
+    # ELLM with an LLM suggester: its answers per state signature (oir.ellm.SuggestTable), else None.
+    table: Any = None
 
 
 @struct.dataclass
@@ -172,11 +174,13 @@ class TaskEnv:
     ``fresh_start``: the share of instructions ended by success or failure whose successor
     starts in a fresh world, as every evaluation episode does, rather than where the agent
     stands. Timeouts keep the world: their value bootstraps from the next observation.
-    ``suggest(key, obs, world, levels) -> int32[N]``: instructions are drawn from the state instead
-    of the bank's weights (ELLM, :mod:`oir.ellm`).
+    ``suggest(key, obs, world, levels, table) -> int32[N]``: instructions are drawn from the state
+    instead of the bank's weights (ELLM, :mod:`oir.ellm`); ``table``, the initial
+    ``TaskState.table`` it reads (an LLM suggester's answers, which the host replaces as they come).
     """
 
-    def __init__(self, vec: VecEnv, max_task_steps: int = 1000, fresh_start: float = 0.0, suggest=None):
+    def __init__(self, vec: VecEnv, max_task_steps: int = 1000, fresh_start: float = 0.0, suggest=None,
+                 table=None):
         if max_task_steps < 1:
             raise ValueError(f"max_task_steps must be at least 1, got {max_task_steps}")
         if not 0.0 <= fresh_start <= 1.0:
@@ -185,14 +189,14 @@ class TaskEnv:
         self.num_envs = vec.num_envs
         self.max_task_steps = max_task_steps
         self.fresh_start = fresh_start
-        self.suggest = suggest
+        self.suggest, self.table = suggest, table
 
-    def _draw(self, key: jax.Array, cdf: jax.Array, obs: jax.Array, vec: VecState) -> jax.Array:
+    def _draw(self, key: jax.Array, cdf: jax.Array, obs: jax.Array, vec: VecState, table=None) -> jax.Array:
         """The next instruction of every env: by the bank's weights, or (``suggest``, ELLM) from
         what a suggester proposes for the state each env is in now."""
         if self.suggest is None:
             return self._sample(key, cdf)
-        return self.suggest(key, obs, vec.env, jax.vmap(levels_of)(vec.env))
+        return self.suggest(key, obs, vec.env, jax.vmap(levels_of)(vec.env), table)
 
     def _sample(self, key: jax.Array, cdf: jax.Array) -> jax.Array:
         # Inverse-CDF: N uniforms and a binary search, where categorical() would draw N x M
@@ -219,11 +223,12 @@ class TaskEnv:
         cdf = self.weights_cdf(jnp.ones(bank.size) if weights is None else weights)
         state = TaskState(
             vec=vec,
-            task=self._draw(k_task, cdf, obs, vec),
+            task=self._draw(k_task, cdf, obs, vec, self.table),
             progress=tasks.progress_init((self.num_envs,)),
             bank=bank,
             cdf=cdf,
             hit=None if hit is None else jnp.asarray(hit, jnp.float32),
+            table=self.table,
         )
         return obs, state
 
@@ -248,7 +253,7 @@ class TaskEnv:
             draw = jax.random.uniform(jax.random.fold_in(k_task, 1), (self.num_envs,))
             fresh = (success | fail) & ~world.done & (draw < self.fresh_start)
             obs, vec = self.vec.restart(jax.random.fold_in(k_task, 2), vec, obs, fresh)
-        new_task = jnp.where(task_done, self._draw(k_task, state.cdf, obs, vec), state.task)
+        new_task = jnp.where(task_done, self._draw(k_task, state.cdf, obs, vec, state.table), state.task)
         new_state = state.replace(
             vec=vec, task=new_task, progress=tasks.progress_restart(progress, task_done)
         )

@@ -182,6 +182,24 @@ def narrate(seg: Segment) -> str:
     return "\n".join(lines)
 
 
+def caption_step(seg: Segment, t: int) -> str:
+    """The whole of step ``t`` (1-based) as one line, for similarity rewards: its events (as the
+    narration words them, with the item they changed), the inventory and vitals that changed,
+    and what came into view. "" when nothing did.
+
+    ``collected wood (wood 3); wood 2 -> 3, food 6 -> 5; now in view: cow``
+    """
+    before, after = seg.levels[t - 1], seg.levels[t]
+    parts = ["; ".join(_step_entries(seg.events[t - 1], after))]
+    changed = [f"{name.removeprefix('inventory_').replace('_', ' ')} {int(before[i])} -> {int(after[i])}"
+               for i, name in enumerate(LEVEL_NAMES) if before[i] != after[i]]
+    parts.append(", ".join(changed))
+    new = [_BLOCK_WORDS.get(n, n) for n, was, now in zip(NEARBY_NAMES, seg.nearby[t - 1], seg.nearby[t], strict=True)
+           if now and not was and n not in _QUIET]
+    parts.append("now in view: " + ", ".join(new) if new else "")
+    return "; ".join(x for x in parts if x)
+
+
 def narrate_batch(segments: Sequence[Segment]) -> list[str]:
     """Narrate many segments (host side); same input, same text."""
     return [narrate(s) for s in segments]
@@ -195,5 +213,6 @@ def _event_text(name: str) -> str:
 
 
 # The state text of a step with one event, as the narration writes it ("collected wood",
-# "placed a crafting table next to water"): what similarity rewards compare instructions with.
+# "placed a crafting table next to water"): what similarity rewards compare instructions with in
+# the jitted env (caption_step describes a whole step; bench/similarity_captions.py compares them).
 EVENT_TEXTS: tuple[str, ...] = tuple(_event_text(n) for n in EVENT_NAMES)

@@ -36,7 +36,7 @@ from oir.events import levels_of
 from oir.hindsight import Hindsight, RelabelingConfig
 from oir.learn import RelabelShapes
 from oir.llm import JSON_MODES
-from oir.narrate import EVENT_TEXTS
+from oir.narrate import EVENT_TEXTS, nearby_from_obs
 from oir.networks import PRESETS
 from oir.relabel import NarratorRelabeler
 from oir.segments import POOL_SAMPLING
@@ -46,8 +46,10 @@ from oir.tasks import TaskBank
 ALGOS = {"pqn": pqn, "ppo": ppo}  # --algo -> the module with make() and make_act()
 RELABELS = ("none", "narrator", "llm")
 REWARDS = ("verified", "similarity")
-SUGGESTERS = ("rules",)  # ELLM goal suggesters (oir.ellm)
-SUGGESTER_NAMES = {"rules": "ELLM goals from the rule-based suggester (offline; not a language model)"}
+SUGGESTERS = ("rules", "llm")  # ELLM goal suggesters (oir.ellm)
+SUGGESTER_NAMES = {"rules": "ELLM goals from the rule-based suggester (offline; not a language model)",
+                   "llm": "ELLM goals from an LLM suggester"}
+SUGGEST_EVERY = 4  # updates between reading the envs' states for the LLM suggester and pushing its table
 RELABELER_NAMES = {"narrator": "narrator relabeler (rule-based, offline; not a language model)",
                    "llm": "LLM relabeler"}
 
@@ -60,7 +62,7 @@ class TrainConfig:
     relabel: str = "none"  # none (baseline: suite train split), narrator or llm (OIR)
     reward: str = "verified"  # verified (the relabel's spec holds) or similarity (text cosine >= delta)
     delta: float = 0.5  # similarity threshold for --reward similarity
-    suggest: str = ""  # ELLM: "rules" draws goals from the offline rule-based suggester (needs --reward similarity)
+    suggest: str = ""  # ELLM (needs --reward similarity): goals from "rules" (offline suggester) or "llm" (--llm-url)
     ellm_reward: str = "cosine"  # ELLM: what a similar enough step pays, the cosine (ELLM's) or 1 (binary)
     llm_url: str = ""  # OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1
     llm_model: str = "default"
@@ -132,6 +134,7 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.llm_timeout > 0 and cfg.llm_batch >= 1, "--llm-timeout must be positive and --llm-batch at least 1")
     need(-1.0 <= cfg.delta <= 1.0, f"--delta must be a cosine in [-1, 1], got {cfg.delta}")
     need(cfg.relabel != "llm" or bool(cfg.llm_url), "--relabel llm needs --llm-url (an OpenAI-compatible server, or local)")
+    need(cfg.suggest != "llm" or bool(cfg.llm_url), "--suggest llm needs --llm-url (an OpenAI-compatible server, or local)")
     need(cfg.llm_json_mode in ("", *JSON_MODES), f"unknown --llm-json-mode {cfg.llm_json_mode!r} (choose from {', '.join(JSON_MODES)})")
     need(not cfg.relabeling.seed_suite or cfg.relabel != "none", "--relabeling.seed-suite needs --relabel narrator or llm")
     need(cfg.reward == "verified" or cfg.relabel != "none" or bool(cfg.suggest),
@@ -226,7 +229,9 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
     suite = load_suite(cfg.suite)
     encoder = make_encoder(cfg.encoder)
     algo_cfg = getattr(cfg, cfg.algo)
-    env = TaskEnv(VecEnv(cfg.num_envs), cfg.max_task_steps, cfg.fresh_start, ellm.suggest if cfg.suggest else None)
+    suggester = _llm_suggester(cfg, encoder) if cfg.suggest == "llm" else None
+    env = TaskEnv(VecEnv(cfg.num_envs), cfg.max_task_steps, cfg.fresh_start, ellm.suggest if cfg.suggest else None,
+                  ellm.empty_table() if suggester else None)
     per_update = cfg.num_envs * algo_cfg.num_steps
     num_updates = math.ceil(cfg.steps / per_update)
     try:
@@ -251,6 +256,8 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
         runner, done, wall0 = got.runner, got.update, got.meta["wall_s"]
         if hs:
             hs.load_state(got.host)
+        if suggester:
+            suggester.load(runner.env.table)
         print(f"oir: resuming {out} after update {done} ({done * per_update:,} env steps)", file=sys.stderr)
     elif hs:
         hs.start(runner, np.asarray(levels_of(jax.tree.map(lambda x: x[0], runner.env.vec.pool))))
@@ -275,7 +282,8 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
         if hs:
             hs.observe(chunk, steps)
         row = {"update": u + 1, "env_steps": steps, "sps": sps, "wall_s": wall,
-               **{k: float(v) for k, v in metrics.items()}, **(hs.metrics(wall) if hs else {}), **evals}
+               **{k: float(v) for k, v in metrics.items()}, **(hs.metrics(wall) if hs else {}),
+               **(suggester.metrics() if suggester else {}), **evals}
         evals.clear()
         log.write(row)
         bar.advance(steps, row)
@@ -298,6 +306,8 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
             if pending:
                 finish(*pending)
             runner = hs.sync(runner) if hs else runner
+            if suggester and u % SUGGEST_EVERY == 0:
+                runner = _suggester_sync(suggester, runner)
             pending = (u, metrics, chunk)
         if pending:
             finish(*pending)
@@ -312,6 +322,8 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
             hs.close(out)
             if hasattr(hs.relabeler, "close"):
                 hs.relabeler.close()  # its connections, cache and, with --llm-url local, the server
+        if suggester:
+            suggester.close()
     try:
         save_params(out / "checkpoint", runner)
     except CheckpointError as e:
@@ -321,6 +333,9 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
                "relabeler": RELABELER_NAMES.get(cfg.relabel, "none"), "reward": cfg.reward}
     if cfg.suggest:
         summary["suggester"] = SUGGESTER_NAMES[cfg.suggest]
+    if suggester:
+        summary["suggester"] += f" ({cfg.llm_model} at {cfg.llm_url})"
+        summary["ellm_llm"] = suggester.metrics()
     if ckpts:
         summary["checkpoint_s"] = checkpoint_s  # this process's training-thread time spent saving
         summary["checkpoints_failed"] = ckpts.failed  # saves that could not be written (each warned)
@@ -472,6 +487,56 @@ def _ellm_goals(cfg: TrainConfig, encoder):
     emb = encoder.encode(list(ellm.GOAL_TEXTS))
     pay = ellm.goal_rewards(emb, encoder.encode(list(EVENT_TEXTS)), cfg.delta, cfg.ellm_reward)
     return TaskBank.from_specs(list(ellm.GOAL_SPECS)), None, emb, pay
+
+
+@jax.jit
+def _peek(runner):
+    """The envs' current levels and what they see: the states the LLM suggester is asked about."""
+    return jax.vmap(levels_of)(runner.env.vec.env), nearby_from_obs(runner.obs)
+
+
+def _suggester_sync(suggester, runner):
+    """Show the LLM suggester the envs' states; the runner with its newest table."""
+    levels, nearby = jax.device_get(_peek(runner))
+    suggester.observe(levels, nearby)
+    table = suggester.table()
+    return runner if table is None else runner.replace(env=runner.env.replace(table=table))
+
+
+def _llm_suggester(cfg: TrainConfig, encoder):
+    """ELLM's LLM suggester on ``--llm-url`` (``local``: llama-cpp-python's server on a local model).
+    A server that does not answer is one warning line: the rule suggester answers meanwhile."""
+    import os
+
+    from oir import llm_local
+    from oir.llm import ChatClient, check_reachable
+
+    url, model, reason, server = cfg.llm_url.strip(), cfg.llm_model, None, None
+    local = url == LOCAL_URL
+    key = os.environ.get(cfg.llm_api_key_env) if cfg.llm_api_key_env else None
+    if cfg.llm_api_key_env and not key:
+        raise ConfigError(f"--llm-api-key-env {cfg.llm_api_key_env}: that environment variable is not set")
+    if local:
+        model = llm_local.DEFAULT_MODEL if model == "default" else model
+        try:
+            llm_local.get_model(model)
+            server = llm_local.serve(model)
+            url = server.url
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        except llm_local.LocalModelError as e:
+            reason, url = str(e), f"http://127.0.0.1:{llm_local.free_port()}/v1"
+    try:
+        client = ChatClient(url, model, key, timeout=max(cfg.llm_timeout, LOCAL_MIN_TIMEOUT) if local else cfg.llm_timeout)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    reason = reason or check_reachable(url)
+    if reason is not None:
+        if cfg.llm_required:
+            raise ConfigError(f"LLM server {cfg.llm_url} does not answer ({reason}) and --llm-required is set")
+        print(f"oir: warning: LLM server {cfg.llm_url} does not answer ({reason}); ELLM goes on with the "
+              "rule-based suggester's goals until it answers", file=sys.stderr)
+    return ellm.LLMSuggester(client, encoder, server=server)
 
 
 def _label(cfg: TrainConfig) -> str:
