@@ -474,3 +474,31 @@ def test_bad_prompt_or_url_fails_at_construction(server):
     with pytest.raises(ValueError, match="http"):
         ChatClient("ftp://x/v1", "m")
     assert ChatClient(server.url + "/", "m").url == server.url
+
+
+def test_endpoint_list_balances_and_survives_one_server_dying():
+    from oir.llm import EndpointPool, LLMRelabeler, check_reachable, make_llm_relabeler
+
+    a, b = LLMServer().start(), LLMServer().start()
+    a.respond = b.respond = survive_for_each
+    try:
+        relabeler = make_llm_relabeler(f"{a.url},{b.url}", "test-model", use_cache=False, batch_size=1,
+                                       timeout=0.5, max_retries=0, concurrency=2)
+        assert isinstance(relabeler, LLMRelabeler) and isinstance(relabeler.client, EndpointPool)
+        segments = distinct_segments(8)
+        proposals = relabeler.propose_batch(segments)
+        assert all(len(p) == 1 for p in proposals)  # every segment answered
+        assert len(a.calls) + len(b.calls) == 8 and len(a.calls) >= 2 and len(b.calls) >= 2  # both used
+        # One server dies mid-run: no new connections, and its kept-alive ones answer 500.
+        b.respond = lambda request: Reply(status=500, raw='{"error": "dying"}')
+        b.stop()
+        assert check_reachable(f"{a.url},{b.url}") is None  # one answers: the list is reachable
+        later = relabeler.propose_batch(distinct_segments(16)[8:])
+        assert all(len(p) == 1 for p in later)  # the survivor answered them all, nothing lost
+        stats = relabeler.stats()
+        assert stats["llm_endpoints_down"] == 1 and stats["llm_errors"] == 0 and stats["llm_segments_skipped"] == 0
+        assert stats["llm_endpoint0_calls"] + stats["llm_endpoint1_calls"] == 16
+        relabeler.close()
+    finally:
+        a.stop()
+    assert check_reachable(f"{a.url},{b.url}") is not None  # none answers

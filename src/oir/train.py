@@ -70,6 +70,7 @@ class TrainConfig:
     llm_required: bool = False  # refuse to start when the LLM server does not answer
     llm_timeout: float = 30.0  # seconds per LLM request before it is retried
     llm_batch: int = 8  # segments narrated into one LLM request
+    llm_concurrency: int = 1  # LLM requests in flight at once (servers that batch them; spread over --llm-url's list)
     llm_cache: str = ""  # reply cache (SQLite): "" for ~/.cache/oir/llm_cache.sqlite, "off" for none
     llm_prompt: str = ""  # prompt file in oir/prompts: "" for relabel_v2_small with --llm-url local, else relabel_v1
     llm_json_mode: str = ""  # off, object (JSON mode) or schema (constrained to the reply schema); "" for schema with --llm-url local, else off
@@ -131,7 +132,8 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.algo in ALGOS, f"unknown --algo {cfg.algo!r} (choose from {', '.join(ALGOS)})")
     need(cfg.relabel in RELABELS, f"--relabel {cfg.relabel!r} is not available (choose from {', '.join(RELABELS)})")
     need(cfg.reward in REWARDS, f"unknown --reward {cfg.reward!r} (choose from {', '.join(REWARDS)})")
-    need(cfg.llm_timeout > 0 and cfg.llm_batch >= 1, "--llm-timeout must be positive and --llm-batch at least 1")
+    need(cfg.llm_timeout > 0 and cfg.llm_batch >= 1 and cfg.llm_concurrency >= 1,
+         "--llm-timeout must be positive, --llm-batch and --llm-concurrency at least 1")
     need(-1.0 <= cfg.delta <= 1.0, f"--delta must be a cosine in [-1, 1], got {cfg.delta}")
     need(cfg.relabel != "llm" or bool(cfg.llm_url), "--relabel llm needs --llm-url (an OpenAI-compatible server, or local)")
     need(cfg.suggest != "llm" or bool(cfg.llm_url), "--suggest llm needs --llm-url (an OpenAI-compatible server, or local)")
@@ -452,6 +454,7 @@ def llm_relabeler(cfg):
         relabeler = make_llm_relabeler(url, model, None if local else (cfg.llm_api_key_env or None),
                                        prompt=prompt, response_format=fmt, server=server,
                                        timeout=timeout, batch_size=cfg.llm_batch,
+                                       concurrency=getattr(cfg, "llm_concurrency", 1),
                                        use_cache=cfg.llm_cache != "off", cache_path=cfg.llm_cache or None)
     except ValueError as e:
         if server is not None:
@@ -509,7 +512,7 @@ def _llm_suggester(cfg: TrainConfig, encoder):
     import os
 
     from oir import llm_local
-    from oir.llm import ChatClient, check_reachable
+    from oir.llm import check_reachable, make_client
 
     url, model, reason, server = cfg.llm_url.strip(), cfg.llm_model, None, None
     local = url == LOCAL_URL
@@ -527,7 +530,7 @@ def _llm_suggester(cfg: TrainConfig, encoder):
         except llm_local.LocalModelError as e:
             reason, url = str(e), f"http://127.0.0.1:{llm_local.free_port()}/v1"
     try:
-        client = ChatClient(url, model, key, timeout=max(cfg.llm_timeout, LOCAL_MIN_TIMEOUT) if local else cfg.llm_timeout)
+        client = make_client(url, model, key, timeout=max(cfg.llm_timeout, LOCAL_MIN_TIMEOUT) if local else cfg.llm_timeout)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     reason = reason or check_reachable(url)

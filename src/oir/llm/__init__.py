@@ -4,8 +4,9 @@ The pieces, one module each and each usable on its own:
 
 * :mod:`oir.llm.client`: :class:`ChatClient` posts to ``{url}/chat/completions`` (vLLM,
   llama.cpp's or llama-cpp-python's server, Ollama, a hosted API) with timeouts and retries,
-  and raises one exception class, :class:`LLMError`; :func:`check_reachable` is the quick
-  check before a run.
+  and raises one exception class, :class:`LLMError`; :class:`EndpointPool` spreads calls over
+  a comma-separated list of servers and skips one that is down; :func:`check_reachable` is the
+  quick check before a run.
 * :mod:`oir.llm.prompt`: :func:`render_prompt` fills a versioned prompt file
   (``oir/prompts/<version>.txt``) with the counter vocabulary and a batch of numbered narrations.
 * :mod:`oir.llm.reply`: :func:`response_format` / :func:`reply_schema` for servers that
@@ -25,7 +26,14 @@ The names below are re-exported here, so ``from oir.llm import ...`` reaches all
 
 from oir.llm.breaker import CircuitBreaker
 from oir.llm.cache import DEFAULT_CACHE_PATH, ReplyCache
-from oir.llm.client import ChatClient, LLMError, check_reachable
+from oir.llm.client import (
+    ChatClient,
+    EndpointPool,
+    LLMError,
+    check_reachable,
+    make_client,
+    split_urls,
+)
 from oir.llm.prompt import DEFAULT_PROMPT, load_prompt, render_prompt
 from oir.llm.relabeler import LLMRelabeler, make_llm_relabeler
 from oir.llm.reply import JSON_MODES, MAX_REPLY_CHARS, parse_reply, reply_schema, response_format
@@ -37,14 +45,17 @@ __all__ = [
     "MAX_REPLY_CHARS",
     "ChatClient",
     "CircuitBreaker",
+    "EndpointPool",
     "LLMError",
     "LLMRelabeler",
     "ReplyCache",
     "check_reachable",
     "load_prompt",
+    "make_client",
     "make_llm_relabeler",
     "parse_reply",
     "render_prompt",
     "reply_schema",
     "response_format",
+    "split_urls",
 ]

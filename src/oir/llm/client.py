@@ -2,8 +2,9 @@
 
 :class:`ChatClient` posts to ``{url}/chat/completions`` (vLLM, llama.cpp's or llama-cpp-python's
 server, Ollama, a hosted API) with timeouts and retries, and raises one exception class,
-:class:`LLMError`. :func:`check_reachable` asks whether a server answers at all, for a quick
-check before a run starts.
+:class:`LLMError`. :class:`EndpointPool` spreads calls over several servers (``--llm-url a,b``)
+and skips one that is down. :func:`check_reachable` asks whether a server answers at all, for a
+quick check before a run starts.
 """
 
 from __future__ import annotations
@@ -153,7 +154,12 @@ def _content(response: httpx.Response, endpoint: str) -> str:
 
 
 def check_reachable(url: str, timeout: float = 3.0) -> str | None:
-    """None when a server answers ``GET {url}/models`` (any HTTP status), else a one-line reason."""
+    """None when a server answers ``GET {url}/models`` (any HTTP status), else a one-line reason.
+    For a comma-separated list: None when any of them answers."""
+    urls = split_urls(url)
+    if len(urls) > 1:
+        reasons = [check_reachable(u, timeout) for u in urls]
+        return None if any(r is None for r in reasons) else "; ".join(r for r in reasons if r)
     try:
         base = _base_url(url)
     except ValueError as e:
@@ -165,3 +171,81 @@ def check_reachable(url: str, timeout: float = 3.0) -> str | None:
     except httpx.HTTPError as e:
         return f"LLM server {base} is unreachable: {type(e).__name__}: {_one_line(str(e))}"
     return None
+
+
+def split_urls(url: str) -> list[str]:
+    """The endpoints of ``--llm-url``: one URL, or several separated by commas."""
+    return [u.strip() for u in url.split(",") if u.strip()]
+
+
+class EndpointPool:
+    """Several OpenAI-compatible servers (a pool of vLLM replicas, say) behind the
+    :class:`ChatClient` interface.
+
+    Each ``complete`` starts at the next endpoint in turn, so concurrent callers spread over the
+    servers. An endpoint whose call fails (after its own retries) is skipped while its circuit
+    breaker is open, and the request goes on to the next one; :class:`LLMError` only when every
+    endpoint failed or is paused. A server that comes back is tried again after ``cooldown``.
+    """
+
+    def __init__(self, urls: Sequence[str], model: str, api_key: str | None = None, timeout: float = 30.0,
+                 max_retries: int = 3, backoff: float = 0.5, failures: int = 1, cooldown: float = 30.0):
+        from oir.llm.breaker import CircuitBreaker
+
+        if not urls:
+            raise ValueError("no LLM url given")
+        self.clients = [ChatClient(u, model, api_key, timeout, max_retries, backoff) for u in urls]
+        self.breakers = [CircuitBreaker(failures, cooldown) for _ in urls]
+        self.model, self.timeout = model, float(timeout)
+        self.url = ",".join(c.url for c in self.clients)
+        self.calls = [0] * len(urls)  # answered calls per endpoint
+        self.failed = [0] * len(urls)
+        self._turn = 0
+        self._lock = threading.Lock()
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(c.prompt_tokens for c in self.clients)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(c.completion_tokens for c in self.clients)
+
+    def complete(self, messages: Sequence[dict[str, Any]], **kw: Any) -> str:
+        with self._lock:
+            start, self._turn = self._turn, self._turn + 1
+        problems = []
+        for i in range(len(self.clients)):
+            k = (start + i) % len(self.clients)
+            if not self.breakers[k].allow():
+                continue
+            try:
+                content = self.clients[k].complete(messages, **kw)
+            except LLMError as e:
+                self.breakers[k].record(False)
+                with self._lock:
+                    self.failed[k] += 1
+                problems.append(str(e))
+                continue
+            self.breakers[k].record(True)
+            with self._lock:
+                self.calls[k] += 1
+            return content
+        raise LLMError("; ".join(problems) or f"every LLM server of {self.url} is paused after failing")
+
+    def down(self) -> int:
+        """Endpoints whose breaker is open (failing recently)."""
+        return sum(b.is_open for b in self.breakers)
+
+    def close(self) -> None:
+        for c in self.clients:
+            c.close()
+
+
+def make_client(url: str, model: str, api_key: str | None = None, timeout: float = 30.0,
+                max_retries: int = 3, backoff: float = 0.5) -> ChatClient | EndpointPool:
+    """A :class:`ChatClient` for one URL, an :class:`EndpointPool` for a comma-separated list."""
+    urls = split_urls(url)
+    if len(urls) > 1:
+        return EndpointPool(urls, model, api_key, timeout, max_retries, backoff)
+    return ChatClient(url, model, api_key, timeout, max_retries, backoff)

@@ -15,7 +15,7 @@ from typing import Any
 
 from oir.llm.breaker import CircuitBreaker
 from oir.llm.cache import ReplyCache
-from oir.llm.client import ChatClient, LLMError
+from oir.llm.client import ChatClient, EndpointPool, LLMError, make_client
 from oir.llm.prompt import DEFAULT_PROMPT, load_prompt, render_prompt
 from oir.llm.reply import parse_reply
 from oir.narrate import Segment, narrate
@@ -35,7 +35,7 @@ class LLMRelabeler:
 
     def __init__(
         self,
-        client: ChatClient,
+        client: ChatClient | EndpointPool,
         prompt: str = DEFAULT_PROMPT,
         batch_size: int = 8,
         cache: ReplyCache | None = None,
@@ -47,6 +47,7 @@ class LLMRelabeler:
         breaker_failures: int = 3,
         breaker_cooldown: float = 30.0,
         server: Any | None = None,
+        concurrency: int = 1,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -64,6 +65,8 @@ class LLMRelabeler:
         # A server this relabeler owns (oir.llm_local.LocalServer): stopped by close(), and its
         # death reported once. Requests still go through the client like any other server's.
         self.server = server
+        # Requests in flight at once, for servers that batch them (vLLM, llama.cpp with slots).
+        self.concurrency = max(1, int(concurrency))
         self._lock = threading.Lock()
         self._calls = self._hits = self._errors = self._skipped = 0
         self._latency_total = 0.0
@@ -133,9 +136,19 @@ class LLMRelabeler:
                 misses[text] = None
         ask = list(misses)
         skipped: set[str] = set()
-        for lo in range(0, len(ask), self.batch_size):
-            chunk = ask[lo : lo + self.batch_size]
-            parsed = self._call(chunk) if self.breaker.allow() else None
+        chunks = [ask[lo : lo + self.batch_size] for lo in range(0, len(ask), self.batch_size)]
+
+        def call(chunk: list[str]) -> list[list[Any]] | None:
+            return self._call(chunk) if self.breaker.allow() else None
+
+        if self.concurrency > 1 and len(chunks) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(self.concurrency, len(chunks))) as pool:
+                replies = list(pool.map(call, chunks))
+        else:
+            replies = [call(chunk) for chunk in chunks]
+        for chunk, parsed in zip(chunks, replies, strict=True):
             if parsed is None:
                 skipped.update(chunk)
                 continue
@@ -165,8 +178,13 @@ class LLMRelabeler:
             self.server.stop()
 
     def stats(self) -> dict[str, float]:
+        pool = {}
+        if isinstance(self.client, EndpointPool):
+            pool = {"llm_endpoints_down": float(self.client.down()),
+                    **{f"llm_endpoint{i}_calls": float(n) for i, n in enumerate(self.client.calls)}}
         with self._lock:
             return {
+                **pool,
                 "llm_calls": float(self._calls),
                 "llm_cache_hits": float(self._hits),
                 "llm_errors": float(self._errors),
@@ -204,8 +222,6 @@ def make_llm_relabeler(
         api_key = os.environ.get(api_key_env)
         if not api_key:
             raise ValueError(f"environment variable {api_key_env} (the LLM API key) is not set")
-    client = ChatClient(
-        url, model, api_key=api_key, timeout=timeout, max_retries=max_retries, backoff=backoff
-    )
+    client = make_client(url, model, api_key, timeout, max_retries, backoff)
     cache = ReplyCache(cache_path) if use_cache else None
     return LLMRelabeler(client, prompt=prompt, batch_size=batch_size, cache=cache, **relabeler_kw)
