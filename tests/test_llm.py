@@ -53,8 +53,12 @@ def segment_with(events_at: dict[int, list[str]], length: int = 30) -> Segment:
 
 
 def distinct_segments(n: int) -> list[Segment]:
-    """``n`` segments with distinct narrations (wood collected at different steps)."""
-    return [segment_with({i + 1: ["collect_wood"]}) for i in range(n)]
+    """``n`` segments with distinct narrations and event signatures (a different first achievement
+    each, at a different step)."""
+    from oir.events import ACHIEVEMENTS
+
+    return [segment_with({i + 1: [ACHIEVEMENTS[i % len(ACHIEVEMENTS)]], 30 - i // len(ACHIEVEMENTS): ["collect_wood"]})
+            for i in range(n)]
 
 
 def fast_client(url: str, **kw) -> ChatClient:
@@ -502,3 +506,31 @@ def test_endpoint_list_balances_and_survives_one_server_dying():
     finally:
         a.stop()
     assert check_reachable(f"{a.url},{b.url}") is not None  # none answers
+
+
+def test_signature_cache_rebinds_one_reply_to_segments_with_the_same_signature(server):
+    from oir.llm.signature import event_signature, rebind
+
+    a = segment_with({3: ["collect_wood"], 5: ["collect_wood"], 9: ["collect_wood"], 12: ["place_table"]})
+    b = segment_with({1: ["collect_wood"], 2: ["collect_wood"], 7: ["collect_wood"], 8: ["collect_wood"], 20: ["place_table"]})
+    c = segment_with({4: ["place_table"], 6: ["collect_wood"]})  # table first: another signature
+    assert event_signature(a) == event_signature(b) != event_signature(c)  # 3 and 4 wood share a bucket
+    three = {"text": "Chop three wood, then build a table.",
+             "task": {"all": [{"counter": "collect_wood", "at_least": 3}, {"counter": "place_table", "at_least": 1}],
+                      "ordered": True}}
+    (moved,) = rebind([three], a, b)
+    assert moved["text"] == "Chop four wood, then build a table." and moved["task"]["all"][0]["at_least"] == 4
+    assert three["task"]["all"][0]["at_least"] == 3  # the source reply is not changed
+
+    server.queue(Reply(json.dumps({"segments": [{"id": 1, "proposals": [three]}, {"id": 2, "proposals": []}]})))
+    relabeler = LLMRelabeler(fast_client(server.url), batch_size=8)
+    proposals = relabeler.propose_batch([a, b, c])
+    assert len(server.calls) == 1 and server.calls[0].narrations == [narrate(a), narrate(c)]  # b not asked
+    kept = [[r.text for r in verify(s, p)[0]] for s, p in zip([a, b, c], proposals, strict=True)]
+    assert kept == [["Chop three wood, then build a table."], ["Chop four wood, then build a table."], []]
+    # A later segment with the signature: no call at all, and its own count.
+    d = segment_with({2: ["collect_wood"], 3: ["collect_wood"], 4: ["collect_wood"], 9: ["place_table"]})
+    assert [r.text for r in verify(d, relabeler.propose_batch([d])[0])[0]] == ["Chop three wood, then build a table."]
+    assert len(server.calls) == 1
+    stats = relabeler.stats()
+    assert stats["llm_signature_hits"] == 2 and stats["llm_signature_hit_rate"] == 0.5 and stats["llm_signatures"] == 2

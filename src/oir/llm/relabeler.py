@@ -18,6 +18,7 @@ from oir.llm.cache import ReplyCache
 from oir.llm.client import ChatClient, EndpointPool, LLMError, make_client
 from oir.llm.prompt import DEFAULT_PROMPT, load_prompt, render_prompt
 from oir.llm.reply import parse_reply
+from oir.llm.signature import event_signature, rebind
 from oir.narrate import Segment, narrate
 from oir.relabel import Flawed
 
@@ -25,9 +26,10 @@ from oir.relabel import Flawed
 class LLMRelabeler:
     """Hindsight instructions from a chat model, behind the :class:`~oir.relabel.Relabeler` API.
 
-    ``propose_batch`` narrates each segment, serves cache hits, sends the misses (identical
-    narrations once) in requests of up to ``batch_size`` segments, parses each reply and caches
-    the segments it answered. A failed call, or a call skipped while the circuit breaker is
+    ``propose_batch`` narrates each segment, serves cache hits (the same narration) and signature
+    hits (another segment's reply with the same event signature, re-bound to this one:
+    :mod:`oir.llm.signature`), sends the misses (one per narration and per signature) in requests
+    of up to ``batch_size`` segments, parses each reply and caches the segments it answered. A failed call, or a call skipped while the circuit breaker is
     open, leaves its segments with no proposals (``[]``), counted in ``llm_segments_skipped``.
     """
 
@@ -48,6 +50,8 @@ class LLMRelabeler:
         breaker_cooldown: float = 30.0,
         server: Any | None = None,
         concurrency: int = 1,
+        signatures: bool = True,
+        max_signatures: int = 50_000,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -67,8 +71,12 @@ class LLMRelabeler:
         self.server = server
         # Requests in flight at once, for servers that batch them (vLLM, llama.cpp with slots).
         self.concurrency = max(1, int(concurrency))
+        # Replies by event signature (oir.llm.signature), re-bound to each later segment that has it.
+        self.signatures, self.max_signatures = signatures, max_signatures
+        self._by_sig: dict[str, tuple[Segment, list[Any]]] = {}
         self._lock = threading.Lock()
         self._calls = self._hits = self._errors = self._skipped = 0
+        self._sig_hits = self._segments = 0
         self._latency_total = 0.0
         self._ok_calls = 0
 
@@ -119,11 +127,14 @@ class LLMRelabeler:
 
     def propose_batch(self, segments: list[Segment]) -> list[list[Any]]:
         texts = [narrate(s) for s in segments]
+        sigs = [event_signature(s) for s in segments] if self.signatures else [None] * len(segments)
         model = self.client.model
         results: dict[str, list[Any]] = {}
-        misses: dict[str, None] = {}  # distinct narrations to ask for, in first-seen order
-        hits = 0
-        for text in texts:
+        misses: dict[str, Segment] = {}  # distinct narrations to ask for, in first-seen order
+        asking: dict[str, str] = {}  # signature -> the narration asked for it in this batch
+        later: list[tuple[str, Segment, str]] = []  # same signature as one being asked: bound after
+        hits = sig_hits = 0
+        for text, seg, sig in zip(texts, segments, sigs, strict=True):
             if text in results or text in misses:
                 continue
             cached = (
@@ -132,8 +143,16 @@ class LLMRelabeler:
             if cached is not None:
                 results[text] = cached
                 hits += 1
+            elif sig is not None and sig in self._by_sig:
+                source, proposals = self._by_sig[sig]
+                results[text] = rebind(proposals, source, seg)
+                sig_hits += 1
+            elif sig is not None and sig in asking:
+                later.append((text, seg, sig))
             else:
-                misses[text] = None
+                misses[text] = seg
+                if sig is not None:
+                    asking[sig] = text
         ask = list(misses)
         skipped: set[str] = set()
         chunks = [ask[lo : lo + self.batch_size] for lo in range(0, len(ask), self.batch_size)]
@@ -148,20 +167,43 @@ class LLMRelabeler:
                 replies = list(pool.map(call, chunks))
         else:
             replies = [call(chunk) for chunk in chunks]
+        sig_of = {text: sig for sig, text in asking.items()}
+        replied: dict[str, tuple[Segment, list[Any]]] = {}  # this batch's replies by signature, flawed ones too
         for chunk, parsed in zip(chunks, replies, strict=True):
             if parsed is None:
                 skipped.update(chunk)
                 continue
             for text, proposals in zip(chunk, parsed, strict=True):
                 results[text] = proposals
+                if text in sig_of:
+                    replied[sig_of[text]] = (misses[text], proposals)
                 # Reply-level failures (malformed, missing) are not cached: asking again may help.
-                if self.cache is not None and not any(isinstance(p, Flawed) for p in proposals):
+                if any(isinstance(p, Flawed) for p in proposals):
+                    continue
+                if self.cache is not None:
                     self.cache.put(self.prompt_version, model, text, proposals)
+                if text in sig_of:
+                    self._remember(sig_of[text], misses[text], proposals)
+        for text, seg, sig in later:
+            if sig in replied:
+                source, proposals = replied[sig]
+                results[text] = rebind(proposals, source, seg)
+                sig_hits += 1
+            else:
+                skipped.add(text)
         with self._lock:
             self._hits += hits
+            self._sig_hits += sig_hits
+            self._segments += len(texts)
             self._skipped += sum(1 for t in texts if t in skipped)
         # Fresh lists per segment: two segments with one narration must not share a list.
         return [list(results.get(t, [])) for t in texts]
+
+    def _remember(self, sig: str, segment: Segment, proposals: list[Any]) -> None:
+        with self._lock:
+            self._by_sig[sig] = (segment, proposals)
+            if len(self._by_sig) > self.max_signatures:  # the oldest signature goes
+                self._by_sig.pop(next(iter(self._by_sig)))
 
     def _report_server_death(self) -> None:
         death = self.server.death() if self.server is not None else None
@@ -187,6 +229,11 @@ class LLMRelabeler:
                 **pool,
                 "llm_calls": float(self._calls),
                 "llm_cache_hits": float(self._hits),
+                "llm_signature_hits": float(self._sig_hits),
+                # of the segments sent to the relabeler, the share answered from another segment's
+                # reply with the same event signature (no call)
+                "llm_signature_hit_rate": self._sig_hits / self._segments if self._segments else 0.0,
+                "llm_signatures": float(len(self._by_sig)),
                 "llm_errors": float(self._errors),
                 "llm_latency_s": self._latency_total / self._ok_calls if self._ok_calls else 0.0,
                 "llm_segments_skipped": float(self._skipped),
