@@ -298,3 +298,31 @@ def test_summary_counts_outcomes():
     assert s["unique_instructions"] == 3 and s["new"] == 3 and s["merged"] == 1
     assert s["conflict"] == 1 and s["full"] == 1
     assert s["rejected"] == 2 and s["rejected_too_short"] == 1 and s["rejected_vocabulary"] == 1
+
+
+def test_rarity_weights_favour_instructions_asking_for_rarely_found_achievements():
+    from oir.encode import make_encoder
+    from oir.tasks import parse_spec
+
+    buf = InstructionBuffer(16, make_encoder("hash", cache=None), reserved=1)
+    wood = parse_spec({"all": [{"counter": "collect_wood", "at_least": 1}]})
+    drink = parse_spec({"all": [{"counter": "collect_drink", "at_least": 1}]})
+    pick = parse_spec({"all": [{"counter": "collect_wood", "at_least": 1}, {"counter": "make_wood_pickaxe", "at_least": 1}],
+                       "ordered": True})
+    for i in range(16):
+        buf.add(f"collect wood number {i}" if i % 2 else "collect some wood", wood, i)
+    for _ in range(4):
+        buf.add("drink some water", drink, 0)
+    buf.add("get wood, then craft a pickaxe", pick, 0)
+    w = buf.rarity_weights()
+    rows = {buf.texts()[i]: r for i, r in enumerate(buf.rows())}
+    # found: wood 17 (16 + the pickaxe line), drink 4, pickaxe 1; median 4
+    assert w[rows["collect some wood"]] == 1.0  # common: never below 1
+    assert w[rows["drink some water"]] == 1.0  # the median
+    before = buf.priorities()
+    assert w[rows["get wood, then craft a pickaxe"]] == 1.0  # rarity off by default...
+    buf.rarity = 1.0
+    assert buf.rarity_weights()[rows["get wood, then craft a pickaxe"]] == 4.0  # ...its rarest part: 4 / 1
+    after = buf.priorities()
+    r = rows["get wood, then craft a pickaxe"]
+    assert after[r] == pytest.approx(4 * before[r]) and after[rows["collect some wood"]] == before[rows["collect some wood"]]

@@ -34,6 +34,10 @@ Priority rule (:meth:`InstructionBuffer.priorities`), per used non-reserved row:
   up or down (forgetting), get more attention.
 * ``0.1`` is a floor so that mastered and so-far-impossible instructions are still revisited.
 
+With ``rarity`` > 0 (``--relabeling.rarity``) ``p`` is multiplied by :meth:`~InstructionBuffer.rarity_weights`:
+instructions asking for an achievement relabeling rarely finds are drawn up to 10x more often,
+so that the pickaxe made once by chance becomes an instruction the agent practises.
+
 The EMAs are of the per-update success rate ``successes / attempts``, updated by
 :meth:`InstructionBuffer.record` only for rows attempted in that update. Both start at the first
 observed rate, so a row has no learning progress until its success rate actually moves.
@@ -55,7 +59,7 @@ from typing import Any
 
 import numpy as np
 
-from oir.events import COUNTER_NAMES
+from oir.events import ACHIEVEMENTS, COUNTER_NAMES
 from oir.tasks import TaskSpec
 
 # ---------------------------------------------------------------------------------------------
@@ -197,6 +201,9 @@ class InstructionBuffer:
         self._seen = np.zeros(capacity, bool)  # EMAs initialised (row attempted at least once)
         self.outcomes: Counter = Counter()
         self.near_merges = 0  # merges found by embedding rather than by exact text
+        self.rarity = 0.0  # exponent of the rarity weight in priorities() (0: off)
+        self.found = np.zeros(len(ACHIEVEMENTS), np.int64)  # relabels added (or merged) asking for each achievement
+        self._asks: dict[int, np.ndarray] = {}  # row -> the achievements its spec asks for
 
     def __getstate__(self) -> dict:
         """Everything but the encoder and the lock (for checkpoints); reattach ``encoder`` after."""
@@ -207,7 +214,9 @@ class InstructionBuffer:
         return state
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
+        # Buffers pickled before the rarity weight: no weight, counts from the resume on.
+        defaults = {"rarity": 0.0, "found": np.zeros(len(ACHIEVEMENTS), np.int64), "_asks": {}}
+        self.__dict__.update({**defaults, **state})
         self._lock = threading.RLock()
 
     # -- adding -------------------------------------------------------------------------------
@@ -271,10 +280,13 @@ class InstructionBuffer:
         self._by_spec.setdefault(spec_key, []).append(row)
         self.first_seen[row] = self.last_seen[row] = step
         self.count[row] = 1
+        self._asks[row] = asks = _achievements_asked(spec)
+        self.found[asks] += 1
         self._new.append(row)
         return row, "new"
 
     def _merge(self, row: int, step: int) -> int:
+        self.found[self._asks.get(row, [])] += 1
         self.count[row] += 1
         self.last_seen[row] = max(int(self.last_seen[row]), step)
         return row
@@ -324,7 +336,24 @@ class InstructionBuffer:
         with self._lock:
             s = np.where(self._seen, self.slow, 0.5)
             p = 0.1 + 4.0 * s * (1.0 - s) + 2.0 * self.learning_progress()
+            if self.rarity > 0:
+                p = p * self.rarity_weights()
             return np.where(self._used_mask(include_reserved=False), p, 0.0).astype(np.float32)
+
+    def rarity_weights(self) -> np.ndarray:
+        """float64[capacity]: ``(median / found of the row's rarest achievement) ** rarity``, in
+        [1, 10]; the median over achievements found at all. An instruction asking for what
+        relabeling rarely finds (the pickaxe made once by chance) is drawn more often. 1 for rows
+        that ask for no achievement."""
+        w = np.ones(self.capacity)
+        seen = self.found[self.found > 0]
+        if not len(seen):
+            return w
+        median = float(np.median(seen))
+        for row, asks in self._asks.items():
+            if len(asks):
+                w[row] = np.clip((median / max(int(self.found[asks].min()), 1)) ** self.rarity, 1.0, 10.0)
+        return w
 
     def _used_mask(self, include_reserved: bool) -> np.ndarray:
         mask = np.zeros(self.capacity, bool)
@@ -423,3 +452,14 @@ class InstructionBuffer:
             for r in FILTER_REASONS:
                 out[f"rejected_{r.replace('-', '_')}"] = self.outcomes[r]
             return out
+
+
+def _achievements_asked(spec: TaskSpec) -> np.ndarray:
+    """Indices (into ACHIEVEMENTS) of the achievements a spec's ``all`` clauses ask for at least
+    once; a placement counts as its block's placing (``place_table_near_water``: ``place_table``)."""
+    out = set()
+    for c in spec.all:
+        name = c.counter.split("_near_")[0] if c.counter.startswith("place_") else c.counter
+        if name in ACHIEVEMENTS and (c.at_least or 0) >= 1:
+            out.add(ACHIEVEMENTS.index(name))
+    return np.array(sorted(out), np.int64)

@@ -67,6 +67,9 @@ class RelabelingConfig:
     # Also train on the suite's train lines: relabels are added to them (the paper's set-up,
     # `oir compare` method narrator+suite). Off, OIR never sees a human instruction.
     seed_suite: bool = False
+    # Curriculum toward the rare: instruction priorities times (median / how often relabeling found
+    # the instruction's rarest achievement) ** rarity, in [1, 10] (0: off; oir.buffer).
+    rarity: float = 0.0
 
 
 class Hindsight:
@@ -84,6 +87,7 @@ class Hindsight:
     ):
         self.cfg, self.relabeler, self.encoder, self.n = cfg, relabeler, encoder, num_envs
         self.buffer = InstructionBuffer(cfg.capacity, encoder, reserved=1)
+        self.buffer.rarity = cfg.rarity
         self.pool = RelabelPool(cfg.pool, cfg.history, cfg.window, cfg.sampling)
         self.rng = np.random.default_rng(seed)
         self.event_emb = encoder.encode(list(EVENT_TEXTS)) if reward == "similarity" else None
@@ -246,6 +250,7 @@ class Hindsight:
         if self.hit is not None:
             self.hit = self.hit.astype(np.float32)  # checkpoints before ELLM's paid rewards held bools
         self.buffer.encoder = self.encoder
+        self.buffer.rarity = self.cfg.rarity
 
     # -- reporting ------------------------------------------------------------------------
     def metrics(self, wall_s: float) -> dict[str, float]:

@@ -154,6 +154,7 @@ def validate(cfg: TrainConfig) -> None:
     need(rl.sync_every >= 1 and rl.worker_batch >= 1, "--relabeling.sync-every and --relabeling.worker-batch must be >= 1")
     need(rl.sampling in POOL_SAMPLING, f"unknown --relabeling.sampling {rl.sampling!r} (choose from {', '.join(POOL_SAMPLING)})")
     need(0.0 <= rl.free_play < 1.0, f"--relabeling.free-play must be in [0, 1), got {rl.free_play}")
+    need(rl.rarity >= 0.0, f"--relabeling.rarity must be >= 0, got {rl.rarity}")
     need(cfg.encoder in ENCODERS, f"unknown --encoder {cfg.encoder!r} (choose from {', '.join(ENCODERS)})")
     need(cfg.network in PRESETS, f"unknown --network {cfg.network!r} (choose from {', '.join(PRESETS)})")
     need(cfg.num_envs >= 1, f"--num-envs must be at least 1, got {cfg.num_envs}")
