@@ -137,7 +137,14 @@ def _learning_part(config: dict) -> dict:
     options it never used: the other learner's, and a no-relabel run's relabeling options."""
     unused = [a for a in ("pqn", "ppo") if a != config.get("algo")]
     skip = ("out", "progress_every", *unused, *(("relabeling",) if config.get("relabel") == "none" else ()))
-    return {k: v for k, v in config.items() if k not in skip}
+    out = {k: v for k, v in config.items() if k not in skip}
+    if config.get("relabel") == "none":  # the learners' options for relabeled windows
+        out = {k: {f: x for f, x in v.items() if (k, f) not in RELABEL_ONLY} if isinstance(v, dict) else v
+               for k, v in out.items()}
+    return out
+
+
+RELABEL_ONLY = {("ppo", "relabel_bc_coef"), ("pqn", "relabel_trace")}
 
 
 # What runs made before an option existed did, where that is not the option's default: such a
