@@ -534,3 +534,26 @@ def test_signature_cache_rebinds_one_reply_to_segments_with_the_same_signature(s
     assert len(server.calls) == 1
     stats = relabeler.stats()
     assert stats["llm_signature_hits"] == 2 and stats["llm_signature_hit_rate"] == 0.5 and stats["llm_signatures"] == 2
+
+
+def test_v3_prompt_examples_verify_on_the_segments_they_describe():
+    """relabel_v3_small shows a small model the richer forms (a sequence of three, a prohibition that
+    held, an inventory amount, a vital bound): its example reply must verify on its example logs."""
+    system, _ = load_prompt("relabel_v3_small")
+    reply = system.split("Example reply:\n", 1)[1].strip()
+    one = segment_with({5: ["collect_wood"], 8: ["collect_wood"], 12: ["collect_wood"],
+                        20: ["place_table", "place_table_near_tree", "place_table_near_water"],
+                        31: ["collect_drink"], 44: ["make_wood_pickaxe"]}, length=60)
+    two = segment_with({8: ["wake_up"], 12: ["collect_wood"], 16: ["collect_wood"], 20: ["collect_wood"],
+                        25: ["collect_wood"]}, length=40)
+    wood = LEVEL_NAMES.index("inventory_wood")
+    two.levels[:, LEVEL_NAMES.index("health")] = 6
+    for t, n in ((12, 1), (16, 2), (20, 3), (25, 4)):
+        two.levels[t:, wood] = n
+    parsed = parse_reply(reply, 2, 16)
+    for seg, props in zip((one, two), parsed, strict=True):
+        kept, flawed = verify(seg, props)
+        assert not flawed and len(kept) == len(props) >= 2
+    assert any(len(p["task"]["all"]) == 3 and p["task"].get("ordered") for p in parsed[0])
+    assert any("none" in p["task"] for p in parsed[0]) and any("none" in p["task"] for p in parsed[1])
+    assert render_prompt(["x"], "relabel_v3_small")[0]["content"].count("collect_wood") >= 1

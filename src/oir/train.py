@@ -70,6 +70,7 @@ class TrainConfig:
     llm_required: bool = False  # refuse to start when the LLM server does not answer
     llm_timeout: float = 30.0  # seconds per LLM request before it is retried
     llm_batch: int = 8  # segments narrated into one LLM request
+    llm_temperature: float = 0.0  # sampling temperature of LLM replies (0: the same reply for the same prompt)
     llm_concurrency: int = 1  # LLM requests in flight at once (servers that batch them; spread over --llm-url's list)
     llm_cache: str = ""  # reply cache (SQLite): "" for ~/.cache/oir/llm_cache.sqlite, "off" for none
     llm_prompt: str = ""  # prompt file in oir/prompts: "" for relabel_v2_small with --llm-url local, else relabel_v1
@@ -456,6 +457,7 @@ def llm_relabeler(cfg):
                                        prompt=prompt, response_format=fmt, server=server,
                                        timeout=timeout, batch_size=cfg.llm_batch,
                                        concurrency=getattr(cfg, "llm_concurrency", 1),
+                                       temperature=getattr(cfg, "llm_temperature", 0.0),
                                        use_cache=cfg.llm_cache != "off", cache_path=cfg.llm_cache or None)
     except ValueError as e:
         if server is not None:

@@ -86,9 +86,10 @@ class LLMRelabeler:
         fmt = f", response_format {self.response_format['type']}" if self.response_format else ""
         if self.response_format and "schema" in self.response_format:
             fmt += " with schema"
+        temp = "" if self.temperature is None else f", temperature {self.temperature:g}"
         return (
             f"llm (model {self.client.model} at {where}{self.client.url}, "
-            f"prompt {self.prompt_version}{fmt})"
+            f"prompt {self.prompt_version}{fmt}{temp})"
         )
 
     def _call(self, narrations: list[str]) -> list[list[Any]] | None:
