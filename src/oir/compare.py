@@ -216,7 +216,11 @@ def _ensure_evaluated(cfg: CompareConfig, run: Path, say) -> dict:
     settings = {"suite": str(cfg.suite), "split": cfg.split, "episodes": cfg.episodes, "max_steps": cfg.max_steps}
     if path.is_file():
         saved = json.loads(path.read_text())
-        if saved.get("settings") == settings:
+        was = dict(saved.get("settings") or {})
+        # The same suite at another path (a moved checkout) is the same evaluation.
+        if _same_file(was.get("suite"), settings["suite"]):
+            was["suite"] = settings["suite"]
+        if was == settings:
             return saved
     lines = load_suite(cfg.suite, None if cfg.split == "all" else [cfg.split])
     t0 = time.perf_counter()
