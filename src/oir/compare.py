@@ -485,17 +485,21 @@ def _similarity_section(cfg: CompareConfig, by: dict[str, list[Run]], holdout: d
         tasks = [[100 * holdout[r.dir][HELD_OUT_TASK] for r in rs] for _, rs in pts]
         ax_s.errorbar(ds, [np.mean(t) for t in tasks], yerr=[np.std(t) for t in tasks], marker="o",
                       capsize=3, color=f"C{i}", label=f"{base} (similarity)")
-        for key, style, name in (("relabel_false_reward_rate", "-", "false"),
-                                 ("relabel_missed_reward_rate", "--", "missed")):
-            ax_e.plot(ds, [100 * np.mean([rel(r, key) or 0.0 for r in rs]) for _, rs in pts], style, marker="o",
-                      color=f"C{i}", label=f"{base}: {name}")
+        for key, style, name in (("relabel_false_reward_rate", "-", "relabel false"),
+                                 ("relabel_missed_reward_rate", "--", "relabel missed"),
+                                 ("reward_false_rate", ":", "online false")):
+            ys = [_mean_or_none([rel(r, key) if key.startswith("relabel") else _mean_metric(r, key) for r in rs])
+                  for _, rs in pts]
+            if any(y is not None for y in ys):  # ELLM has no relabels: no relabel rates to draw
+                ax_e.plot(ds, [np.nan if y is None else 100 * y for y in ys], style, marker="o",
+                          color=f"C{i}", label=f"{base}: {name}")
     for j, (m, rs) in enumerate((m, rs) for m, rs in by.items() if m not in sim):
         rate = _mean_or_none([holdout[r.dir][HELD_OUT_TASK] for r in rs])
         if rate is not None:
             ax_s.axhline(100 * rate, ls=":", color=f"C{len(bases) + j}", label=f"{m} (verified)" if m != "no-relabel" else m)
     ax_e.axhline(0, color="k", lw=0.8, label="verified rewards (0 by construction)")
     ax_s.set(xlabel="similarity threshold delta", ylabel="held-out tasks success (%)", title="Success by delta")
-    ax_e.set(xlabel="similarity threshold delta", ylabel="% of relabels", title="Wrong similarity rewards by delta")
+    ax_e.set(xlabel="similarity threshold delta", ylabel="% of similarity rewards or specs", title="Wrong similarity rewards by delta")
     for ax in (ax_s, ax_e):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -504,7 +508,8 @@ def _similarity_section(cfg: CompareConfig, by: dict[str, list[Run]], holdout: d
     plt.close(fig)
     md += ["![success and wrong rewards by delta](delta.png)", "",
            "Left: held-out-task success of each similarity run by its threshold (mean ± std over seeds), "
-           "the verified methods as dotted lines. Right: the relabel false and missed rates by threshold.", ""]
+           "the verified methods as dotted lines. Right: the relabel false and missed rates and the online "
+           "false-reward rate by threshold.", ""]
     _line_figure(plt, cfg.out / "false_reward_rate.png", sim, "reward_false_rate", 100,
                  "online false-reward rate (%)", "Similarity rewards given where the spec did not hold")
     md += ["![false-reward rate over training](false_reward_rate.png)", "",
