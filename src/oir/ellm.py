@@ -31,12 +31,20 @@ A window of 0.007 in cosine: similarity rewards are that fragile. ELLM queried a
 
 from __future__ import annotations
 
+import json
+import queue
+import re
+import threading
+import time
+from collections import Counter
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
 from oir.events import ACHIEVEMENTS, LEVEL_NAMES
+from oir.llm import CircuitBreaker, LLMError
 from oir.narrate import NEARBY_NAMES, nearby_from_obs
 from oir.tasks import Clause, TaskSpec
 
@@ -198,9 +206,6 @@ MATCH_THRESHOLD = 0.6  # cosine from a suggested text to the nearest goal of the
 def parse_goals(content: str) -> list[str]:
     """The goal texts in an LLM reply: the JSON ``{"goals": [...]}``, else its bullet or numbered
     lines. Only ``json.loads``: nothing the model writes is executed. At most 8, each <= 80 chars."""
-    import json
-    import re
-
     text = content.strip()
     fenced = re.search(r"\{.*\}", text, re.S)
     goals: list = []
@@ -228,12 +233,6 @@ class LLMSuggester:
 
     def __init__(self, client, encoder, slots: int = TABLE_SLOTS, temperature: float = 0.1, max_pending: int = 1024,
                  server=None):
-        import queue
-        import threading
-        from collections import Counter
-
-        from oir.llm import CircuitBreaker
-
         self.client, self.encoder, self.slots, self.temperature = client, encoder, slots, temperature
         self.server = server  # a local model's server (--llm-url local), stopped on close
         self.goal_emb = np.asarray(encoder.encode(list(GOAL_TEXTS)), np.float32)
@@ -278,8 +277,6 @@ class LLMSuggester:
                 self._inbox.task_done()
 
     def _answer(self, sig: int, slot: int) -> None:
-        from oir.llm import LLMError
-
         if not self.breaker.allow():
             self.counts["calls_skipped"] += 1
             self.asked.discard(sig)  # the server looks down: this state is asked again when seen again
@@ -321,8 +318,6 @@ class LLMSuggester:
 
     def wait(self, timeout: float = 60.0) -> None:
         """Until every queued state is answered or given up on (tests)."""
-        import time
-
         end = time.monotonic() + timeout
         while self._inbox.unfinished_tasks and time.monotonic() < end:
             time.sleep(0.01)
@@ -344,7 +339,6 @@ class LLMSuggester:
 
     def close(self) -> None:
         """Stop after the call in flight; states still queued are not asked."""
-        import queue
 
         while True:
             try:

@@ -23,6 +23,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -421,37 +422,46 @@ LOCAL_DEFAULTS = {"prompt": "relabel_v2_small", "json_mode": "schema"}
 LOCAL_MIN_TIMEOUT = 600.0
 
 
+def _llm_server(cfg) -> tuple[str, str, Any, str | None, float]:
+    """``(url, model, server, reason, timeout)`` of ``--llm-url``: with ``local``, first starts
+    llama-cpp-python's server on a checked local model (``server``, stopped by its user). A local
+    model that cannot be served (not installed, wrong checksum, server failing) is a ``reason``,
+    like an unreachable URL, and the url then points at a port nothing listens on. ConfigError for
+    an unknown model."""
+    from oir import llm_local
+
+    url, model, server, reason = cfg.llm_url.strip(), cfg.llm_model, None, None
+    if url != LOCAL_URL:
+        return url, model, None, None, cfg.llm_timeout
+    model = llm_local.DEFAULT_MODEL if model == "default" else model
+    try:
+        llm_local.get_model(model)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    try:
+        server = llm_local.serve(model)
+        url = server.url
+    except llm_local.LocalModelError as e:
+        reason, url = str(e), f"http://127.0.0.1:{llm_local.free_port()}/v1"
+    return url, model, server, reason, max(cfg.llm_timeout, LOCAL_MIN_TIMEOUT)
+
+
 def llm_relabeler(cfg):
     """The LLM relabeler for any config with ``llm_*`` fields, and why its server does not answer
     (None when it does). ConfigError for a bad URL, an unset key variable or an unknown model.
-
-    ``--llm-url local`` first starts llama-cpp-python's server on a checked local model; the
-    relabeler then talks to it like to any other server and stops it when closed. A local model
-    that cannot be served (not installed, wrong checksum, server failing) is a reason, like an
-    unreachable URL: the relabeler then points at a port nothing listens on.
+    ``--llm-url local`` serves a local model first (:func:`_llm_server`); the relabeler then talks
+    to it like to any other server and stops it when closed.
     """
-    from oir import llm_local
     from oir.llm import check_reachable, make_llm_relabeler, response_format
 
     local = cfg.llm_url.strip() == LOCAL_URL
     prompt = getattr(cfg, "llm_prompt", "") or (LOCAL_DEFAULTS["prompt"] if local else "relabel_v1")
     mode = getattr(cfg, "llm_json_mode", "") or (LOCAL_DEFAULTS["json_mode"] if local else "off")
-    url, model, server, reason = cfg.llm_url, cfg.llm_model, None, None
     try:
         fmt = response_format(mode)
-        if local:
-            model = llm_local.DEFAULT_MODEL if model == "default" else model
-            llm_local.get_model(model)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    if local:
-        try:
-            server = llm_local.serve(model)
-            url = server.url
-        except llm_local.LocalModelError as e:
-            reason = str(e)
-            url = f"http://127.0.0.1:{llm_local.free_port()}/v1"
-    timeout = max(cfg.llm_timeout, LOCAL_MIN_TIMEOUT) if local else cfg.llm_timeout
+    url, model, server, reason, timeout = _llm_server(cfg)
     try:
         relabeler = make_llm_relabeler(url, model, None if local else (cfg.llm_api_key_env or None),
                                        prompt=prompt, response_format=fmt, server=server,
@@ -510,35 +520,27 @@ def _suggester_sync(suggester, runner):
 
 
 def _llm_suggester(cfg: TrainConfig, encoder):
-    """ELLM's LLM suggester on ``--llm-url`` (``local``: llama-cpp-python's server on a local model).
+    """ELLM's LLM suggester on ``--llm-url`` (``local`` serves a local model first, :func:`_llm_server`).
     A server that does not answer is one warning line: the rule suggester answers meanwhile."""
-    import os
+    from oir.llm import api_key_from_env, check_reachable, make_client
 
-    from oir import llm_local
-    from oir.llm import check_reachable, make_client
-
-    url, model, reason, server = cfg.llm_url.strip(), cfg.llm_model, None, None
-    local = url == LOCAL_URL
-    key = os.environ.get(cfg.llm_api_key_env) if cfg.llm_api_key_env else None
-    if cfg.llm_api_key_env and not key:
-        raise ConfigError(f"--llm-api-key-env {cfg.llm_api_key_env}: that environment variable is not set")
-    if local:
-        model = llm_local.DEFAULT_MODEL if model == "default" else model
-        try:
-            llm_local.get_model(model)
-            server = llm_local.serve(model)
-            url = server.url
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        except llm_local.LocalModelError as e:
-            reason, url = str(e), f"http://127.0.0.1:{llm_local.free_port()}/v1"
+    local = cfg.llm_url.strip() == LOCAL_URL
     try:
-        client = make_client(url, model, key, timeout=max(cfg.llm_timeout, LOCAL_MIN_TIMEOUT) if local else cfg.llm_timeout)
+        key = None if local else api_key_from_env(cfg.llm_api_key_env or None)
     except ValueError as e:
+        raise ConfigError(str(e)) from None
+    url, model, server, reason, timeout = _llm_server(cfg)
+    try:
+        client = make_client(url, model, key, timeout=timeout)
+    except ValueError as e:
+        if server is not None:
+            server.stop()
         raise ConfigError(str(e)) from None
     reason = reason or check_reachable(url)
     if reason is not None:
         if cfg.llm_required:
+            if server is not None:
+                server.stop()
             raise ConfigError(f"LLM server {cfg.llm_url} does not answer ({reason}) and --llm-required is set")
         print(f"oir: warning: LLM server {cfg.llm_url} does not answer ({reason}); ELLM goes on with the "
               "rule-based suggester's goals until it answers", file=sys.stderr)

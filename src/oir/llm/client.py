@@ -10,6 +10,7 @@ quick check before a run starts.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 import time
@@ -171,6 +172,17 @@ def check_reachable(url: str, timeout: float = 3.0) -> str | None:
     except httpx.HTTPError as e:
         return f"LLM server {base} is unreachable: {type(e).__name__}: {_one_line(str(e))}"
     return None
+
+
+def api_key_from_env(name: str | None) -> str | None:
+    """The API key in environment variable ``name`` (None for no name). The key itself never sits
+    in a config file; naming an unset variable is an error, not a silent keyless call."""
+    if not name:
+        return None
+    key = os.environ.get(name)
+    if not key:
+        raise ValueError(f"environment variable {name} (the LLM API key) is not set")
+    return key
 
 
 def split_urls(url: str) -> list[str]:

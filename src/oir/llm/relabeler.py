@@ -15,7 +15,7 @@ from typing import Any
 
 from oir.llm.breaker import CircuitBreaker
 from oir.llm.cache import ReplyCache
-from oir.llm.client import ChatClient, EndpointPool, LLMError, make_client
+from oir.llm.client import ChatClient, EndpointPool, LLMError, api_key_from_env, make_client
 from oir.llm.prompt import DEFAULT_PROMPT, load_prompt, render_prompt
 from oir.llm.reply import parse_reply
 from oir.llm.signature import event_signature, rebind
@@ -265,11 +265,6 @@ def make_llm_relabeler(
     The cache lives at ``cache_path`` (default ``~/.cache/oir/llm_cache.sqlite``) unless
     ``use_cache`` is false.
     """
-    api_key = None
-    if api_key_env:
-        api_key = os.environ.get(api_key_env)
-        if not api_key:
-            raise ValueError(f"environment variable {api_key_env} (the LLM API key) is not set")
-    client = make_client(url, model, api_key, timeout, max_retries, backoff)
+    client = make_client(url, model, api_key_from_env(api_key_env), timeout, max_retries, backoff)
     cache = ReplyCache(cache_path) if use_cache else None
     return LLMRelabeler(client, prompt=prompt, batch_size=batch_size, cache=cache, **relabeler_kw)
