@@ -189,14 +189,13 @@ def slot_of(sig, slots: int):
 
 
 def table_suggestions(table: SuggestTable, levels: jax.Array, nearby: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(found bool[N], goals bool[N, G])``: the table's answer for each env's state."""
+    """``(found bool[N], goals bool[N, G])``: whether the table holds each env's state, and the
+    goals of the slot it would hold it in (meaningful where found)."""
     sig = signature(levels, nearby)
     slot = slot_of(sig, table.keys.shape[0]).astype(jnp.int32)
-    found = table.keys[slot] == sig
-    return found, table.masks[slot] & found[:, None]
+    return table.keys[slot] == sig, table.masks[slot]
 
 
-SUGGEST_PROMPT = "ellm_suggest_v1"
 _SYSTEM = ("You advise a player of Crafter, a 2D survival game like Minecraft. Given what the player sees "
            "and has, suggest goals the player could achieve next. Answer with JSON only: "
            '{"goals": ["short goal", ...]}, at most 5 goals, each a few words.')
