@@ -445,7 +445,8 @@ def _mean_metric(r: Run, key: str) -> float | None:
 def _similarity_section(cfg: CompareConfig, by: dict[str, list[Run]], holdout: dict) -> list[str]:
     """Similarity rewards against verified ones: success, and how often the similarity reward was
     wrong, for every method (a delta sweep's runs are methods ``name@delta``); ``delta.png`` too."""
-    sim = {m: rs for m, rs in by.items() if rs and _run_delta(rs[0]) is not None}
+    delta = {m: _run_delta(rs[0]) if rs else None for m, rs in by.items()}  # read once per method
+    sim = {m: rs for m, rs in by.items() if delta[m] is not None}
     if not sim:
         return []
     import matplotlib
@@ -467,7 +468,7 @@ def _similarity_section(cfg: CompareConfig, by: dict[str, list[Run]], holdout: d
           "| method | delta | held-out tasks % | all test lines % | relabel false % | relabel missed % | "
           "online false % | online missed % |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for m, rs in by.items():
-        d = _run_delta(rs[0]) if rs else None
+        d = delta[m]
         md.append(f"| {m} | {'verified' if d is None else f'{d:g}'} "
                   f"| {_ms([_pct(holdout[r.dir][HELD_OUT_TASK]) for r in rs])} "
                   f"| {_ms([100 * r.eval['success_by_split']['all'] for r in rs])} "
@@ -480,7 +481,7 @@ def _similarity_section(cfg: CompareConfig, by: dict[str, list[Run]], holdout: d
     fig, (ax_s, ax_e) = plt.subplots(1, 2, figsize=(11, 4))
     bases = sorted({m.partition("@")[0] for m in sim})
     for i, base in enumerate(bases):
-        pts = sorted((_run_delta(rs[0]), rs) for m, rs in sim.items() if m.partition("@")[0] == base)
+        pts = sorted(((delta[m], rs) for m, rs in sim.items() if m.partition("@")[0] == base), key=lambda x: x[0])
         ds = [d for d, _ in pts]
         tasks = [[100 * holdout[r.dir][HELD_OUT_TASK] for r in rs] for _, rs in pts]
         ax_s.errorbar(ds, [np.mean(t) for t in tasks], yerr=[np.std(t) for t in tasks], marker="o",
