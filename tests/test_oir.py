@@ -245,3 +245,15 @@ def test_oir_relabel_on_saved_segments(tmp_path, capsys):
     assert main(["relabel", "--segments", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"oir: error: {bad}: not a segments file")
+
+
+def test_narrator_run_with_a_relabel_process_matches_the_thread_run(tmp_path):
+    """Synchronous runs are deterministic, so a relabel process must change nothing but where the
+    narrator runs."""
+    sync = ("--relabel", "narrator", "--relabeling.synchronous", "--checkpoint-every", "0")
+    _, _, rows_thread = run(tmp_path, "thread", *sync)
+    _, s_proc, rows_proc = run(tmp_path, "proc", *sync, "--relabeling.processes", "1")
+    assert s_proc["relabeling"]["relabel_process_deaths"] == 0 and s_proc["relabeling"]["relabel_verified"] > 0
+    timing = ("sps", "wall_s", "relabel_wall_frac", "relabel_worker_frac", "texts_embedded")
+    strip = lambda r: {k: v for k, v in r.items() if k not in timing}  # noqa: E731
+    assert [strip(r) for r in rows_proc] == [strip(r) for r in rows_thread]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 from hypothesis import given, settings
@@ -181,3 +182,72 @@ def test_text_only_relabel_is_unverified_with_similarity_and_flawed_when_verifie
     assert [r.text for r in kept] == ["chop some trees", "collect wood"] and not flawed
     assert all(r.spec is UNVERIFIED_SPEC and not r.verified and r.step == 3 for r in kept)
     assert first_success(UNVERIFIED_SPEC, SEG.counters()) is None  # never holds: rewarded by similarity alone
+
+
+# ---------------------------------------------------------------------------------------------
+# Relabel processes (AsyncRelabeler(processes=K)): the narrator proposes and verifies in children.
+
+def _recorded_batch(n: int = 96):
+    from oir.segments import SegmentBatch, load_segments
+
+    segs = load_segments(Path(__file__).parents[1] / "bench" / "data" / "segments-1000.npz")[:n]
+    return SegmentBatch.from_segments(segs, env=np.arange(len(segs)) % 7, start=np.arange(len(segs)) * 3,
+                                      task=np.arange(len(segs)) % 5)
+
+
+def _relabel_all(worker, batches) -> list:
+    out = []
+    for b in batches:
+        worker.submit(b)
+        worker.flush()
+        out += worker.drain()
+    return out
+
+
+def _as_rows(results) -> list:
+    return [(r.info.env, r.info.start, r.info.task, r.proposed, dict(r.flawed),
+             [(x.text, x.spec.key(), x.step) for x in r.relabels]) for r in results]
+
+
+def test_relabel_processes_give_the_same_relabels_as_the_worker_thread():
+    from oir.relabel import AsyncRelabeler
+
+    batch = _recorded_batch()
+    parts = [batch.select(slice(0, 40)), batch.select(slice(40, 96))]
+    thread = AsyncRelabeler(NarratorRelabeler(), batch=32)
+    procs = AsyncRelabeler(NarratorRelabeler(), batch=32, processes=2)
+    try:
+        assert procs.procs is not None and thread.procs is None
+        want, got = _relabel_all(thread, parts), _relabel_all(procs, parts)
+    finally:
+        thread.close()
+        procs.close()
+    assert len(want) == 96 and sum(len(r.relabels) for r in want) > 200
+    assert _as_rows(got) == _as_rows(want)
+    assert procs.process_deaths == 0 and procs.errors == 0
+
+
+def test_a_relabel_process_that_dies_is_one_warning_line_and_nothing_is_lost(capsys):
+    import os
+    import signal
+
+    from oir.relabel import AsyncRelabeler
+
+    batch = _recorded_batch(60)
+    worker = AsyncRelabeler(NarratorRelabeler(), batch=64, processes=1)
+    try:
+        first = _relabel_all(worker, [batch.select(slice(0, 20))])
+        for pid in list(worker.procs._processes):  # the child, killed between two batches
+            os.kill(pid, signal.SIGKILL)
+        rest = _relabel_all(worker, [batch.select(slice(20, 40)), batch.select(slice(40, 60))])
+    finally:
+        worker.close()
+    err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert len(err) == 1 and err[0].startswith("oir: warning: the relabel process died")
+    assert worker.process_deaths == 1 and worker.procs is None and worker.errors == 0
+    assert len(first) + len(rest) == 60 and all(r.relabels for r in first + rest)
+    thread = AsyncRelabeler(NarratorRelabeler(), batch=64)
+    try:
+        assert _as_rows(first + rest) == _as_rows(_relabel_all(thread, [batch]))
+    finally:
+        thread.close()

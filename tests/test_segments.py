@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from oir.events import COUNTER_INDEX, NUM_EVENTS, NUM_LEVELS
 from oir.narrate import NUM_NEARBY
@@ -42,8 +44,8 @@ def chunk(t_len: int, step0: int, done: dict[tuple[int, int], bool], task: int =
 
 def test_tracker_cuts_segments_across_chunks_with_the_right_start_state():
     tr = SegmentTracker(N, H, FRESH, np.zeros((N, NUM_NEARBY), bool))
-    assert tr.push(chunk(4, 0, {(1, 0): False})) != []
-    out = tr.push(chunk(4, 4, {(2, 0): True, (3, 1): False}))
+    assert len(tr.push(chunk(4, 0, {(1, 0): False}))) == 1
+    out = tr.push(chunk(4, 4, {(2, 0): True, (3, 1): False})).infos()
     by_env = {(s.env, s.start): s for s in out}
     # env 0: steps 2..6 (after its first segment ended at step 1), the world ended at step 6
     s = by_env[0, 2]
@@ -56,7 +58,7 @@ def test_tracker_cuts_segments_across_chunks_with_the_right_start_state():
     s = by_env[1, 0]
     assert s.end == 7 and s.success and s.task == 5 and (s.segment.levels[0] == FRESH).all()
     # after a world end the next segment starts from a fresh world's levels
-    nxt = tr.push(chunk(4, 8, {(0, 0): False}))
+    nxt = tr.push(chunk(4, 8, {(0, 0): False})).infos()
     assert nxt[0].start == 7 and (nxt[0].segment.levels[0] == FRESH).all()
 
 
@@ -146,8 +148,65 @@ def test_after_a_fresh_start_the_next_segment_starts_from_a_fresh_worlds_levels(
     c = chunk(4, 0, {(1, 0): False, (1, 1): False})  # two successes at step 1, the game not over
     world_new = np.zeros((4, N), bool)
     world_new[1, 0] = True  # env 0 starts its next instruction in a fresh world, env 1 does not
-    out = tr.push(c.replace(world_new=world_new))
+    out = tr.push(c.replace(world_new=world_new)).infos()
     assert [s.segment.ended for s in out] == [False, False]  # a fresh start is not a game over
-    nxt = {s.env: s for s in tr.push(chunk(4, 4, {(0, 0): False, (0, 1): False}))}
+    nxt = {s.env: s for s in tr.push(chunk(4, 4, {(0, 0): False, (0, 1): False})).infos()}
     assert (nxt[0].segment.levels[0] == FRESH).all()
     assert nxt[1].segment.levels[0, 0] == 1  # where the last instruction left the agent
+
+
+def _reference_cut(tr_state: dict, chunk: Chunk) -> list[tuple]:
+    """The segment cutter as a plain loop over every ended segment (what the vectorized one replaced)."""
+    h, step = tr_state["h"], tr_state["step"]
+    t_len = chunk.task_done.shape[0]
+    for t in range(t_len):
+        r = (step + t) % h
+        tr_state["events"][r], tr_state["levels"][r], tr_state["nearby"][r] = chunk.events[t], chunk.levels[t], chunk.nearby[t]
+    new = chunk.world_done if chunk.world_new is None else chunk.world_new
+    out = []
+    for t in range(t_len):
+        for i in range(chunk.task_done.shape[1]):
+            if not chunk.task_done[t, i]:
+                continue
+            g, s = step + t, max(int(tr_state["start"][i]), step + t - h + 1)
+            idx = np.arange(s, g + 1) % h
+            out.append((i, s, int(chunk.task[t, i]), bool(chunk.success[t, i]), bool(chunk.world_done[t, i]),
+                        tr_state["events"][idx, i].copy(),
+                        np.concatenate([tr_state["start_levels"][i][None], tr_state["levels"][idx, i]]),
+                        np.concatenate([tr_state["start_nearby"][i][None], tr_state["nearby"][idx, i]])))
+            tr_state["start"][i] = g + 1
+            tr_state["start_levels"][i] = FRESH if new[t, i] else chunk.levels[t, i]
+            tr_state["start_nearby"][i] = chunk.nearby[t, i]
+    tr_state["step"] += t_len
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 6), st.floats(0.0, 0.6), st.integers(4, 12))
+def test_vectorized_cutter_gives_exactly_the_segments_of_a_plain_loop(seed, n_chunks, p_done, t_len):
+    rng = np.random.default_rng(seed)
+    n, h = 5, 64
+    nearby0 = rng.random((n, NUM_NEARBY)) < 0.3
+    tr = SegmentTracker(n, h, FRESH, nearby0)
+    ref = {"h": h, "step": 0, "start": np.zeros(n, np.int64), "start_levels": np.tile(FRESH, (n, 1)),
+           "start_nearby": nearby0.copy(), "events": np.zeros((h, n, NUM_EVENTS), np.int8),
+           "levels": np.zeros((h, n, NUM_LEVELS), np.int8), "nearby": np.zeros((h, n, NUM_NEARBY), bool)}
+    for _ in range(n_chunks):
+        done = rng.random((t_len, n)) < p_done
+        world_done = done & (rng.random((t_len, n)) < 0.3)
+        world_new = world_done | (done & (rng.random((t_len, n)) < 0.2))
+        c = Chunk(rng.integers(0, 50, (t_len, n)).astype(np.int32), done, done & ~world_done & (rng.random((t_len, n)) < 0.5),
+                  world_done, rng.integers(0, 3, (t_len, n, NUM_EVENTS)).astype(np.int8),
+                  rng.integers(0, 10, (t_len, n, NUM_LEVELS)).astype(np.int8), rng.random((t_len, n, NUM_NEARBY)) < 0.3,
+                  world_new if rng.random() < 0.7 else None)
+        got, want = tr.push(c), _reference_cut(ref, c)
+        assert len(got) == len(want)
+        for k, (env, start, task, success, ended, events, levels, nearby) in enumerate(want):
+            seg = got.segment(k)
+            assert (got.env[k], got.start[k], got.task[k], got.success[k], got.ended[k]) == (env, start, task, success, ended)
+            assert np.array_equal(seg.events, events) and np.array_equal(seg.levels, levels)
+            assert np.array_equal(seg.nearby, nearby) and seg.ended == ended
+        sub = got.select(got.eventful(3))  # a selection keeps each chosen segment whole
+        for j, k in enumerate(np.flatnonzero(got.eventful(3))):
+            assert np.array_equal(sub.segment(j).levels, got.segment(k).levels)
+            assert np.array_equal(sub.segment(j).events, got.segment(k).events) and sub.segment(j).events[:, :3].any()

@@ -59,6 +59,9 @@ class RelabelingConfig:
     pool: int = 65536  # most recent relabels kept for sampling windows
     max_proposals: int = 8  # narrator relabels per segment, taken in turn from each kind of statement
     worker_batch: int = 64  # segments per relabeler call in the worker
+    # Child processes that propose and verify (the narrator; LLM and similarity relabeling stay in
+    # the worker thread): they never hold the training process's GIL. 0: all in the worker thread.
+    processes: int = 0
     sync_every: int = 4  # updates between pushes of new instructions and weights to the device
     save_segments: int = 0  # keep a uniform sample of this many eventful segments: DIR/segments.npz
     # Wait for the relabel worker every update: slower, but the same seed then gives the same run
@@ -94,7 +97,7 @@ class Hindsight:
         self.delta = delta
         self.env_steps = 0  # of the newest update the host has seen; stamps first-seen steps
         self.worker = AsyncRelabeler(relabeler, cfg.worker_batch, encoder=encoder, event_emb=self.event_emb,
-                                     delta=delta, sink=self._to_buffer)
+                                     delta=delta, sink=self._to_buffer, processes=cfg.processes)
         self.counts: Counter = Counter()
         self.host_s = 0.0
         self.tracker: SegmentTracker | None = None
@@ -141,12 +144,13 @@ class Hindsight:
         attempts = np.bincount(chunk.task[chunk.task_done], minlength=self.cfg.capacity)
         successes = np.bincount(chunk.task[chunk.task_done & chunk.success], minlength=self.cfg.capacity)
         self.buffer.record(attempts, successes)
-        infos = self.tracker.push(chunk)
-        eventful = [i for i in infos if i.segment.events[:, : len(ACHIEVEMENTS)].any()]
-        self.counts["segments"] += len(infos)
-        self.counts["segments_quiet"] += len(infos) - len(eventful)
+        batch = self.tracker.push(chunk)
+        eventful = batch.select(batch.eventful(len(ACHIEVEMENTS)))
+        self.counts["segments"] += len(batch)
+        self.counts["segments_quiet"] += len(batch) - len(eventful)
         self.env_steps = env_steps
-        self._keep(eventful)
+        if self.cfg.save_segments:
+            self._keep(eventful.segments())
         self.worker.submit(eventful)
         if self.cfg.synchronous:
             self.worker.flush()
@@ -154,17 +158,17 @@ class Hindsight:
             self._take(res)
         self.host_s += time.perf_counter() - t0
 
-    def _keep(self, infos: list) -> None:
+    def _keep(self, segments: list) -> None:
         """Reservoir sampling: every eventful segment of the run is equally likely to be kept."""
         k = self.cfg.save_segments
-        for info in infos if k else ():
+        for segment in segments:
             self.counts["eventful_seen"] += 1
             if len(self.kept) < k:
-                self.kept.append(info.segment)
+                self.kept.append(segment)
             else:
                 j = int(self.rng.integers(self.counts["eventful_seen"]))
                 if j < k:
-                    self.kept[j] = info.segment
+                    self.kept[j] = segment
 
     def _to_buffer(self, results: list) -> None:
         """In the worker thread: add a batch's verified relabels to the buffer (one encoder call)."""
@@ -270,6 +274,7 @@ class Hindsight:
             "relabel_pending": self.worker.pending(),
             "relabel_dropped": self.worker.dropped,
             "relabel_errors": self.worker.errors,
+            "relabel_process_deaths": self.worker.process_deaths,
             "unique_instructions": len(self.buffer),
             "texts_embedded": getattr(self.encoder, "misses", 0),  # new texts the encoder had to run on
             "relabel_wall_frac": self.host_s / max(wall_s, 1e-9),

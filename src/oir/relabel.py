@@ -12,11 +12,13 @@ grammar (which must never copy a human suite's texts, design doc §9). It is not
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
 import queue
 import random
+import sys
 import threading
 import time
 from collections import Counter
@@ -199,6 +201,7 @@ class NarratorRelabeler:
     """
 
     name = "narrator"
+    in_process = True  # plain data: it can be rebuilt in a relabel process (AsyncRelabeler)
 
     def __init__(self, max_proposals: int = 8, phrasings: int = 3):
         self.max_proposals, self.phrasings = max_proposals, phrasings
@@ -392,11 +395,18 @@ class RelabelResult:
 class AsyncRelabeler:
     """Runs a relabeler and the verification in a worker thread, off the jitted training path.
 
-    ``submit`` never blocks (past ``max_pending`` waiting segments, new ones are dropped and
-    counted); ``drain`` returns whatever is done. A relabeler that raises costs its batch, never
-    the run. With ``encoder`` it also embeds the relabels' texts (into the encoder's cache), off the
-    training thread. With ``event_emb`` too it rewards by similarity instead of the spec. ``sink``
-    runs on each finished batch in the worker too (the trainer adds relabels to its buffer there).
+    ``submit`` takes a :class:`~oir.segments.SegmentBatch` and never blocks (past ``max_pending``
+    waiting segments, new ones are dropped and counted); ``drain`` returns whatever is done. A
+    relabeler that raises costs its batch, never the run. With ``encoder`` it also embeds the
+    relabels' texts (into the encoder's cache), off the training thread. With ``event_emb`` too it
+    rewards by similarity instead of the spec. ``sink`` runs on each finished batch in the worker
+    too (the trainer adds relabels to its buffer there).
+
+    With ``processes > 0`` and a relabeler that can live in another process (``in_process``: the
+    narrator), proposing and verifying run in that many child processes, so they never hold this
+    process's GIL: the worker thread hands them segment arrays and gets back texts, canonical
+    spec JSON and steps. A child that dies is one warning line; relabeling then goes on in the
+    thread, and nothing submitted is lost.
     """
 
     def __init__(
@@ -408,6 +418,7 @@ class AsyncRelabeler:
         event_emb: np.ndarray | None = None,
         delta: float = 0.5,
         sink: Callable[[list[RelabelResult]], None] | None = None,
+        processes: int = 0,
     ):
         self.relabeler, self.batch, self.max_pending, self.sink = relabeler, batch, max_pending, sink
         self.encoder, self.event_emb, self.delta = encoder, event_emb, delta
@@ -417,19 +428,24 @@ class AsyncRelabeler:
         self.dropped = 0
         self.errors = 0
         self.last_error = ""
+        self.process_deaths = 0
         self._outstanding = 0  # segments submitted and not yet relabeled or dropped
         self._idle = threading.Condition()
+        self.procs = None
+        if processes > 0 and getattr(relabeler, "in_process", False) and event_emb is None:
+            self.procs = _start_processes(relabeler, processes)
         self._thread = threading.Thread(target=self._run, name="oir-relabel", daemon=True)
         self._thread.start()
 
-    def submit(self, infos: list) -> None:
-        for info in infos:
-            if self.inbox.qsize() >= self.max_pending:
-                self.dropped += 1
-            else:
-                with self._idle:
-                    self._outstanding += 1
-                self.inbox.put(info)
+    def submit(self, batch) -> None:
+        room = max(self.max_pending - self._outstanding, 0)
+        if len(batch) > room:
+            self.dropped += len(batch) - room
+            batch = batch.select(slice(0, room))
+        if len(batch):
+            with self._idle:
+                self._outstanding += len(batch)
+            self.inbox.put(batch)
 
     def flush(self) -> None:
         """Wait until every submitted segment is relabeled (its results then wait in ``drain``)."""
@@ -450,27 +466,32 @@ class AsyncRelabeler:
                 return out
 
     def pending(self) -> int:
-        return self.inbox.qsize()
+        return self._outstanding
 
     def close(self, timeout: float = 60.0) -> None:
         """Stop after the batch in flight; segments still waiting are dropped (and counted)."""
         while True:
             try:
-                self.inbox.get_nowait()
-                self.dropped += 1
-                self._done(1)
+                batch = self.inbox.get_nowait()
             except queue.Empty:
                 break
+            if batch is not None:
+                self.dropped += len(batch)
+                self._done(len(batch))
         self.inbox.put(None)
         self._thread.join(timeout=timeout)
+        if self.procs is not None:
+            self.procs.shutdown(wait=False, cancel_futures=True)
 
     def _run(self) -> None:
+        from oir.segments import SegmentBatch
+
         while True:
             first = self.inbox.get()
             if first is None:
                 return
-            infos = [first]
-            while len(infos) < self.batch:
+            batches = [first]
+            while sum(map(len, batches)) < self.batch:  # segments that waited meanwhile join this call
                 try:
                     nxt = self.inbox.get_nowait()
                 except queue.Empty:
@@ -478,15 +499,41 @@ class AsyncRelabeler:
                 if nxt is None:
                     self.inbox.put(None)  # stop after this batch
                     break
-                infos.append(nxt)
+                batches.append(nxt)
+            batch = SegmentBatch.concat(batches)
             start = time.perf_counter()
             try:
-                self.outbox.put(self._relabel(infos))
+                self.outbox.put(self._relabel_batch(batch))
             except Exception as e:  # a broken relabeler must not stop training
                 self.errors += 1
                 self.last_error = f"{type(e).__name__}: {e}"
             self.busy_s += time.perf_counter() - start
-            self._done(len(infos))
+            self._done(len(batch))
+
+    def _relabel_batch(self, batch) -> list[RelabelResult]:
+        infos = batch.infos()
+        if self.procs is None:
+            return self._relabel(infos)
+        from concurrent.futures.process import BrokenProcessPool
+
+        k = self.procs._max_workers
+        cuts = np.linspace(0, len(batch), k + 1).astype(int)
+        try:
+            futures = [self.procs.submit(_child_relabel, batch.select(slice(a, b)))
+                       for a, b in itertools.pairwise(cuts) if b > a]
+            replies = [r for f in futures for r in f.result()]
+        except BrokenProcessPool as e:
+            self.process_deaths += 1
+            print(f"oir: warning: the relabel process died ({e or 'killed'}); relabeling goes on in the "
+                  "training process's worker thread", file=sys.stderr, flush=True)
+            self.procs.shutdown(wait=False, cancel_futures=True)
+            self.procs = None
+            return self._relabel(infos)
+        results = []
+        for info, (kept, flawed, proposed) in zip(infos, replies, strict=True):
+            relabels = [Relabel(text, _spec_of(key), step) for text, key, step in kept]
+            results.append(RelabelResult(info, relabels, Counter(flawed), proposed))
+        return self._finish(results)
 
     def _relabel(self, infos: list) -> list[RelabelResult]:
         segments = [i.segment for i in infos]
@@ -506,9 +553,48 @@ class AsyncRelabeler:
             unsupported = sum(r.verified and first_success(r.spec, counters) is None for r in kept)
             errors = similarity_errors(props, counters, step)
             results.append(RelabelResult(info, kept, flawed, len(props), unsupported, similarity=errors))
+        return self._finish(results)
+
+    def _finish(self, results: list[RelabelResult]) -> list[RelabelResult]:
         if self.encoder is not None:
             # Embed the new texts here, so later lookups hit the encoder's cache.
             self.encoder.encode([r.text for res in results for r in res.relabels])
         if self.sink is not None:
             self.sink(results)
         return results
+
+
+# ---------------------------------------------------------------------------------------------
+# Relabel processes: the child side.
+
+_CHILD: dict[str, Any] = {}
+
+
+def _start_processes(relabeler: Relabeler, processes: int):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: the parent runs XLA's and the worker's threads, which fork would copy mid-flight
+    return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_child_init, initargs=(relabeler,))
+
+
+def _child_init(relabeler: Relabeler) -> None:
+    _CHILD["relabeler"] = relabeler
+
+
+def _child_relabel(batch) -> list[tuple[list[tuple[str, str, int]], dict[str, int], int]]:
+    """In a relabel process: propose and verify; per segment ``(kept, flawed, proposed)``, each kept
+    relabel as ``(text, canonical spec JSON, step)``."""
+    segments = batch.segments()
+    out = []
+    for seg, props in zip(segments, _CHILD["relabeler"].propose_batch(segments), strict=True):
+        kept, flawed = verify(seg, props)
+        out.append(([(r.text, r.spec.key(), r.step) for r in kept], dict(flawed), len(props)))
+    return out
+
+
+@functools.lru_cache(maxsize=65536)
+def _spec_of(key: str) -> TaskSpec:
+    """A verified relabel's spec from its canonical JSON (few distinct specs: parsed once each)."""
+    return parse_spec(key)

@@ -18,7 +18,7 @@ its row in both rings is ``g % history``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import jax
 import jax.numpy as jnp
@@ -101,8 +101,94 @@ class SegmentInfo:
         return self.start + self.segment.length - 1
 
 
+@dataclass
+class SegmentBatch:
+    """Finished segments as flat arrays: what the cutter makes and what crosses to a relabel process.
+
+    Segment ``k`` has ``lengths[k]`` steps; its events are rows ``offsets[k] .. offsets[k] +
+    lengths[k]`` of ``events``, and its levels and surroundings (one row more: the state before
+    its first step) rows ``offsets[k] + k ..`` of ``levels`` and ``nearby``.
+    """
+
+    env: np.ndarray  # int64[K]
+    start: np.ndarray  # int64[K]: per-env step index of its first step
+    task: np.ndarray  # int32[K]
+    success: np.ndarray  # bool[K]
+    ended: np.ndarray  # bool[K]: the game ended at its last step
+    lengths: np.ndarray  # int64[K]
+    events: np.ndarray  # int8[sum(lengths), NUM_EVENTS]
+    levels: np.ndarray  # int8[sum(lengths) + K, NUM_LEVELS]
+    nearby: np.ndarray  # bool[sum(lengths) + K, NUM_NEARBY]
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return np.cumsum(self.lengths) - self.lengths
+
+    @classmethod
+    def empty(cls) -> SegmentBatch:
+        z = np.zeros(0, np.int64)
+        return cls(z, z, z.astype(np.int32), z.astype(bool), z.astype(bool), z,
+                   np.zeros((0, NUM_EVENTS), np.int8), np.zeros((0, NUM_LEVELS), np.int8),
+                   np.zeros((0, NUM_NEARBY), bool))
+
+    @classmethod
+    def from_segments(cls, segments: list[Segment], env=None, start=None, task=None, success=None) -> SegmentBatch:
+        """Segments (saved ones, constructed ones) as a batch; the bookkeeping columns default to 0."""
+        k = len(segments)
+        col = lambda v, dt: np.zeros(k, dt) if v is None else np.asarray(v, dt)  # noqa: E731
+        if not k:
+            return cls.empty()
+        return cls(col(env, np.int64), col(start, np.int64), col(task, np.int32), col(success, bool),
+                   np.array([s.ended for s in segments], bool), np.array([s.length for s in segments], np.int64),
+                   np.concatenate([s.events for s in segments]).astype(np.int8),
+                   np.concatenate([s.levels for s in segments]).astype(np.int8),
+                   np.concatenate([s.nearby for s in segments]).astype(bool))
+
+    @classmethod
+    def concat(cls, batches: list[SegmentBatch]) -> SegmentBatch:
+        if len(batches) == 1:
+            return batches[0]
+        return cls(*(np.concatenate([getattr(b, f.name) for b in batches]) for f in fields(cls)))
+
+    def segment(self, k: int) -> Segment:
+        e0, n = int(self.offsets[k]), int(self.lengths[k])
+        return Segment(self.events[e0:e0 + n].astype(np.int32), self.levels[e0 + k:e0 + k + n + 1].astype(np.int32),
+                       self.nearby[e0 + k:e0 + k + n + 1], bool(self.ended[k]))
+
+    def segments(self) -> list[Segment]:
+        return [self.segment(k) for k in range(len(self))]
+
+    def infos(self) -> list[SegmentInfo]:
+        return [SegmentInfo(self.segment(k), int(self.env[k]), int(self.start[k]), int(self.task[k]),
+                            bool(self.success[k])) for k in range(len(self))]
+
+    def eventful(self, first: int) -> np.ndarray:
+        """bool[K]: whether any of the first ``first`` events (the achievements) happened in it."""
+        hit = self.events[:, :first].any(axis=1).astype(np.int64)
+        return np.bincount(np.repeat(np.arange(len(self)), self.lengths), hit, len(self)) > 0
+
+    def select(self, keep) -> SegmentBatch:
+        """The segments at ``keep`` (a bool mask, a slice or indices), in that order."""
+        idx = np.arange(len(self))[keep]
+        lengths, offs = self.lengths[idx], self.offsets[idx]
+        rows = _ranges(offs, lengths)
+        state_rows = _ranges(offs + idx, lengths + 1)
+        return SegmentBatch(self.env[idx], self.start[idx], self.task[idx], self.success[idx], self.ended[idx],
+                            lengths, self.events[rows], self.levels[state_rows], self.nearby[state_rows])
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The concatenation of ``range(s, s + n)`` for every (s, n), without a Python loop."""
+    total = int(lengths.sum())
+    first = np.cumsum(lengths) - lengths
+    return np.arange(total) + np.repeat(starts - first, lengths)
+
+
 class SegmentTracker:
-    """Cuts each env's steps into segments at instruction ends (host side, numpy)."""
+    """Cuts every env's steps into segments at instruction ends (host side, vectorized numpy)."""
 
     def __init__(self, num_envs: int, history: int, fresh_levels: np.ndarray, nearby0: np.ndarray):
         self.n, self.h = num_envs, history
@@ -115,29 +201,48 @@ class SegmentTracker:
         self.start_nearby = np.asarray(nearby0, bool).copy()
         self.step = 0  # per-env steps pushed so far
 
-    def push(self, chunk: Chunk) -> list[SegmentInfo]:
-        """Add a rollout chunk (numpy leaves); return the segments that ended in it, in time order."""
+    def push(self, chunk: Chunk) -> SegmentBatch:
+        """Add a rollout chunk (numpy leaves); return the segments that ended in it, in time order
+        (by step, then env)."""
         t_len = chunk.task_done.shape[0]
         rows = (self.step + np.arange(t_len)) % self.h
         self.events[rows], self.levels[rows], self.nearby[rows] = chunk.events, chunk.levels, chunk.nearby
-        out = []
-        new = chunk.world_done if chunk.world_new is None else chunk.world_new
-        for t, i in zip(*np.nonzero(chunk.task_done), strict=True):
-            g = self.step + int(t)
-            s = int(self.start[i])
-            if g - s + 1 > self.h:  # cannot happen while history > max_task_steps; guard anyway
-                s = g - self.h + 1
-            idx = np.arange(s, g + 1) % self.h
-            seg = Segment(
-                events=self.events[idx, i].astype(np.int32),
-                levels=np.concatenate([self.start_levels[i][None], self.levels[idx, i]]).astype(np.int32),
-                nearby=np.concatenate([self.start_nearby[i][None], self.nearby[idx, i]]),
-                ended=bool(chunk.world_done[t, i]),
-            )
-            out.append(SegmentInfo(seg, int(i), s, int(chunk.task[t, i]), bool(chunk.success[t, i])))
-            self.start[i] = g + 1
-            self.start_levels[i] = self.fresh if new[t, i] else chunk.levels[t, i]
-            self.start_nearby[i] = chunk.nearby[t, i]
+        new = np.asarray(chunk.world_done if chunk.world_new is None else chunk.world_new)
+        t, i = np.nonzero(chunk.task_done)  # row-major: time order, then env
+        k = len(t)
+        if not k:
+            self.step += t_len
+            return SegmentBatch.empty()
+        # An env may end several segments in one chunk: each after the first starts where the one
+        # before it in the same env ended; the first starts where the tracker's per-env state says.
+        by_env = np.lexsort((t, i))
+        first = np.ones(k, bool)
+        first[by_env[1:]] = i[by_env[1:]] != i[by_env[:-1]]
+        prev = np.zeros(k, np.int64)
+        prev[by_env[1:]] = t[by_env[:-1]]
+        g = self.step + t
+        start = np.where(first, self.start[i], self.step + prev + 1)
+        after_prev = np.where(new[prev, i][:, None], self.fresh, chunk.levels[prev, i])
+        start_levels = np.where(first[:, None], self.start_levels[i], after_prev)
+        start_nearby = np.where(first[:, None], self.start_nearby[i], chunk.nearby[prev, i])
+        start = np.maximum(start, g - self.h + 1)  # cannot happen while history > max_task_steps; guard anyway
+        lengths = g - start + 1
+        offs = np.cumsum(lengths) - lengths
+        ring = (np.repeat(start, lengths) + _ranges(np.zeros(k, np.int64), lengths)) % self.h
+        envs = np.repeat(i, lengths)
+        body = np.arange(int(lengths.sum())) + np.repeat(np.arange(k), lengths) + 1  # after each start row
+        levels = np.empty((len(body) + k, NUM_LEVELS), np.int8)
+        nearby = np.empty((len(body) + k, NUM_NEARBY), bool)
+        levels[offs + np.arange(k)], nearby[offs + np.arange(k)] = start_levels, start_nearby
+        levels[body], nearby[body] = self.levels[ring, envs], self.nearby[ring, envs]
+        out = SegmentBatch(i.astype(np.int64), start, chunk.task[t, i].astype(np.int32),
+                           chunk.success[t, i].astype(bool), chunk.world_done[t, i].astype(bool),
+                           lengths, self.events[ring, envs], levels, nearby)
+        last = by_env[np.append(i[by_env[1:]] != i[by_env[:-1]], True)]  # each env's last segment
+        tl, il = t[last], i[last]
+        self.start[il] = self.step + tl + 1
+        self.start_levels[il] = np.where(new[tl, il][:, None], self.fresh, chunk.levels[tl, il])
+        self.start_nearby[il] = chunk.nearby[tl, il]
         self.step += t_len
         return out
 

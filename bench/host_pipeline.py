@@ -1,0 +1,150 @@
+"""The OIR loop's host side alone: recorded rollout chunks replayed through it, timed.
+
+    .venv/bin/python bench/host_pipeline.py --num-envs 1024 4096
+
+For each env count, first records ``--updates`` rollout chunks of a real OIR run (PQN, narrator
+relabels, ``oir train`` in this process, its chunks copied as the host receives them; cached in
+``--cache``), then replays them, with the device idle, through:
+
+* ``cut``: the segment cutter alone (:class:`oir.segments.SegmentTracker`);
+* ``relabel``: cut, then the narrator's proposals and their verification, one core
+  (:meth:`oir.relabel.NarratorRelabeler.propose_batch`, :func:`oir.relabel.verify`);
+* ``host``: the whole host side of training (:class:`oir.hindsight.Hindsight` with
+  ``--relabeling.synchronous``: cut, relabel in its worker, instruction buffer with MiniLM
+  embeddings of new texts, relabel pool, device-table mirrors), as each update would run it.
+
+Prints segments/s and relabels/s (verified) per stage; ``cut`` and ``relabel`` run on one core,
+so they are per-core figures. The recorded agent is the run's own, early in training (its first
+``--updates`` updates): segments are shorter and poorer in events than a trained agent's.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import tyro
+
+from oir.segments import Chunk
+
+
+@dataclass
+class Args:
+    num_envs: list[int] = field(default_factory=lambda: [1024, 4096])
+    updates: int = 24  # rollout chunks (16 steps each) recorded per env count
+    skip: int = 8  # chunks replayed once before timing (segments then have their full lengths)
+    cache: Path = Path("runs/host-pipeline")  # recorded chunks, one .npz per env count
+    encoder: str = "minilm"
+    seed: int = 0
+
+
+def record(num_envs: int, updates: int, path: Path, seed: int) -> None:
+    """Train ``updates`` updates of PQN + narrator at ``num_envs`` envs, keeping every chunk."""
+    from oir import hindsight
+    from oir.train import TrainConfig, train
+
+    chunks, start = [], {}
+    observe, begin = hindsight.Hindsight.observe, hindsight.Hindsight.start
+
+    def keep(self, chunk, env_steps):
+        chunks.append({k: np.array(v) for k, v in vars(chunk).items() if v is not None})
+        return observe(self, chunk, env_steps)
+
+    def started(self, runner, fresh_levels):
+        begin(self, runner, fresh_levels)
+        start.update(fresh_levels=np.array(fresh_levels), nearby0=self.tracker.start_nearby.copy())
+
+    hindsight.Hindsight.observe, hindsight.Hindsight.start = keep, started
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = TrainConfig(algo="pqn", relabel="narrator", num_envs=num_envs, seed=seed,
+                              steps=updates * num_envs * 16, eval_episodes=0, checkpoint_every=0,
+                              out=Path(tmp) / "run")
+            train(cfg, progress=False)
+    finally:
+        hindsight.Hindsight.observe, hindsight.Hindsight.start = observe, begin
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **start, **{k: np.stack([c[k] for c in chunks]) for k in chunks[0]})
+
+
+def load(path: Path) -> tuple[list[Chunk], np.ndarray, np.ndarray]:
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    fresh, nearby0 = arrays.pop("fresh_levels"), arrays.pop("nearby0")
+    n = len(arrays["task"])
+    return [Chunk(**{k: v[i] for k, v in arrays.items()}) for i in range(n)], fresh, nearby0
+
+
+def bench(path: Path, args: Args) -> list[str]:
+    from oir.encode import make_encoder
+    from oir.events import ACHIEVEMENTS
+    from oir.hindsight import Hindsight, RelabelingConfig
+    from oir.relabel import NarratorRelabeler, verify
+    from oir.segments import SegmentTracker
+
+    chunks, fresh, nearby0 = load(path)
+    num_envs = chunks[0].task.shape[1]
+    warm, timed = chunks[: args.skip], chunks[args.skip:]
+    steps = sum(c.task.size for c in timed)
+    rows = []
+
+    def tracker():
+        t = SegmentTracker(num_envs, 1024, fresh, nearby0)
+        for c in warm:
+            t.push(c)
+        return t
+
+    t = tracker()
+    t0 = time.perf_counter()
+    infos = [i for c in timed for i in t.push(c)]
+    cut_s = time.perf_counter() - t0
+    rows.append(("cut", len(infos), cut_s, None))
+
+    relabeler = NarratorRelabeler()
+    t = tracker()
+    t0 = time.perf_counter()
+    verified = 0
+    for c in timed:
+        segs = [i.segment for i in t.push(c) if i.segment.events[:, : len(ACHIEVEMENTS)].any()]
+        for seg, props in zip(segs, relabeler.propose_batch(segs), strict=True):
+            verified += len(verify(seg, props)[0])
+    rows.append(("relabel", len(infos), time.perf_counter() - t0, verified))
+
+    encoder = make_encoder(args.encoder)
+    hs = Hindsight(replace(RelabelingConfig(), synchronous=True), NarratorRelabeler(), encoder, num_envs)
+    hs.tracker = tracker()
+    t0 = time.perf_counter()
+    for u, c in enumerate(timed):
+        hs.observe(c, (u + 1) * 16 * num_envs)
+        hs._mirror_new()
+    host_s = time.perf_counter() - t0
+    m = hs.metrics(host_s)
+    hs.worker.close()
+    rows.append(("host", m["relabel_segments"], host_s, m["relabel_verified"]))
+
+    out = []
+    for stage, segs, secs, rel in rows:
+        out.append(f"| {num_envs:,} | {stage} | {segs:,} | {segs / secs:,.0f} | "
+                   f"{'' if rel is None else f'{rel / secs:,.0f}'} | {steps / secs:,.0f} |")
+    return out
+
+
+def main(args: Args) -> int:
+    table = ["| envs | stage | segments | segments/s | verified relabels/s | env steps/s it keeps up with |",
+             "|---:|---|---:|---:|---:|---:|"]
+    for n in args.num_envs:
+        path = args.cache / f"chunks-{n}-u{args.updates}-s{args.seed}.npz"
+        if not path.exists():
+            print(f"recording {args.updates} chunks at {n} envs into {path}", file=sys.stderr, flush=True)
+            record(n, args.updates, path, args.seed)
+        table += bench(path, args)
+        print("\n".join(table), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(tyro.cli(Args)))
