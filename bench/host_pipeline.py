@@ -9,9 +9,11 @@ relabels, ``oir train`` in this process, its chunks copied as the host receives 
 * ``cut``: the segment cutter alone (:class:`oir.segments.SegmentTracker`);
 * ``relabel``: cut, then the narrator's proposals and their verification, one core
   (:meth:`oir.relabel.NarratorRelabeler.propose_batch`, :func:`oir.relabel.verify`);
-* ``host``: the whole host side of training (:class:`oir.hindsight.Hindsight` with
-  ``--relabeling.synchronous``: cut, relabel in its worker, instruction buffer with MiniLM
-  embeddings of new texts, relabel pool, device-table mirrors), as each update would run it.
+* ``relabel, K processes``: cut here, propose and verify in K relabel processes
+  (:class:`oir.relabel.AsyncRelabeler`, ``--relabeling.processes K``), all chunks in flight;
+* ``host, K processes``: the whole host side of training (:class:`oir.hindsight.Hindsight` with
+  ``--relabeling.synchronous``: cut, relabel, instruction buffer with MiniLM embeddings of new
+  texts, relabel pool, device-table mirrors), one update after another as training runs it.
 
 Prints segments/s and relabels/s (verified) per stage; ``cut`` and ``relabel`` run on one core,
 so they are per-core figures. The recorded agent is the run's own, early in training (its first
@@ -40,6 +42,7 @@ class Args:
     cache: Path = Path("runs/host-pipeline")  # recorded chunks, one .npz per env count
     encoder: str = "minilm"
     seed: int = 0
+    processes: list[int] = field(default_factory=lambda: [1, 2])  # relabel processes to time
 
 
 def record(num_envs: int, updates: int, path: Path, seed: int) -> None:
@@ -83,7 +86,7 @@ def bench(path: Path, args: Args) -> list[str]:
     from oir.encode import make_encoder
     from oir.events import ACHIEVEMENTS
     from oir.hindsight import Hindsight, RelabelingConfig
-    from oir.relabel import NarratorRelabeler, verify
+    from oir.relabel import AsyncRelabeler, NarratorRelabeler, verify
     from oir.segments import SegmentTracker
 
     chunks, fresh, nearby0 = load(path)
@@ -100,31 +103,53 @@ def bench(path: Path, args: Args) -> list[str]:
 
     t = tracker()
     t0 = time.perf_counter()
-    infos = [i for c in timed for i in t.push(c)]
+    segments = sum(len(t.push(c)) for c in timed)
     cut_s = time.perf_counter() - t0
-    rows.append(("cut", len(infos), cut_s, None))
+    rows.append(("cut", segments, cut_s, None))
 
     relabeler = NarratorRelabeler()
     t = tracker()
     t0 = time.perf_counter()
     verified = 0
     for c in timed:
-        segs = [i.segment for i in t.push(c) if i.segment.events[:, : len(ACHIEVEMENTS)].any()]
+        b = t.push(c)
+        segs = b.select(b.eventful(len(ACHIEVEMENTS))).segments()
         for seg, props in zip(segs, relabeler.propose_batch(segs), strict=True):
             verified += len(verify(seg, props)[0])
-    rows.append(("relabel", len(infos), time.perf_counter() - t0, verified))
+    rows.append(("relabel", segments, time.perf_counter() - t0, verified))
+
+    for k in args.processes:
+        worker = AsyncRelabeler(NarratorRelabeler(), batch=4096, max_pending=10**9, processes=k)
+        worker.submit(tracker().push(timed[0]).select(slice(0, 8)))  # children started and imported
+        worker.flush()
+        worker.drain()
+        t = tracker()
+        t0 = time.perf_counter()
+        for c in timed:
+            b = t.push(c)
+            worker.submit(b.select(b.eventful(len(ACHIEVEMENTS))))
+        worker.flush()
+        secs = time.perf_counter() - t0
+        verified = sum(len(r.relabels) for r in worker.drain())
+        worker.close()
+        rows.append((f"relabel, {k} processes", segments, secs, verified))
 
     encoder = make_encoder(args.encoder)
-    hs = Hindsight(replace(RelabelingConfig(), synchronous=True), NarratorRelabeler(), encoder, num_envs)
-    hs.tracker = tracker()
-    t0 = time.perf_counter()
-    for u, c in enumerate(timed):
-        hs.observe(c, (u + 1) * 16 * num_envs)
-        hs._mirror_new()
-    host_s = time.perf_counter() - t0
-    m = hs.metrics(host_s)
-    hs.worker.close()
-    rows.append(("host", m["relabel_segments"], host_s, m["relabel_verified"]))
+    for k in (0, *args.processes):
+        cfg = replace(RelabelingConfig(), synchronous=True, processes=k)
+        hs = Hindsight(cfg, NarratorRelabeler(), encoder, num_envs)
+        hs.tracker = tracker()
+        for u, c in enumerate(timed[:2]):  # warm: children started, the first texts embedded
+            hs.observe(c, (u + 1) * 16 * num_envs)
+        hs.tracker, hs.counts["verified"], hs.counts["segments"] = tracker(), 0, 0
+        t0 = time.perf_counter()
+        for u, c in enumerate(timed):
+            hs.observe(c, (u + 1) * 16 * num_envs)
+            hs._mirror_new()
+        host_s = time.perf_counter() - t0
+        m = hs.metrics(host_s)
+        hs.worker.close()
+        rows.append((f"host, {k} processes", m["relabel_segments"], host_s, m["relabel_verified"]))
 
     out = []
     for stage, segs, secs, rel in rows:

@@ -12,6 +12,7 @@ grammar (which must never copy a human suite's texts, design doc §9). It is not
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import itertools
@@ -110,21 +111,46 @@ def verify(
             flawed["no-spec"] += 1
             continue
         try:
-            spec = UNVERIFIED_SPEC if p.get("task") is None else parse_spec(p["task"])
+            spec = UNVERIFIED_SPEC if p.get("task") is None else _parse(p["task"])
         except SpecError as e:
             flawed["unknown-counter" if "unknown counter" in e.message else "malformed-json"] += 1
             continue
-        if normalize_text(text) in seen_text or (spec is not UNVERIFIED_SPEC and spec.key() in seen_spec):
+        norm, key = normalize_text(text), spec.key()
+        if norm in seen_text or (spec is not UNVERIFIED_SPEC and key in seen_spec):
             flawed["duplicate"] += 1
             continue
         step = first_success(spec, counters) if reward_step is None else reward_step(text, spec)
         if step is None:
             flawed["does-not-hold" if reward_step is None else BELOW_DELTA] += 1
             continue
-        seen_text.add(normalize_text(text))
-        seen_spec.add(spec.key())
+        seen_text.add(norm)
+        seen_spec.add(key)
         kept.append(Relabel(text.strip(), spec, step))
     return kept, flawed
+
+
+_PARSED: dict[str, TaskSpec | SpecError] = {}  # a proposal's task (its repr) -> what parse_spec made of it
+
+
+def _parse(task: Any) -> TaskSpec:
+    """:func:`parse_spec`, looked up for the small tasks relabelers propose again and again."""
+    try:
+        key = repr(task) if isinstance(task, dict) else None
+    except (RecursionError, ValueError):  # deep nesting, integers of thousands of digits
+        key = None
+    if key is None or len(key) > 512:
+        return parse_spec(task)
+    got = _PARSED.get(key)
+    if got is None:
+        try:
+            got = parse_spec(task)
+        except SpecError as e:
+            got = e
+        if len(_PARSED) < 1 << 16:
+            _PARSED[key] = got
+    if isinstance(got, SpecError):
+        raise got.with_traceback(None)
+    return got
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,54 +254,57 @@ class NarratorRelabeler:
         order = sorted(happened, key=lambda a: (first[a], ACHIEVEMENTS.index(a)))
         kinds: dict[str, list[dict]] = {}
 
-        def rng(task: dict) -> random.Random:
-            """The wording's randomness: a function of the task and the segment's variant only."""
-            key = json.dumps(task, sort_keys=True) + f"#{variant}"
-            return random.Random(int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little"))
-
-        def add(kind: str, text: str, task: dict) -> None:
-            kinds.setdefault(kind, []).append({"text": text[0].upper() + text[1:] + ".", "task": task})
+        def add(kind: str, task: dict, words: Callable[[random.Random], str]) -> None:
+            """Propose ``task`` worded by ``words(rng)``, whose randomness is a function of the task
+            and the segment's variant only: so the text is too, and is looked up once made."""
+            key = (kind, repr(task), variant)
+            text = _TEXTS.get(key)
+            if text is None:
+                text = words(random.Random(_wording_seed(key[1], variant)))
+                text = text[0].upper() + text[1:] + "."
+                if len(_TEXTS) < _TEXTS_MAX:
+                    _TEXTS[key] = text
+            kinds.setdefault(kind, []).append({"text": text, "task": task})
 
         def done_by(counter: str, step: int) -> bool:
             """Whether ``counter`` happened at any of the steps 1..step."""
             return bool(cum[step - 1, COUNTER_INDEX[counter]] > 0)
 
+        phrase = self._phrase
         # Everything that happened, as often as it happened, and the first time of each.
         for a in order:
             n = int(totals[COUNTER_INDEX[a]])
             for k in sorted({n, 1} if n > 1 else {1}, reverse=True):
-                task = {"all": [_clause(a, k)]}
-                add("count" if k == n else "prefix", self._phrase(rng(task), a, k), task)
+                add("count" if k == n else "prefix", {"all": [_clause(a, k)]},
+                    lambda r, a=a, k=k: phrase(r, a, k))
         # Pairs and triples of first occurrences, in the order they were first done.
         for size in (2, 3):
             for i in range(len(order) - size + 1):
                 run = order[i:i + size]
                 if any(first[x] >= first[y] for x, y in itertools.pairwise(run)):
                     continue  # two at the same step: no order to state
-                task = {"all": [_clause(x, 1) for x in run], "ordered": True}
-                r = rng(task)
-                parts = [self._phrase(r, x, 1) for x in run]
-                glue = r.choice(_SEQUENCE_GLUE[size])
-                add(f"sequence{size}", glue.format(*parts), task)
+
+                def sequence(r, run=run, size=size):
+                    parts = [phrase(r, x, 1) for x in run]
+                    return r.choice(_SEQUENCE_GLUE[size]).format(*parts)
+
+                add(f"sequence{size}", {"all": [_clause(x, 1) for x in run], "ordered": True}, sequence)
         # A prohibition that held until the goal was reached, natural ones first.
         for a in order:
             banned = next((b for b in (*_NATURAL_NONE.get(a, ()), *_GENERIC_NONE)
                            if b != a and not done_by(b, first[a])), None)
             if banned is None:
                 continue
-            task = {"all": [_clause(a, 1)], "none": [_clause(banned, 1)]}
-            r = rng(task)
-            add("prohibition", f"{self._phrase(r, a, 1)} {r.choice(_NONE_GLUE)} {_NONE_WORDS[banned]}", task)
+            add("prohibition", {"all": [_clause(a, 1)], "none": [_clause(banned, 1)]},
+                lambda r, a=a, banned=banned: f"{phrase(r, a, 1)} {r.choice(_NONE_GLUE)} {_NONE_WORDS[banned]}")
         # Inventory the agent built up in this segment (levels are absolute: only gains it made).
         for item in INVENTORY_ITEMS:
             col = segment.levels[:, LEVEL_NAMES.index(f"inventory_{item}")]
             peak = int(col[1:].max())
             if peak >= 2 and peak > int(col[0]):
-                task = {"all": [{"counter": f"inventory_{item}", "at_least": peak}]}
-                r = rng(task)
-                count = _NUMBERS.get(peak, str(peak))
-                add("inventory", f"{r.choice(['hold', 'carry', 'build up a stock of'])} {count} "
-                    f"{_ITEM_WORDS.get(item, item.replace('_', ' ') + 's')} at once", task)
+                add("inventory", {"all": [{"counter": f"inventory_{item}", "at_least": peak}]},
+                    lambda r, item=item, peak=peak: f"{r.choice(['hold', 'carry', 'build up a stock of'])} "
+                    f"{_NUMBERS.get(peak, str(peak))} {_ITEM_WORDS.get(item, item.replace('_', ' ') + 's')} at once")
         # A vital kept up while the first thing was done.
         a = order[0]
         lows = {v: int(segment.levels[1:first[a] + 1, LEVEL_NAMES.index(v)].min()) for v in VITALS}
@@ -283,24 +312,22 @@ class NarratorRelabeler:
         vital = min(kept_up, key=lambda v: (lows[v], VITALS.index(v))) if kept_up else None
         floor = min(lows[vital], 5) if vital else 0
         if vital:
-            task = {"all": [_clause(a, 1)], "none": [{"counter": vital, "at_most": floor - 1}]}
-            r = rng(task)
-            add("vitals", f"{self._phrase(r, a, 1)} {r.choice(['keeping your', 'with your'])} {vital} "
-                f"at {floor} or more", task)
+            add("vitals", {"all": [_clause(a, 1)], "none": [{"counter": vital, "at_most": floor - 1}]},
+                lambda r: f"{phrase(r, a, 1)} {r.choice(['keeping your', 'with your'])} {vital} at {floor} or more")
         # Where things were placed.
         for name in PLACEMENTS:
             if totals[COUNTER_INDEX[name]] > 0:
                 placed, near = name[len("place_"):].split("_near_")
-                task = {"all": [_clause(name, 1)]}
-                r = rng(task)
-                verb = r.choice(["put", "place", "set"])
-                where = r.choice(["next to", "beside", "right by"])
-                add("placement", f"{verb} {_PLACE_WORDS[placed]} {where} {_NEAR_WORDS[near]}", task)
+
+                def placement(r, placed=placed, near=near):
+                    verb, where = r.choice(["put", "place", "set"]), r.choice(["next to", "beside", "right by"])
+                    return f"{verb} {_PLACE_WORDS[placed]} {where} {_NEAR_WORDS[near]}"
+
+                add("placement", {"all": [_clause(name, 1)]}, placement)
         # How quickly the first thing was done.
         budget = 25 * -(-first[a] // 25)
-        task = {"all": [_clause(a, 1)], "within": budget}
-        r = rng(task)
-        add("budget", f"{self._phrase(r, a, 1)} {r.choice(['within', 'in no more than'])} {budget} steps", task)
+        add("budget", {"all": [_clause(a, 1)], "within": budget},
+            lambda r: f"{phrase(r, a, 1)} {r.choice(['within', 'in no more than'])} {budget} steps")
         return _round_robin(list(kinds.values()), self.max_proposals, random.Random(int.from_bytes(seed, "little")))
 
     def propose_batch(self, segments: list[Segment]) -> list[list[dict]]:
@@ -308,6 +335,17 @@ class NarratorRelabeler:
 
     def stats(self) -> dict[str, float]:
         return {}
+
+
+# (kind, task, variant) -> the narrator's text: the wording is a function of these alone
+_TEXTS: dict[tuple[str, str, int], str] = {}
+_TEXTS_MAX = 1 << 16
+
+
+def _wording_seed(task_repr: str, variant: int) -> int:
+    """The seed of a task's wording: from its canonical JSON (the repr is only the memo's key)."""
+    key = json.dumps(ast.literal_eval(task_repr), sort_keys=True) + f"#{variant}"
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
 
 
 def _round_robin(groups: list[list], k: int, rng: random.Random) -> list:

@@ -89,7 +89,11 @@ class TaskSpec:
 
     def key(self) -> str:
         """Canonical JSON text: equal specs give equal keys."""
-        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        key = self.__dict__.get("_key")
+        if key is None:  # made once per spec: verification and the buffer ask for it often
+            key = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+            object.__setattr__(self, "_key", key)
+        return key
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,9 +239,12 @@ def evaluate(spec: TaskSpec, counters: np.ndarray | Sequence[Sequence[int]]) -> 
     never = n + 1
 
     def first_true(clause: Clause) -> int:
-        v = c[:, COUNTER_INDEX[clause.counter]] if n else np.zeros(0, np.int64)
-        hit = np.flatnonzero(v <= clause.at_most if clause.at_most is not None else v >= clause.at_least)
-        return int(hit[0]) + 1 if len(hit) else never
+        if not n:
+            return never
+        v = c[:, COUNTER_INDEX[clause.counter]]
+        hit = v <= clause.at_most if clause.at_most is not None else v >= clause.at_least
+        t = int(hit.argmax())  # the first True (argmax stops there); 0 also when none is
+        return t + 1 if hit[t] else never
 
     first = [first_true(cl) for cl in spec.all]
     t_success = max(first)
