@@ -123,7 +123,7 @@ def test_resume_refuses_other_flags_and_corrupt_runs(finished, tmp_path, capsys)
 
     assert main(["train", "--resume", str(finished), "--steps", "10"]) == 2
     assert capsys.readouterr().err.strip() == (
-        "oir: error: --resume goes on with the run's own config.json: give no other flags")
+        "oir: error: --resume goes on with the run's own config.json: give no other flags but --devices")
     assert main(["train", "--config", str(finished / "config.json")]) == 2  # would overwrite it
     assert "give --out for the new run" in capsys.readouterr().err
 

@@ -185,8 +185,9 @@ def save_params(path: Path, runner) -> None:
     path = Path(path).absolute()
     try:
         ckpt = ocp.StandardCheckpointer()
-        ckpt.save(path, {"params": runner.train.params, "opt_state": runner.train.opt_state,
-                         "update": runner.update}, force=True)
+        # Host copies: the file then restores on any device count, not only the one it ran on.
+        ckpt.save(path, jax.device_get({"params": runner.train.params, "opt_state": runner.train.opt_state,
+                                        "update": runner.update}), force=True)
         ckpt.wait_until_finished()
     except Exception as e:  # orbax raises many types for a failed write
         raise CheckpointError(f"the final parameters could not be written to {path} ({_first_line(e)})") from None

@@ -460,11 +460,15 @@ def train_cmd(cfg: TrainConfig, console: Console, argv: list[str]) -> int:
 
     resume = cfg.resume is not None
     if resume:
-        if cfg != TrainConfig(resume=cfg.resume):
-            raise CliError("--resume goes on with the run's own config.json: give no other flags")
+        # --devices may change: a checkpoint restores onto any device count
+        devices = cfg.devices if any(a == "--devices" or a.startswith("--devices=") for a in argv) else None
+        if cfg != TrainConfig(resume=cfg.resume, devices=cfg.devices):
+            raise CliError("--resume goes on with the run's own config.json: give no other flags but --devices")
         if not (cfg.resume / "config.json").is_file():
             raise CliError(f"{cfg.resume} is not a training run (no config.json)")
-        cfg = replace(load_config(cfg.resume / "config.json"), out=cfg.resume)
+        run_dir = cfg.resume
+        cfg = load_config(run_dir / "config.json")
+        cfg = replace(cfg, out=run_dir, devices=devices or cfg.devices)
     elif cfg.config is not None:
         base = load_config(cfg.config)
         # Parsed again over the file's values, so flags given beside --config override it.

@@ -30,6 +30,7 @@ import numpy as np
 
 from oir import ellm, jaxcache, ppo, pqn
 from oir.checkpoint import CheckpointError, Checkpoints, committed_steps, save_params
+from oir.devices import DeviceError, data_parallel, make_mesh
 from oir.encode import ENCODERS, make_encoder
 from oir.env import TaskEnv, VecEnv
 from oir.evaluate import report, run_suite, text_policy
@@ -78,6 +79,7 @@ class TrainConfig:
     llm_json_mode: str = ""  # off, object (JSON mode) or schema (constrained to the reply schema); "" for schema with --llm-url local, else off
     steps: int = 1_000_000  # env steps
     num_envs: int = 64
+    devices: int = 1  # data-parallel over this many devices: envs sharded, parameters replicated (oir.devices)
     seed: int = 0
     out: Path = Path("runs/latest")
     suite: Path = STANDARD_SUITE  # instructions (train split) and evaluation (both splits)
@@ -160,6 +162,8 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.encoder in ENCODERS, f"unknown --encoder {cfg.encoder!r} (choose from {', '.join(ENCODERS)})")
     need(cfg.network in PRESETS, f"unknown --network {cfg.network!r} (choose from {', '.join(PRESETS)})")
     need(cfg.num_envs >= 1, f"--num-envs must be at least 1, got {cfg.num_envs}")
+    need(cfg.devices >= 1 and cfg.num_envs % cfg.devices == 0,
+         f"--devices must be at least 1 and divide --num-envs ({cfg.num_envs}), got {cfg.devices}")
     need(cfg.steps >= 1, f"--steps must be at least 1, got {cfg.steps}")
     need(cfg.max_task_steps >= 1, f"--max-task-steps must be at least 1, got {cfg.max_task_steps}")
     need(0.0 <= cfg.fresh_start <= 1.0, f"--fresh-start must be in [0, 1], got {cfg.fresh_start}")
@@ -252,6 +256,11 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
     else:
         bank, weights, emb, hit = _ellm_goals(cfg, encoder) if cfg.suggest else _baseline_tasks(cfg, suite, encoder)
     runner = jax.jit(init)(jax.random.PRNGKey(cfg.seed), bank, weights, emb, hit)
+    if cfg.devices > 1:
+        try:
+            runner, update = data_parallel(runner, update, make_mesh(cfg.devices, cfg.num_envs))
+        except DeviceError as e:
+            raise ConfigError(str(e)) from None
     ckpts = Checkpoints(out / "checkpoints", cfg.keep_checkpoints) if cfg.checkpoint_every or resume else None
     done, wall0 = 0, 0.0  # updates and wall time before this process
     if resume:
@@ -335,6 +344,7 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
         raise CheckpointError(f"{e}{_resume_hint(out)}") from None
 
     summary = {"env_steps": num_updates * per_update, "wall_s": wall0 + time.perf_counter() - start,
+               "devices": len(runner.obs.sharding.device_set),  # what the envs really ran on
                "relabeler": RELABELER_NAMES.get(cfg.relabel, "none"), "reward": cfg.reward}
     if cfg.suggest:
         summary["suggester"] = SUGGESTER_NAMES[cfg.suggest]

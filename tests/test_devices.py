@@ -1,0 +1,81 @@
+"""Data-parallel training (``oir train --devices N``) on this CPU's forced host devices.
+
+The 2-device run is a subprocess: ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` must be
+set before JAX starts. The 1-device runs are in this process, with the shapes of tests/test_oir.py
+(their compiled updates come from the persistent cache).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from test_oir import TINY
+
+from oir.checkpoint import load_params
+from oir.cli import main
+
+ARGS = [*TINY, "--relabel", "narrator", "--relabeling.synchronous", "--checkpoint-every", "1024"]
+TIMING = ("sps", "wall_s", "relabel_wall_frac", "relabel_worker_frac", "texts_embedded")
+
+
+def rows(run: Path) -> list[dict]:
+    return [{k: v for k, v in json.loads(x).items() if k not in TIMING}
+            for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def same_curve(a: list[dict], b: list[dict]) -> None:
+    """Equal up to the order of floating-point sums (the gradients' all-reduce)."""
+    assert len(a) == len(b) and [r.keys() for r in a] == [r.keys() for r in b]
+    for ra, rb in zip(a, b, strict=True):
+        for k, v in ra.items():
+            assert np.isclose(v, rb[k], rtol=1e-4, atol=1e-6), (ra["update"], k, v, rb[k])
+
+
+@pytest.fixture(scope="module")
+def two_devices(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("devices") / "d2"
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    got = subprocess.run([sys.executable, "-m", "oir.cli", "train", "--out", str(out), *ARGS, "--devices", "2"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert got.returncode == 0, got.stderr[-2000:]
+    return out
+
+
+def test_two_devices_learn_the_same_curve_as_one_with_the_same_envs(two_devices, tmp_path):
+    assert json.loads((two_devices / "summary.json").read_text())["devices"] == 2  # really sharded
+    one = tmp_path / "d1"
+    assert main(["train", "--out", str(one), *ARGS]) == 0
+    assert json.loads((one / "summary.json").read_text())["devices"] == 1
+    same_curve(rows(one), rows(two_devices))
+    assert rows(one)[-1]["relabel_verified"] > 0
+    # the final parameters of the 2-device run load here, on one device (oir eval, oir play)
+    got, want = load_params(two_devices), load_params(one)
+    assert jax.tree.all(jax.tree.map(lambda a, b: np.allclose(a, b, rtol=1e-4, atol=1e-6), got, want))
+
+
+def test_a_two_device_checkpoint_resumes_on_one_device(two_devices, tmp_path, capsys):
+    run = tmp_path / "resumed"
+    shutil.copytree(two_devices, run)
+    assert main(["train", "--resume", str(run), "--devices", "1"]) == 0
+    assert f"resuming {run} after update 16" in capsys.readouterr().err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["resumed_after_update"] == 16 and summary["devices"] == 1
+    same_curve(rows(run), rows(two_devices))  # updates 17..24 redone on one device
+
+
+def test_more_devices_than_there_are_is_one_line(tmp_path, capsys):
+    n = len(jax.devices())
+    assert main(["train", "--out", str(tmp_path / "x"), *TINY, "--devices", str(8 * n)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"oir: error: --devices {8 * n}: only {n} cpu device(s) here") and "\n" not in err
+    assert main(["train", "--out", str(tmp_path / "y"), *TINY, "--devices", "3"]) == 2  # 8 envs
+    assert capsys.readouterr().err.strip() == (
+        "oir: error: --devices must be at least 1 and divide --num-envs (8), got 3")
