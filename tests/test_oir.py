@@ -123,6 +123,8 @@ def test_llm_run_survives_adversarial_server_and_never_rewards_a_flaw(tmp_path):
         assert line["text"] in TRUE_TEXT.values()
         assert line["task"]["all"][0]["counter"] != "collect_diamond"
     assert rel["relabel_windows_added"] <= rel["relabel_verified"]
+    # LLM relabels come late: the store (on by default with --relabel llm) makes them windows anyway
+    assert rel["relabels_expired"] == 0 and rel["relabel_windows_late"] == rel["relabel_windows_added"] > 0
 
 
 def test_llm_unreachable_gives_one_line_and_trains_on_or_refuses(tmp_path, capsys):

@@ -210,3 +210,71 @@ def test_vectorized_cutter_gives_exactly_the_segments_of_a_plain_loop(seed, n_ch
         for j, k in enumerate(np.flatnonzero(got.eventful(3))):
             assert np.array_equal(sub.segment(j).levels, got.segment(k).levels)
             assert np.array_equal(sub.segment(j).events, got.segment(k).events) and sub.segment(j).events[:, :3].any()
+
+
+def test_a_relabel_that_comes_after_its_steps_left_the_replay_still_becomes_the_right_window():
+    """A slow relabeler answers 40 steps after the segment ended, with a replay of 16 steps: the
+    late-window store still gives each relabel its window (obs and actions of the steps up to its
+    success step, reward there, steps before the segment masked); without the store it expires."""
+    import threading
+    from types import SimpleNamespace
+
+    from oir.encode import make_encoder
+    from oir.hindsight import Hindsight, RelabelingConfig
+    from oir.relabel import NarratorRelabeler
+
+    class Gated(NarratorRelabeler):
+        gate = threading.Event()
+
+        def propose_batch(self, segments):
+            self.gate.wait(30)
+            return super().propose_batch(segments)
+
+    dim, w, h = 1345, 8, 16
+
+    def steps_chunk(step0: int, done: dict) -> Chunk:
+        c = chunk(4, step0, done, task=0)  # free play: the only row a fresh buffer has
+        events = np.zeros_like(c.events)
+        events[:, :, COUNTER_INDEX["collect_wood"]] = (c.levels[:, :, 0] % 4 == 2)  # wood at steps 2, 6, ...
+        obs = np.zeros((4, N, dim), np.float16)
+        obs[:, :, 0] = np.arange(step0, step0 + 4)[:, None]  # obs = the step's own index
+        obs[:, :, 1] = np.arange(N)[None, :]
+        return c.replace(events=events, obs=obs, action=(np.arange(step0, step0 + 4)[:, None] % 17 + 0 * obs[:, :, 0]).astype(np.int8))
+
+    def run(late_mb: float):
+        Gated.gate.clear()
+        cfg = RelabelingConfig(history=h, window=w, batch=8, capacity=64, late_store_mb=late_mb)
+        hs = Hindsight(cfg, Gated(), make_encoder("hash", cache=None), num_envs=N)
+        hs.start(SimpleNamespace(obs=np.zeros((N, dim), np.float32)), FRESH, late_mb=late_mb)
+        hs.observe(steps_chunk(0, {}), 4)
+        hs.observe(steps_chunk(4, {(1, 0): False}), 8)  # env 0's segment: steps 0..5, wood at 2
+        for step0 in range(8, 48, 4):  # 40 more steps: the replay (16) has overwritten it
+            hs.observe(steps_chunk(step0, {}), step0 + 4)
+        Gated.gate.set()
+        hs.worker.flush()
+        hs.observe(steps_chunk(48, {}), 52)  # takes the relabels
+        return hs
+
+    hs = run(late_mb=4.0)
+    m = hs.metrics(1.0)
+    assert m["relabel_verified"] > 0 and m["relabels_expired"] == 0
+    assert m["relabel_windows_late"] == m["relabel_windows_added"] > 0
+    rb = hs.next_batch(12, 4)
+    assert rb.late is not None and bool(rb.late.all())  # only late windows live: the replay's are gone
+    replay = replay_init(h, N, dim)  # zeros: every value below comes from the host's store
+    obs, action, reward, done, mask = (np.asarray(x) for x in relabel_windows(replay, rb, w))
+    for j in range(rb.late.shape[0]):
+        live = np.flatnonzero(mask[:, j])
+        steps = obs[live, j, 0].astype(int)
+        assert live[-1] == w - 1 and reward[w - 1, j] == 1 and done[w - 1, j] and reward[:, j].sum() == 1
+        assert steps.tolist() == list(range(steps[-1] - len(live) + 1, steps[-1] + 1))  # consecutive steps
+        assert steps[0] == max(0, steps[-1] - w + 1) and steps[-1] <= 5  # from the segment's start, in it
+        assert (obs[live, j, 1] == 0).all() and (action[live, j] == steps % 17).all()  # env 0's steps and actions
+        assert not mask[: w - len(live), j].any()  # before the segment: masked
+    assert {int(obs[w - 1, j, 0]) for j in range(rb.late.shape[0])} >= {2}  # "collect wood" ends at step 2
+
+    hs = run(late_mb=0.0)  # no store: the same relabels expire
+    m = hs.metrics(1.0)
+    assert m["relabel_verified"] > 0 and m["relabels_expired"] > 0 and m["relabel_windows_added"] == 0
+    for x in (hs, ):
+        x.worker.close()

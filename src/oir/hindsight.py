@@ -38,7 +38,7 @@ from oir.relabel import (
     Relabeler,
     similarity_hits,
 )
-from oir.segments import RelabelBatch, RelabelPool, SegmentTracker, save_segments
+from oir.segments import LateWindows, RelabelBatch, RelabelPool, SegmentTracker, save_segments
 from oir.tasks import MAX_COUNT, Clause, TaskBank, TaskSpec
 
 FREE_PLAY_TEXT = "Explore the world and survive."
@@ -62,6 +62,10 @@ class RelabelingConfig:
     # Child processes that propose and verify (the narrator; LLM and similarity relabeling stay in
     # the worker thread): they never hold the training process's GIL. 0: all in the worker thread.
     processes: int = 0
+    # Host memory (MB) for relabels that come after their steps left the replay (a slow LLM): the
+    # steps of segments waiting for relabels and the windows cut from them (segments.LateWindows).
+    # -1: 256 with --relabel llm, off otherwise; 0: off.
+    late_store_mb: float = -1.0
     sync_every: int = 4  # updates between pushes of new instructions and weights to the device
     save_segments: int = 0  # keep a uniform sample of this many eventful segments: DIR/segments.npz
     # Wait for the relabel worker every update: slower, but the same seed then gives the same run
@@ -73,6 +77,15 @@ class RelabelingConfig:
     # Curriculum toward the rare: instruction priorities times (median / how often relabeling found
     # the instruction's rarest achievement) ** rarity, in [1, 10] (0: off; oir.buffer).
     rarity: float = 0.0
+
+
+def late_store_mb(cfg: RelabelingConfig, relabel: str, trains_windows: bool) -> float:
+    """The late-window store's budget: ``--relabeling.late-store-mb``, where -1 means 256 MB for the
+    slow LLM relabeler and none for the narrator (whose relabels come within an update or two);
+    none when the learner trains on no windows."""
+    if not trains_windows:
+        return 0.0
+    return (256.0 if relabel == "llm" else 0.0) if cfg.late_store_mb < 0 else cfg.late_store_mb
 
 
 class Hindsight:
@@ -101,6 +114,7 @@ class Hindsight:
         self.counts: Counter = Counter()
         self.host_s = 0.0
         self.tracker: SegmentTracker | None = None
+        self.late: LateWindows | None = None  # made at start, when the observation size is known
         # Host mirrors of the device's instruction tables; uploaded whole when rows are added.
         self.bank = TaskBank.pack([FREE_PLAY_SPEC], capacity=cfg.capacity)
         self.emb = np.zeros((cfg.capacity, encoder.dim), np.float32)
@@ -125,18 +139,34 @@ class Hindsight:
         """``(bank, weights, emb, hit)`` for the learner's ``init``."""
         return jax.tree.map(jnp.array, self.bank), self.weights(), self.emb, self.hit
 
-    def start(self, runner, fresh_levels: np.ndarray) -> None:
+    def start(self, runner, fresh_levels: np.ndarray, late_mb: float = 0.0) -> None:
+        """Begin cutting segments; ``late_mb > 0``: keep steps for late relabels (the learner's
+        chunks then carry them: :func:`late_store_mb`)."""
         obs = np.asarray(jax.device_get(runner.obs))
-        self.tracker = SegmentTracker(self.n, self.cfg.history, fresh_levels, nearby_from_obs(obs))
+        dim = obs.shape[-1] if late_mb > 0 else 0
+        self.tracker = SegmentTracker(self.n, self.cfg.history, fresh_levels, nearby_from_obs(obs), obs_dim=dim)
+        if dim:
+            self.late = LateWindows(late_mb, self.cfg.window, dim)
 
     # -- one update -----------------------------------------------------------------------
     def next_batch(self, update: int, num_steps: int) -> RelabelBatch:
         """Relabeled windows for update ``update`` (whose rollout ends the replay's newest steps)."""
         t0 = time.perf_counter()
-        cols, live = self.pool.sample(self.rng, self.cfg.batch, now=(update + 1) * num_steps)
+        b, late = self.cfg.batch, self.late
+        k = 0  # late windows in this batch: in proportion to how many there are beside the replay's
+        if late is not None and late.size:
+            k = int(self.rng.binomial(b, late.size / (late.size + self.counts["relabels_live"])))
+        cols, live = self.pool.sample(self.rng, b - k, now=(update + 1) * num_steps)
         self.counts["relabels_live"] = live
+        if late is not None:
+            more = late.sample(self.rng, k)
+            w, dim = self.cfg.window, late.obs.shape[-1]
+            cols = {c: np.concatenate([v, more[c]]) for c, v in cols.items()}
+            cols["obs"] = np.concatenate([np.zeros((w, b - k, dim), np.float16), more["obs"]], axis=1)
+            cols["action"] = np.concatenate([np.zeros((w, b - k), np.int32), more["action"]], axis=1)
+            cols["late"] = np.arange(b) >= b - k
         self.host_s += time.perf_counter() - t0
-        return RelabelBatch(**{k: jnp.asarray(v) for k, v in cols.items()})
+        return RelabelBatch(**{c: jnp.asarray(v) for c, v in cols.items()})
 
     def observe(self, chunk, env_steps: int) -> None:
         """Take a finished rollout's chunk (numpy leaves): segments out, relabels in."""
@@ -151,7 +181,9 @@ class Hindsight:
         self.env_steps = env_steps
         if self.cfg.save_segments:
             self._keep(eventful.segments())
-        self.worker.submit(eventful)
+        taken = self.worker.submit(eventful.without_steps())
+        for k in range(taken if self.late is not None else 0):
+            self.late.keep((int(eventful.env[k]), int(eventful.start[k])), *eventful.steps_of(k))
         if self.cfg.synchronous:
             self.worker.flush()
         for res in self.worker.drain():
@@ -186,10 +218,19 @@ class Hindsight:
         for reason, k in res.flawed.items():
             self.counts[f"flawed_{reason}"] += k
         info = res.info
+        steps = self.late.take((info.env, info.start)) if self.late is not None else None
         for r, row in zip(res.relabels, res.rows or [None] * len(res.relabels), strict=True):
             if row is None or (row == info.task and info.success):
                 continue  # dropped by the buffer, or the instruction it followed (already rewarded online)
-            self.pool.add(info.env, info.start, info.start + r.step - 1, row)
+            end = info.start + r.step - 1
+            if steps is not None:  # the host kept its steps: a window whenever the relabel came
+                self.late.add(steps, r.step, row)
+                self.counts["windows_late"] += 1
+            elif max(info.start, end - self.cfg.window + 1) < self.tracker.step - self.cfg.history:
+                self.counts["relabels_expired"] += 1  # its steps had left the replay when it came
+                continue
+            else:
+                self.pool.add(info.env, info.start, end, row)
             self.counts["windows_added"] += 1
 
     def _mirror_new(self) -> bool:
@@ -233,7 +274,7 @@ class Hindsight:
 
     # -- checkpoints ----------------------------------------------------------------------
     _STATE = ("buffer", "pool", "rng", "counts", "host_s", "tracker", "bank", "emb", "hit", "syncs", "kept",
-              "on_device", "env_steps")
+              "on_device", "env_steps", "late")
 
     def state(self) -> bytes:
         """The host state, pickled, once the worker has relabeled every segment it was given
@@ -250,7 +291,7 @@ class Hindsight:
         for k, v in state.pop("worker").items():
             setattr(self.worker, k, v)
         for k in self._STATE:
-            setattr(self, k, state[k])
+            setattr(self, k, state.get(k))  # "late": None in checkpoints from before the store
         if self.hit is not None:
             self.hit = self.hit.astype(np.float32)  # checkpoints before ELLM's paid rewards held bools
         self.buffer.encoder = self.encoder
@@ -271,6 +312,9 @@ class Hindsight:
             "relabel_windows_added": c["windows_added"],
             "relabel_windows_live": c["relabels_live"],
             "relabel_windows_expired": self.pool.expired_unused,  # left the replay or pool never trained on
+            # verified relabels that came after their steps had left the replay (and no store held them)
+            "relabels_expired": c["relabels_expired"],
+            "relabel_windows_late": c["windows_late"],  # cut from steps the host kept (late-window store)
             "relabel_pending": self.worker.pending(),
             "relabel_dropped": self.worker.dropped,
             "relabel_errors": self.worker.errors,
@@ -280,6 +324,8 @@ class Hindsight:
             "relabel_wall_frac": self.host_s / max(wall_s, 1e-9),
             "relabel_worker_frac": self.worker.busy_s / max(wall_s, 1e-9),
         }
+        if self.late is not None:
+            out["relabel_late_segments_evicted"] = self.late.evicted
         if self.pool.used_frac is not None:
             out["relabel_used_frac"] = self.pool.used_frac
         if self.event_emb is not None:

@@ -26,6 +26,7 @@ class RelabelShapes:
     batch: int  # relabeled windows trained on per update (PQN); PPO trains on none of them
     window: int  # steps per relabeled window
     history: int  # steps of every env kept in the replay (a multiple of the rollout length)
+    late: bool = False  # a late-window store is on: chunks carry the steps, batches may carry windows
 
 
 @struct.dataclass
@@ -62,8 +63,9 @@ def init_runner(
     return strong_types(runner)
 
 
-def chunk_of(outs: TaskStep, nearby: jax.Array) -> Chunk:
-    """The host's view of a ``[T, N]`` rollout, for cutting segments (``nearby`` of each next obs)."""
+def chunk_of(outs: TaskStep, nearby: jax.Array, steps: tuple[jax.Array, jax.Array] | None = None) -> Chunk:
+    """The host's view of a ``[T, N]`` rollout, for cutting segments (``nearby`` of each next obs);
+    with ``steps`` (observations, actions) also the steps themselves, for a late-window store."""
     return Chunk(
         task=outs.task,
         task_done=outs.task_done,
@@ -73,6 +75,8 @@ def chunk_of(outs: TaskStep, nearby: jax.Array) -> Chunk:
         levels=outs.world.levels.astype(jnp.int8),
         nearby=nearby,
         world_new=outs.world.done | outs.fresh,
+        obs=None if steps is None else steps[0].astype(jnp.float16),
+        action=None if steps is None else steps[1].astype(jnp.int8),
     )
 
 

@@ -197,7 +197,7 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
         metrics = {**task_metrics(outs), "policy_loss": pg.mean(), "value_loss": vl.mean(), "entropy": ent.mean()}
         chunk = None
         if relabel:
-            chunk = chunk_of(outs, nearby)
+            chunk = chunk_of(outs, nearby, (traj.obs, traj.action) if relabel.late and imitate else None)
         if imitate:
             metrics |= {"relabel_windows": rb.valid.sum(),
                         "relabel_bc_loss": hindsight_bc_loss(net, train.params, r.emb, *bc_data)}

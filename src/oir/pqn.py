@@ -203,13 +203,14 @@ def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
             # Write this rollout first, as the pool's liveness check assumes: windows whose steps
             # it overwrites (the oldest in the ring) were not sampled.
             replay = replay_write(r.replay, r.update * cfg.num_steps, traj.obs, traj.action)
+            rollout_steps = (traj.obs, traj.action)  # before the windows join them
             rl_traj, rl_targets = relabeled(r.replace(replay=replay), rb)
             # Targets are computed per window; minibatches ignore time, so re-split into columns.
             rl_traj, rl_targets = jax.tree.map(lambda x: x.reshape((cfg.num_steps, extra, *x.shape[2:])),
                                                (rl_traj, rl_targets))
             traj = jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=1), traj, rl_traj)
             targets = jnp.concatenate([targets, rl_targets], axis=1)
-            chunk = chunk_of(outs, nearby)
+            chunk = chunk_of(outs, nearby, rollout_steps if relabel.late else None)
             more = {"relabel_windows": rb.valid.sum(), "relabel_q": (rl_traj.q_max * rl_traj.weight).sum()
                     / jnp.maximum(rl_traj.weight.sum(), 1.0)}
 

@@ -475,7 +475,8 @@ class AsyncRelabeler:
         self._thread = threading.Thread(target=self._run, name="oir-relabel", daemon=True)
         self._thread.start()
 
-    def submit(self, batch) -> None:
+    def submit(self, batch) -> int:
+        """Queue a batch's segments; returns how many were taken (the first ones; the rest dropped)."""
         room = max(self.max_pending - self._outstanding, 0)
         if len(batch) > room:
             self.dropped += len(batch) - room
@@ -484,6 +485,7 @@ class AsyncRelabeler:
             with self._idle:
                 self._outstanding += len(batch)
             self.inbox.put(batch)
+        return len(batch)
 
     def flush(self) -> None:
         """Wait until every submitted segment is relabeled (its results then wait in ``drain``)."""

@@ -18,7 +18,7 @@ its row in both rings is ``g % history``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import jax
 import jax.numpy as jnp
@@ -59,6 +59,11 @@ class RelabelBatch:
     end: jax.Array  # int32[B]: the step at which the relabel's spec first held: reward 1, terminal
     task: jax.Array  # int32[B]: the relabel's instruction (bank row, for its text embedding)
     valid: jax.Array  # bool[B]: padding rows are False
+    # With a late-window store (--relabeling.late-store-mb): windows whose steps come from the host
+    # (``late`` rows) rather than the replay, because they had left it when their relabel came.
+    obs: jax.Array | None = None  # float16[L, B, obs_dim]
+    action: jax.Array | None = None  # int32[L, B]
+    late: jax.Array | None = None  # bool[B]
 
 
 def relabel_windows(replay: Replay, rb: RelabelBatch, window: int):
@@ -67,6 +72,9 @@ def relabel_windows(replay: Replay, rb: RelabelBatch, window: int):
     rows = steps % replay.obs.shape[0]
     obs = replay.obs[rows, rb.env[None, :]].astype(jnp.float32)
     action = replay.action[rows, rb.env[None, :]]
+    if rb.late is not None:
+        obs = jnp.where(rb.late[None, :, None], rb.obs.astype(jnp.float32), obs)
+        action = jnp.where(rb.late[None, :], rb.action, action)
     last = steps == rb.end[None, :]
     mask = (steps >= rb.start[None, :]) & rb.valid[None, :]
     return obs, action, last.astype(jnp.float32), last, mask
@@ -84,6 +92,9 @@ class Chunk:
     levels: jax.Array  # int8[T, N, NUM_LEVELS]: after the step (before any world reset)
     nearby: jax.Array  # bool[T, N, NUM_NEARBY]: seen in the next observation
     world_new: jax.Array | None = None  # bool[T, N]: a fresh world follows (game over or fresh start); None: world_done
+    # With a late-window store only: the steps themselves, kept on the host past the replay.
+    obs: jax.Array | None = None  # float16[T, N, obs_dim]: seen before each action
+    action: jax.Array | None = None  # int8[T, N]
 
 
 @dataclass
@@ -119,6 +130,8 @@ class SegmentBatch:
     events: np.ndarray  # int8[sum(lengths), NUM_EVENTS]
     levels: np.ndarray  # int8[sum(lengths) + K, NUM_LEVELS]
     nearby: np.ndarray  # bool[sum(lengths) + K, NUM_NEARBY]
+    obs: np.ndarray | None = None  # float16[sum(lengths), obs_dim]: with a late-window store only
+    action: np.ndarray | None = None  # int8[sum(lengths)]
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -128,11 +141,12 @@ class SegmentBatch:
         return np.cumsum(self.lengths) - self.lengths
 
     @classmethod
-    def empty(cls) -> SegmentBatch:
+    def empty(cls, obs_dim: int = 0) -> SegmentBatch:
         z = np.zeros(0, np.int64)
+        steps = (np.zeros((0, obs_dim), np.float16), np.zeros(0, np.int8)) if obs_dim else (None, None)
         return cls(z, z, z.astype(np.int32), z.astype(bool), z.astype(bool), z,
                    np.zeros((0, NUM_EVENTS), np.int8), np.zeros((0, NUM_LEVELS), np.int8),
-                   np.zeros((0, NUM_NEARBY), bool))
+                   np.zeros((0, NUM_NEARBY), bool), *steps)
 
     @classmethod
     def from_segments(cls, segments: list[Segment], env=None, start=None, task=None, success=None) -> SegmentBatch:
@@ -151,7 +165,11 @@ class SegmentBatch:
     def concat(cls, batches: list[SegmentBatch]) -> SegmentBatch:
         if len(batches) == 1:
             return batches[0]
-        return cls(*(np.concatenate([getattr(b, f.name) for b in batches]) for f in fields(cls)))
+        def cat(name):
+            parts = [getattr(b, name) for b in batches]
+            return None if any(p is None for p in parts) else np.concatenate(parts)
+
+        return cls(*(cat(f.name) for f in fields(cls)))
 
     def segment(self, k: int) -> Segment:
         e0, n = int(self.offsets[k]), int(self.lengths[k])
@@ -176,8 +194,18 @@ class SegmentBatch:
         lengths, offs = self.lengths[idx], self.offsets[idx]
         rows = _ranges(offs, lengths)
         state_rows = _ranges(offs + idx, lengths + 1)
+        steps = (None, None) if self.obs is None else (self.obs[rows], self.action[rows])
         return SegmentBatch(self.env[idx], self.start[idx], self.task[idx], self.success[idx], self.ended[idx],
-                            lengths, self.events[rows], self.levels[state_rows], self.nearby[state_rows])
+                            lengths, self.events[rows], self.levels[state_rows], self.nearby[state_rows], *steps)
+
+    def without_steps(self) -> SegmentBatch:
+        """The batch without observations and actions: what relabeling reads (and processes receive)."""
+        return self if self.obs is None else replace(self, obs=None, action=None)
+
+    def steps_of(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Segment ``k``'s observations and actions (a store is on)."""
+        e0, n = int(self.offsets[k]), int(self.lengths[k])
+        return self.obs[e0:e0 + n], self.action[e0:e0 + n]
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -190,8 +218,11 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 class SegmentTracker:
     """Cuts every env's steps into segments at instruction ends (host side, vectorized numpy)."""
 
-    def __init__(self, num_envs: int, history: int, fresh_levels: np.ndarray, nearby0: np.ndarray):
+    def __init__(self, num_envs: int, history: int, fresh_levels: np.ndarray, nearby0: np.ndarray, obs_dim: int = 0):
         self.n, self.h = num_envs, history
+        # The steps themselves too (a late-window store is on): host rings like the device replay's.
+        self.obs = np.zeros((history, num_envs, obs_dim), np.float16) if obs_dim else None
+        self.action = np.zeros((history, num_envs), np.int8) if obs_dim else None
         self.events = np.zeros((history, num_envs, NUM_EVENTS), np.int8)
         self.levels = np.zeros((history, num_envs, NUM_LEVELS), np.int8)
         self.nearby = np.zeros((history, num_envs, NUM_NEARBY), bool)
@@ -207,12 +238,14 @@ class SegmentTracker:
         t_len = chunk.task_done.shape[0]
         rows = (self.step + np.arange(t_len)) % self.h
         self.events[rows], self.levels[rows], self.nearby[rows] = chunk.events, chunk.levels, chunk.nearby
+        if self.obs is not None:
+            self.obs[rows], self.action[rows] = chunk.obs, chunk.action
         new = np.asarray(chunk.world_done if chunk.world_new is None else chunk.world_new)
         t, i = np.nonzero(chunk.task_done)  # row-major: time order, then env
         k = len(t)
         if not k:
             self.step += t_len
-            return SegmentBatch.empty()
+            return SegmentBatch.empty(0 if self.obs is None else self.obs.shape[-1])
         # An env may end several segments in one chunk: each after the first starts where the one
         # before it in the same env ended; the first starts where the tracker's per-env state says.
         by_env = np.lexsort((t, i))
@@ -237,7 +270,9 @@ class SegmentTracker:
         levels[body], nearby[body] = self.levels[ring, envs], self.nearby[ring, envs]
         out = SegmentBatch(i.astype(np.int64), start, chunk.task[t, i].astype(np.int32),
                            chunk.success[t, i].astype(bool), chunk.world_done[t, i].astype(bool),
-                           lengths, self.events[ring, envs], levels, nearby)
+                           lengths, self.events[ring, envs], levels, nearby,
+                           None if self.obs is None else self.obs[ring, envs],
+                           None if self.obs is None else self.action[ring, envs])
         last = by_env[np.append(i[by_env[1:]] != i[by_env[:-1]], True)]  # each env's last segment
         tl, il = t[last], i[last]
         self.start[il] = self.step + tl + 1
@@ -366,3 +401,70 @@ def load_segments(path) -> list[Segment]:
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
     return out
+
+
+class LateWindows:
+    """Relabeled windows kept on the host, for relabels that come after their steps left the replay.
+
+    A slow relabeler (an LLM on a CPU: seconds to minutes per request) answers long after the
+    device replay has overwritten a segment's steps. One memory budget (``mb``) holds:
+
+    * the steps (observations and actions) of each segment waiting for its relabels, put when it
+      is handed to the relabeler and taken when its relabels come; the oldest is dropped first
+      when the budget's half for them is full (counted in ``evicted``);
+    * the windows cut from them, a ring of the newest ``capacity`` ones, sampled uniformly.
+    """
+
+    def __init__(self, mb: float, window: int, obs_dim: int):
+        per = window * (2 * obs_dim + 1)
+        budget = int(mb * 2**20)
+        self.capacity = max(1, budget // 2 // per)
+        self.segment_budget = budget - self.capacity * per
+        self.window = window
+        self.obs = np.zeros((self.capacity, window, obs_dim), np.float16)  # untouched pages cost nothing
+        self.action = np.zeros((self.capacity, window), np.int8)
+        self.first = np.zeros(self.capacity, np.int32)  # rows before it belong to no segment (masked)
+        self.task = np.zeros(self.capacity, np.int32)
+        self.size = self.next = 0
+        self.segments: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # insertion-ordered
+        self.segment_bytes = 0
+        self.evicted = 0
+
+    def keep(self, key: tuple[int, int], obs: np.ndarray, action: np.ndarray) -> None:
+        """Hold a segment's steps until its relabels come (``key``: env, first step)."""
+        size = obs.nbytes + action.nbytes
+        if size > self.segment_budget:
+            self.evicted += 1
+            return
+        while self.segments and self.segment_bytes + size > self.segment_budget:
+            old = self.segments.pop(next(iter(self.segments)))
+            self.segment_bytes -= old[0].nbytes + old[1].nbytes
+            self.evicted += 1
+        self.segments[key] = (obs.copy(), action.copy())
+        self.segment_bytes += size
+
+    def take(self, key: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
+        got = self.segments.pop(key, None)
+        if got is not None:
+            self.segment_bytes -= got[0].nbytes + got[1].nbytes
+        return got
+
+    def add(self, steps: tuple[np.ndarray, np.ndarray], step: int, task: int) -> None:
+        """The window that ends at the segment's (1-based) step ``step``, for instruction ``task``."""
+        obs, action = steps
+        n = min(step, self.window)
+        row = self.next
+        self.obs[row, : self.window - n] = 0
+        self.action[row, : self.window - n] = 0
+        self.obs[row, self.window - n:] = obs[step - n:step]
+        self.action[row, self.window - n:] = action[step - n:step]
+        self.first[row], self.task[row] = self.window - n, task
+        self.next = (self.next + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, rng: np.random.Generator, k: int) -> dict[str, np.ndarray]:
+        """``k`` windows at random, in :class:`RelabelBatch` columns (``[window, k]`` steps)."""
+        idx = rng.choice(self.size, size=k, replace=self.size < k) if self.size and k else np.zeros(0, np.int64)
+        return {"env": np.zeros(k, np.int32), "start": self.first[idx], "end": np.full(k, self.window - 1, np.int32),
+                "task": self.task[idx], "valid": np.ones(k, bool),
+                "obs": self.obs[idx].transpose(1, 0, 2), "action": self.action[idx].T.astype(np.int32)}

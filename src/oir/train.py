@@ -35,7 +35,7 @@ from oir.encode import ENCODERS, make_encoder
 from oir.env import TaskEnv, VecEnv
 from oir.evaluate import report, run_suite, text_policy
 from oir.events import levels_of
-from oir.hindsight import Hindsight, RelabelingConfig
+from oir.hindsight import Hindsight, RelabelingConfig, late_store_mb
 from oir.learn import RelabelShapes
 from oir.llm import JSON_MODES
 from oir.narrate import EVENT_TEXTS, nearby_from_obs
@@ -274,7 +274,8 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
             suggester.load(runner.env.table)
         print(f"oir: resuming {out} after update {done} ({done * per_update:,} env steps)", file=sys.stderr)
     elif hs:
-        hs.start(runner, np.asarray(levels_of(jax.tree.map(lambda x: x[0], runner.env.vec.pool))))
+        hs.start(runner, np.asarray(levels_of(jax.tree.map(lambda x: x[0], runner.env.vec.pool))),
+                 late_mb=late_store_mb(cfg.relabeling, cfg.relabel, _trains_windows(cfg)))
     log = RunLog(out, keep=done, purge_step=(done + 1) * per_update if resume else None)
     every = cfg.progress_every or max(1, num_updates // 20)
     bar = _Progress(num_updates * per_update, _label(cfg), enabled=progress, every=every)
@@ -409,7 +410,8 @@ def _shapes(cfg: TrainConfig) -> RelabelShapes | None:
     if cfg.relabel == "none":
         return None
     rl = cfg.relabeling
-    return RelabelShapes(batch=rl.batch, window=rl.window, history=rl.history)
+    return RelabelShapes(batch=rl.batch, window=rl.window, history=rl.history,
+                         late=late_store_mb(rl, cfg.relabel, _trains_windows(cfg)) > 0)
 
 
 def _train_lines(cfg: TrainConfig, suite) -> list:
