@@ -278,3 +278,19 @@ def test_a_relabel_that_comes_after_its_steps_left_the_replay_still_becomes_the_
     assert m["relabel_verified"] > 0 and m["relabels_expired"] > 0 and m["relabel_windows_added"] == 0
     for x in (hs, ):
         x.worker.close()
+
+
+def test_late_windows_pickle_only_what_they_hold():
+    import pickle
+
+    from oir.segments import LateWindows
+
+    lw = LateWindows(mb=8, window=4, obs_dim=100)
+    obs, action = np.arange(600, dtype=np.float16).reshape(6, 100), np.arange(6, dtype=np.int8)
+    lw.keep((0, 0), obs, action)
+    lw.add(lw.take((0, 0)), step=3, task=7)
+    blob = pickle.dumps(lw)
+    assert len(blob) < 20_000 < lw.obs.nbytes
+    back = pickle.loads(blob)
+    assert back.obs.shape == lw.obs.shape and back.size == 1 and back.task[0] == 7 and back.first[0] == 1
+    assert (back.obs[0, 1:] == obs[:3]).all() and (back.action[0, 1:] == action[:3]).all()

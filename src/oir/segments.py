@@ -430,6 +430,21 @@ class LateWindows:
         self.segment_bytes = 0
         self.evicted = 0
 
+    def __getstate__(self) -> dict:
+        # Checkpoints hold the windows made so far, not the budget's untouched zeros.
+        state = dict(self.__dict__)
+        for k in ("obs", "action", "first", "task"):
+            state[k] = state[k][: self.size]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        for k in ("obs", "action", "first", "task"):
+            part = state[k]
+            full = np.zeros((state["capacity"], *part.shape[1:]), part.dtype)
+            full[: len(part)] = part
+            state[k] = full
+        self.__dict__.update(state)
+
     def keep(self, key: tuple[int, int], obs: np.ndarray, action: np.ndarray) -> None:
         """Hold a segment's steps until its relabels come (``key``: env, first step)."""
         size = obs.nbytes + action.nbytes
