@@ -214,6 +214,10 @@ _ITEM_WORDS = {"wood": "pieces of wood", "stone": "blocks of stone", "coal": "lu
                "iron": "chunks of iron", "diamond": "diamonds", "sapling": "saplings"}
 
 
+_INVENTORY_COLS = [LEVEL_NAMES.index(f"inventory_{item}") for item in INVENTORY_ITEMS]
+_VITAL_COLS = [LEVEL_NAMES.index(v) for v in VITALS]
+
+
 def _clause(counter: str, n: int) -> dict:
     return {"counter": counter, "at_least": int(n)}
 
@@ -268,7 +272,11 @@ class NarratorRelabeler:
 
         def done_by(counter: str, step: int) -> bool:
             """Whether ``counter`` happened at any of the steps 1..step."""
-            return bool(cum[step - 1, COUNTER_INDEX[counter]] > 0)
+            if step not in done_rows:
+                done_rows[step] = (cum[step - 1] > 0).tolist()
+            return done_rows[step][COUNTER_INDEX[counter]]
+
+        done_rows: dict[int, list[bool]] = {}
 
         phrase = self._phrase
         # Everything that happened, as often as it happened, and the first time of each.
@@ -298,16 +306,16 @@ class NarratorRelabeler:
             add("prohibition", {"all": [_clause(a, 1)], "none": [_clause(banned, 1)]},
                 lambda r, a=a, banned=banned: f"{phrase(r, a, 1)} {r.choice(_NONE_GLUE)} {_NONE_WORDS[banned]}")
         # Inventory the agent built up in this segment (levels are absolute: only gains it made).
-        for item in INVENTORY_ITEMS:
-            col = segment.levels[:, LEVEL_NAMES.index(f"inventory_{item}")]
-            peak = int(col[1:].max())
-            if peak >= 2 and peak > int(col[0]):
+        peaks = segment.levels[1:, _INVENTORY_COLS].max(axis=0).tolist()
+        held0 = segment.levels[0, _INVENTORY_COLS].tolist()
+        for item, peak, before in zip(INVENTORY_ITEMS, peaks, held0, strict=True):
+            if peak >= 2 and peak > before:
                 add("inventory", {"all": [{"counter": f"inventory_{item}", "at_least": peak}]},
                     lambda r, item=item, peak=peak: f"{r.choice(['hold', 'carry', 'build up a stock of'])} "
                     f"{_NUMBERS.get(peak, str(peak))} {_ITEM_WORDS.get(item, item.replace('_', ' ') + 's')} at once")
         # A vital kept up while the first thing was done.
         a = order[0]
-        lows = {v: int(segment.levels[1:first[a] + 1, LEVEL_NAMES.index(v)].min()) for v in VITALS}
+        lows = dict(zip(VITALS, segment.levels[1:first[a] + 1, _VITAL_COLS].min(axis=0).tolist(), strict=True))
         kept_up = [v for v in VITALS if lows[v] >= 2]  # the one that came nearest to a floor of 2
         vital = min(kept_up, key=lambda v: (lows[v], VITALS.index(v))) if kept_up else None
         floor = min(lows[vital], 5) if vital else 0
