@@ -344,5 +344,8 @@ class Hindsight:
         for res in self.worker.drain():
             self._take(res)
         self.buffer.save(out_dir / "instructions.jsonl")
+        library = getattr(self.relabeler, "library", None)
+        if library is not None:  # LLM-written templates, reusable by a later run: --templates FILE
+            library.save(out_dir / "templates.jsonl")
         if self.cfg.save_segments:
             save_segments(out_dir / "segments.npz", self.kept)

@@ -38,6 +38,7 @@ from oir.events import levels_of
 from oir.hindsight import Hindsight, RelabelingConfig, late_store_mb
 from oir.learn import RelabelShapes
 from oir.llm import JSON_MODES
+from oir.llm.templates import TemplateLibrary
 from oir.narrate import EVENT_TEXTS, nearby_from_obs
 from oir.networks import PRESETS
 from oir.relabel import NarratorRelabeler
@@ -76,6 +77,10 @@ class TrainConfig:
     llm_concurrency: int = 1  # LLM requests in flight at once (servers that batch them; spread over --llm-url's list)
     llm_cache: str = ""  # reply cache (SQLite): "" for ~/.cache/oir/llm_cache.sqlite, "off" for none
     llm_prompt: str = ""  # prompt file in oir/prompts: "" for relabel_v2_small with --llm-url local, else relabel_v1
+    # direct: the model writes relabels for each segment; templates: it writes relabel templates
+    # for segments no template covers, and every segment is relabeled from the library (oir.llm.templates)
+    llm_mode: str = "direct"
+    templates: Path | None = None  # start the template library from this templates.jsonl (a run's)
     llm_json_mode: str = ""  # off, object (JSON mode) or schema (constrained to the reply schema); "" for schema with --llm-url local, else off
     steps: int = 1_000_000  # env steps
     num_envs: int = 64
@@ -141,6 +146,9 @@ def validate(cfg: TrainConfig) -> None:
     need(-1.0 <= cfg.delta <= 1.0, f"--delta must be a cosine in [-1, 1], got {cfg.delta}")
     need(cfg.relabel != "llm" or bool(cfg.llm_url), "--relabel llm needs --llm-url (an OpenAI-compatible server, or local)")
     need(cfg.suggest != "llm" or bool(cfg.llm_url), "--suggest llm needs --llm-url (an OpenAI-compatible server, or local)")
+    need(cfg.llm_mode in ("direct", "templates"), f"unknown --llm-mode {cfg.llm_mode!r} (choose from direct, templates)")
+    need(cfg.templates is None or (cfg.llm_mode == "templates" and cfg.templates.is_file()),
+         f"--templates needs --llm-mode templates and an existing file, got {cfg.templates}")
     need(cfg.llm_json_mode in ("", *JSON_MODES), f"unknown --llm-json-mode {cfg.llm_json_mode!r} (choose from {', '.join(JSON_MODES)})")
     need(not cfg.relabeling.seed_suite or cfg.relabel != "none", "--relabeling.seed-suite needs --relabel narrator or llm")
     need(cfg.reward == "verified" or cfg.relabel != "none" or bool(cfg.suggest),
@@ -480,12 +488,24 @@ def llm_relabeler(cfg):
                                        timeout=timeout, batch_size=cfg.llm_batch,
                                        concurrency=getattr(cfg, "llm_concurrency", 1),
                                        temperature=getattr(cfg, "llm_temperature", 0.0),
-                                       use_cache=cfg.llm_cache != "off", cache_path=cfg.llm_cache or None)
+                                       use_cache=cfg.llm_cache != "off", cache_path=cfg.llm_cache or None,
+                                       templates=_template_library(cfg))
     except ValueError as e:
         if server is not None:
             server.stop()
         raise ConfigError(str(e)) from None
     return relabeler, reason if local else check_reachable(url)
+
+
+def _template_library(cfg) -> TemplateLibrary | None:
+    """With ``--llm-mode templates``: the library, started from ``--templates FILE`` if given."""
+    if getattr(cfg, "llm_mode", "direct") != "templates":
+        return None
+    library = TemplateLibrary()
+    if getattr(cfg, "templates", None) is not None:
+        kept = library.load(cfg.templates)
+        print(f"oir: {kept} templates from {cfg.templates}", file=sys.stderr)
+    return library
 
 
 def _make_relabeler(cfg: TrainConfig):

@@ -19,6 +19,7 @@ from oir.llm.client import ChatClient, EndpointPool, LLMError, api_key_from_env,
 from oir.llm.prompt import DEFAULT_PROMPT, load_prompt, render_prompt
 from oir.llm.reply import parse_reply
 from oir.llm.signature import event_signature, rebind
+from oir.llm.templates import TEMPLATE_PROMPT, TemplateLibrary, reached, template_objects
 from oir.narrate import Segment, narrate
 from oir.relabel import Flawed
 
@@ -52,6 +53,8 @@ class LLMRelabeler:
         concurrency: int = 1,
         signatures: bool = True,
         max_signatures: int = 50_000,
+        templates: TemplateLibrary | None = None,
+        template_prompt: str = TEMPLATE_PROMPT,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -79,11 +82,20 @@ class LLMRelabeler:
         self._sig_hits = self._segments = 0
         self._latency_total = 0.0
         self._ok_calls = 0
+        # Template mode: the model writes templates (oir.llm.templates) for segments that none
+        # covers, and every segment is relabeled by instantiating the library's templates.
+        self.library, self.template_prompt = templates, template_prompt
+        if templates is not None:
+            load_prompt(template_prompt)
+        self._asked: set[str] = set()  # signatures already shown to the model for templates
+        self._templated = 0  # segments with at least one relabel from a template
 
     def describe(self) -> str:
         """One line for logs: which relabeler, model, server and prompt version ran."""
         where = "local llama.cpp server " if self.server is not None else ""
         fmt = f", response_format {self.response_format['type']}" if self.response_format else ""
+        if self.library is not None:
+            fmt += f", templates by {self.template_prompt}"
         if self.response_format and "schema" in self.response_format:
             fmt += " with schema"
         temp = "" if self.temperature is None else f", temperature {self.temperature:g}"
@@ -126,7 +138,60 @@ class LLMRelabeler:
         except Exception:  # a parser bug must not end a training run; the reply counts as malformed
             return [[Flawed("malformed-json")] for _ in narrations]
 
+    def _call_templates(self, narrations: list[str]) -> list[Any] | None:
+        """Template objects from one request (unvalidated), or None if the call failed."""
+        start = time.perf_counter()
+        try:
+            reply = self.client.complete(render_prompt(narrations, self.template_prompt),
+                                         temperature=self.temperature,
+                                         max_tokens=None if self.max_tokens_per_segment is None
+                                         else self.max_tokens_per_segment * len(narrations))
+        except LLMError:
+            self._report_server_death()
+            self.breaker.record(False)
+            with self._lock:
+                self._calls += 1
+                self._errors += 1
+            return None
+        self.breaker.record(True)
+        with self._lock:
+            self._calls += 1
+            self._ok_calls += 1
+            self._latency_total += time.perf_counter() - start
+        return template_objects(reply)
+
+    def _propose_templates(self, segments: list[Segment]) -> list[list[Any]]:
+        """Relabels from templates; the model is asked for templates only for segments none covers,
+        once per event signature."""
+        reach = reached(segments)
+        out = self.library.propose(segments, reach)
+        ask: dict[str, int] = {}  # new signature -> a segment that has it
+        for k, props in enumerate(out):
+            sig = event_signature(segments[k])
+            if not props and sig not in self._asked and sig not in ask:
+                ask[sig] = k
+        sigs = list(ask)
+        for lo in range(0, len(sigs), self.batch_size):
+            chunk = sigs[lo:lo + self.batch_size]
+            got = self._call_templates([narrate(segments[ask[s]]) for s in chunk]) if self.breaker.allow() else None
+            if got is None:
+                continue
+            self._asked.update(chunk)
+            for obj in got:
+                self.library.add(obj)
+        uncovered = [k for k, props in enumerate(out) if not props]
+        if sigs and uncovered:
+            for k, props in zip(uncovered, self.library.propose([segments[k] for k in uncovered], reach[uncovered]),
+                                strict=True):
+                out[k] = props
+        with self._lock:
+            self._segments += len(segments)
+            self._templated += sum(1 for props in out if props)
+        return out
+
     def propose_batch(self, segments: list[Segment]) -> list[list[Any]]:
+        if self.library is not None:
+            return self._propose_templates(segments)
         texts = [narrate(s) for s in segments]
         sigs = [event_signature(s) for s in segments] if self.signatures else [None] * len(segments)
         model = self.client.model
@@ -241,7 +306,15 @@ class LLMRelabeler:
                 "llm_outage": 1.0 if self.breaker.is_open else 0.0,
                 "llm_prompt_tokens": float(self.client.prompt_tokens),
                 "llm_completion_tokens": float(self.client.completion_tokens),
+                **self._template_stats(),
             }
+
+    def _template_stats(self) -> dict[str, float]:
+        if self.library is None:
+            return {}
+        return {**self.library.stats(), "llm_segments_templated": float(self._templated),
+                # of the segments handed to the relabeler, the share relabeled through templates
+                "llm_template_share": self._templated / self._segments if self._segments else 0.0}
 
 
 def make_llm_relabeler(
