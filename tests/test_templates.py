@@ -138,5 +138,6 @@ def test_a_training_run_in_template_mode_writes_its_library_and_a_later_run_reus
     assert rel["llm_templates"] == 3 and rel["llm_templates_rejected_bad-spec"] >= 1
     assert rel["relabel_verified"] > 0 and rel["relabel_flawed"] == 0 and rel["llm_template_share"] > 0
     assert len(lib.read_text().splitlines()) == 3
+    assert rel["llm_calls_per_1m_steps"] == pytest.approx(rel["llm_calls"] * 1e6 / summary["env_steps"])
     assert "oir: 3 templates from" in capsys.readouterr().err
     assert again["relabeling"]["relabel_verified"] > 0 and again["relabeling"]["llm_templates"] >= 3

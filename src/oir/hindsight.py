@@ -336,6 +336,8 @@ class Hindsight:
             out["relabel_false_reward_rate"] = c["sim_false"] / max(c["sim_rewards"], 1)
             out["relabel_missed_reward_rate"] = c["sim_missed"] / max(c["spec_held"], 1)
         out.update(self.relabeler.stats())
+        if "llm_calls" in out and self.env_steps:
+            out["llm_calls_per_1m_steps"] = out["llm_calls"] * 1e6 / self.env_steps
         return out
 
     def close(self, out_dir) -> None:
