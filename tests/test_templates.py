@@ -141,3 +141,23 @@ def test_a_training_run_in_template_mode_writes_its_library_and_a_later_run_reus
     assert rel["llm_calls_per_1m_steps"] == pytest.approx(rel["llm_calls"] * 1e6 / summary["env_steps"])
     assert "oir: 3 templates from" in capsys.readouterr().err
     assert again["relabeling"]["relabel_verified"] > 0 and again["relabeling"]["llm_templates"] >= 3
+
+
+def test_oir_relabel_tries_templates_on_saved_segments(capsys):
+    from pathlib import Path
+
+    from oir.cli import main
+
+    server = LLMServer().start()
+    server.respond = lambda req: Reply(content=json.dumps({"templates": [
+        {"text": "gather {n} wood", "task": {"all": [{"counter": "collect_wood", "at_least": "{n}"}]}, "slots": {"n": "count"}}]}))
+    segments = Path(__file__).parents[1] / "bench" / "data" / "segments.npz"
+    try:
+        assert main(["relabel", "--segments", str(segments), "--relabeler", "llm", "--llm-url", server.url,
+                     "--llm-model", "test-model", "--llm-mode", "templates", "--llm-cache", "off"]) == 0
+    finally:
+        server.stop()
+    out = capsys.readouterr().out
+    assert "templates by templates_v1" in out and "llm_templates: 1" in out
+    verified = int(out.split("verified ")[1].split(",")[0])
+    assert verified > 0 and "flawed 0" in out

@@ -106,6 +106,8 @@ class Relabel:
     llm_cache: str = ""  # "" for ~/.cache/oir/llm_cache.sqlite, "off" for none
     llm_prompt: str = ""  # prompt file: "" for relabel_v2_small with --llm-url local, else relabel_v1
     llm_json_mode: str = ""  # off, object or schema; "" for schema with --llm-url local, else off
+    llm_mode: Literal["direct", "templates"] = "direct"  # templates: the model writes relabel templates
+    templates: Path | None = None  # start the template library from this templates.jsonl
     out: Path | None = None
 
 
@@ -397,6 +399,8 @@ def relabel_cmd(cfg: Relabel, console: Console) -> int:
     else:
         if not cfg.llm_url:
             raise CliError("--relabeler llm needs --llm-url (an OpenAI-compatible server, or local)")
+        if cfg.templates is not None and (cfg.llm_mode != "templates" or not cfg.templates.is_file()):
+            raise CliError(f"--templates needs --llm-mode templates and an existing file, got {cfg.templates}")
         from oir.train import llm_relabeler
 
         relabeler, reason = llm_relabeler(cfg)
