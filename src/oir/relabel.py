@@ -111,7 +111,7 @@ def verify(
             flawed["no-spec"] += 1
             continue
         try:
-            spec = UNVERIFIED_SPEC if p.get("task") is None else _parse(p["task"])
+            spec = UNVERIFIED_SPEC if p.get("task") is None else parse_task(p["task"])
         except SpecError as e:
             flawed["unknown-counter" if "unknown counter" in e.message else "malformed-json"] += 1
             continue
@@ -132,8 +132,8 @@ def verify(
 _PARSED: dict[str, TaskSpec | SpecError] = {}  # a proposal's task (its repr) -> what parse_spec made of it
 
 
-def _parse(task: Any) -> TaskSpec:
-    """:func:`parse_spec`, looked up for the small tasks relabelers propose again and again."""
+def parse_task(task: Any) -> TaskSpec:
+    """:func:`~oir.tasks.parse_spec`, looked up for the small tasks relabelers propose again and again."""
     try:
         key = repr(task) if isinstance(task, dict) else None
     except (RecursionError, ValueError):  # deep nesting, integers of thousands of digits

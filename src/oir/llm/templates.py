@@ -34,7 +34,8 @@ import numpy as np
 
 from oir.events import COUNTER_INDEX, NUM_COUNTERS
 from oir.narrate import Segment
-from oir.tasks import MAX_ALL, SpecError, TaskSpec, counters_from_trace, first_success, parse_spec
+from oir.relabel import parse_task
+from oir.tasks import MAX_ALL, SpecError, first_success, parse_spec
 
 TEMPLATE_PROMPT = "templates_v1"
 SLOT_TYPES = ("count",)
@@ -156,10 +157,12 @@ def template_objects(reply: str) -> list[Any]:
 
 
 def reached(segments: Sequence[Segment]) -> np.ndarray:
-    """int[K, NUM_COUNTERS]: the highest value each counter reached in each segment."""
+    """int[K, NUM_COUNTERS]: the highest value each counter reached in each segment (events: how
+    often they happened; levels: the highest held after a step)."""
     out = np.zeros((len(segments), NUM_COUNTERS), np.int64)
     for k, s in enumerate(segments):
-        out[k] = counters_from_trace(s.events, s.levels[1:]).max(axis=0) if s.length else 0
+        if s.length:
+            out[k] = np.concatenate([s.events.sum(axis=0), s.levels[1:].max(axis=0)])
     return out
 
 
@@ -221,7 +224,7 @@ class TemplateLibrary:
                 text, task = t.bind(values)
                 if k not in counters:
                     counters[k] = segments[k].counters()
-                if first_success(_spec(task), counters[k]) is not None:
+                if first_success(parse_task(task), counters[k]) is not None:
                     out[k].append({"text": text[0].upper() + text[1:], "task": task})
                     ok += 1
             with self._lock:
@@ -269,6 +272,3 @@ class TemplateLibrary:
             kept += self.add(row) is not None
         return kept
 
-
-def _spec(task: dict) -> TaskSpec:
-    return parse_spec(task)
