@@ -104,48 +104,18 @@ class LLMRelabeler:
             f"prompt {self.prompt_version}{fmt}{temp})"
         )
 
-    def _call(self, narrations: list[str]) -> list[list[Any]] | None:
-        """Parsed proposals for one request, or None if the call failed."""
-        n_tokens = (
-            None
-            if self.max_tokens_per_segment is None
-            else self.max_tokens_per_segment * len(narrations)
-        )
-        messages = render_prompt(narrations, self.prompt_version)
+    def _complete(self, messages: list[dict[str, str]], n_segments: int,
+                  response_format: dict[str, Any] | None = None) -> str | None:
+        """One request's reply text, or None if the call failed (counted, and told to the breaker)."""
+        n_tokens = None if self.max_tokens_per_segment is None else self.max_tokens_per_segment * n_segments
         start = time.perf_counter()
         try:
             reply = self.client.complete(
                 messages,
                 temperature=self.temperature,
                 max_tokens=n_tokens,
-                response_format=self.response_format,
+                response_format=response_format,
             )
-        except LLMError:
-            self._report_server_death()
-            self.breaker.record(False)
-            with self._lock:
-                self._calls += 1
-                self._errors += 1
-            return None
-        elapsed = time.perf_counter() - start
-        self.breaker.record(True)
-        with self._lock:
-            self._calls += 1
-            self._ok_calls += 1
-            self._latency_total += elapsed
-        try:
-            return parse_reply(reply, len(narrations), self.max_proposals)
-        except Exception:  # a parser bug must not end a training run; the reply counts as malformed
-            return [[Flawed("malformed-json")] for _ in narrations]
-
-    def _call_templates(self, narrations: list[str]) -> list[Any] | None:
-        """Template objects from one request (unvalidated), or None if the call failed."""
-        start = time.perf_counter()
-        try:
-            reply = self.client.complete(render_prompt(narrations, self.template_prompt),
-                                         temperature=self.temperature,
-                                         max_tokens=None if self.max_tokens_per_segment is None
-                                         else self.max_tokens_per_segment * len(narrations))
         except LLMError:
             self._report_server_death()
             self.breaker.record(False)
@@ -158,7 +128,22 @@ class LLMRelabeler:
             self._calls += 1
             self._ok_calls += 1
             self._latency_total += time.perf_counter() - start
-        return template_objects(reply)
+        return reply
+
+    def _call(self, narrations: list[str]) -> list[list[Any]] | None:
+        """Parsed proposals for one request, or None if the call failed."""
+        reply = self._complete(render_prompt(narrations, self.prompt_version), len(narrations), self.response_format)
+        if reply is None:
+            return None
+        try:
+            return parse_reply(reply, len(narrations), self.max_proposals)
+        except Exception:  # a parser bug must not end a training run; the reply counts as malformed
+            return [[Flawed("malformed-json")] for _ in narrations]
+
+    def _call_templates(self, narrations: list[str]) -> list[Any] | None:
+        """Template objects from one request (unvalidated), or None if the call failed."""
+        reply = self._complete(render_prompt(narrations, self.template_prompt), len(narrations))
+        return None if reply is None else template_objects(reply)
 
     def _propose_templates(self, segments: list[Segment]) -> list[list[Any]]:
         """Relabels from templates; the model is asked for templates only for segments none covers,
