@@ -87,7 +87,7 @@ class LLMRelabeler:
         self.library, self.template_prompt = templates, template_prompt
         if templates is not None:
             load_prompt(template_prompt)
-        self._asked: set[str] = set()  # signatures already shown to the model for templates
+        self._asked: dict[str, None] = {}  # signatures already shown to the model for templates (oldest first)
         self._templated = 0  # segments with at least one relabel from a template
 
     def describe(self) -> str:
@@ -161,7 +161,9 @@ class LLMRelabeler:
             got = self._call_templates([narrate(segments[ask[s]]) for s in chunk]) if self.breaker.allow() else None
             if got is None:
                 continue
-            self._asked.update(chunk)
+            self._asked.update(dict.fromkeys(chunk))
+            while len(self._asked) > self.max_signatures:  # the oldest may be asked about again
+                self._asked.pop(next(iter(self._asked)))
             for obj in got:
                 self.library.add(obj)
         uncovered = [k for k, props in enumerate(out) if not props]
