@@ -399,9 +399,12 @@ def relabel_cmd(cfg: Relabel, console: Console) -> int:
     else:
         if not cfg.llm_url:
             raise CliError("--relabeler llm needs --llm-url (an OpenAI-compatible server, or local)")
-        if cfg.templates is not None and (cfg.llm_mode != "templates" or not cfg.templates.is_file()):
-            raise CliError(f"--templates needs --llm-mode templates and an existing file, got {cfg.templates}")
+        from oir.llm.templates import templates_problem
         from oir.train import llm_relabeler
+
+        problem = templates_problem(cfg.llm_mode, cfg.templates)
+        if problem is not None:
+            raise CliError(problem)
 
         relabeler, reason = llm_relabeler(cfg)
         if reason is not None:

@@ -13,7 +13,6 @@ grammar (which must never copy a human suite's texts, design doc §9). It is not
 from __future__ import annotations
 
 import ast
-import functools
 import hashlib
 import itertools
 import json
@@ -133,9 +132,10 @@ _PARSED: dict[str, TaskSpec | SpecError] = {}  # a proposal's task (its repr) ->
 
 
 def parse_task(task: Any) -> TaskSpec:
-    """:func:`~oir.tasks.parse_spec`, looked up for the small tasks relabelers propose again and again."""
+    """:func:`~oir.tasks.parse_spec`, looked up for the small tasks relabelers propose again and
+    again (a dict, or JSON text such as a spec's canonical key)."""
     try:
-        key = repr(task) if isinstance(task, dict) else None
+        key = repr(task) if isinstance(task, dict | str) else None
     except (RecursionError, ValueError):  # deep nesting, integers of thousands of digits
         key = None
     if key is None or len(key) > 512:
@@ -579,7 +579,7 @@ class AsyncRelabeler:
             return self._relabel(infos)
         results = []
         for info, (kept, flawed, proposed) in zip(infos, replies, strict=True):
-            relabels = [Relabel(text, _spec_of(key), step) for text, key, step in kept]
+            relabels = [Relabel(text, parse_task(key), step) for text, key, step in kept]
             results.append(RelabelResult(info, relabels, Counter(flawed), proposed))
         return self._finish(results)
 
@@ -641,8 +641,3 @@ def _child_relabel(batch) -> list[tuple[list[tuple[str, str, int]], dict[str, in
         out.append(([(r.text, r.spec.key(), r.step) for r in kept], dict(flawed), len(props)))
     return out
 
-
-@functools.lru_cache(maxsize=65536)
-def _spec_of(key: str) -> TaskSpec:
-    """A verified relabel's spec from its canonical JSON (few distinct specs: parsed once each)."""
-    return parse_spec(key)

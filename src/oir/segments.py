@@ -18,6 +18,7 @@ its row in both rings is ``g % history``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields, replace
 
 import jax
@@ -136,8 +137,9 @@ class SegmentBatch:
     def __len__(self) -> int:
         return len(self.lengths)
 
-    @property
+    @functools.cached_property
     def offsets(self) -> np.ndarray:
+        """Each segment's first row in ``events`` (computed once: per-segment views ask for it)."""
         return np.cumsum(self.lengths) - self.lengths
 
     @classmethod
@@ -261,7 +263,7 @@ class SegmentTracker:
         start = np.maximum(start, g - self.h + 1)  # cannot happen while history > max_task_steps; guard anyway
         lengths = g - start + 1
         offs = np.cumsum(lengths) - lengths
-        ring = (np.repeat(start, lengths) + _ranges(np.zeros(k, np.int64), lengths)) % self.h
+        ring = _ranges(start, lengths) % self.h
         envs = np.repeat(i, lengths)
         body = np.arange(int(lengths.sum())) + np.repeat(np.arange(k), lengths) + 1  # after each start row
         levels = np.empty((len(body) + k, NUM_LEVELS), np.int8)

@@ -38,7 +38,7 @@ from oir.events import levels_of
 from oir.hindsight import Hindsight, RelabelingConfig, late_store_mb
 from oir.learn import RelabelShapes
 from oir.llm import JSON_MODES
-from oir.llm.templates import TemplateLibrary
+from oir.llm.templates import TemplateLibrary, templates_problem
 from oir.narrate import EVENT_TEXTS, nearby_from_obs
 from oir.networks import PRESETS
 from oir.relabel import NarratorRelabeler
@@ -147,8 +147,8 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.relabel != "llm" or bool(cfg.llm_url), "--relabel llm needs --llm-url (an OpenAI-compatible server, or local)")
     need(cfg.suggest != "llm" or bool(cfg.llm_url), "--suggest llm needs --llm-url (an OpenAI-compatible server, or local)")
     need(cfg.llm_mode in ("direct", "templates"), f"unknown --llm-mode {cfg.llm_mode!r} (choose from direct, templates)")
-    need(cfg.templates is None or (cfg.llm_mode == "templates" and cfg.templates.is_file()),
-         f"--templates needs --llm-mode templates and an existing file, got {cfg.templates}")
+    problem = templates_problem(cfg.llm_mode, cfg.templates)
+    need(problem is None, problem or "")
     need(cfg.llm_json_mode in ("", *JSON_MODES), f"unknown --llm-json-mode {cfg.llm_json_mode!r} (choose from {', '.join(JSON_MODES)})")
     need(not cfg.relabeling.seed_suite or cfg.relabel != "none", "--relabeling.seed-suite needs --relabel narrator or llm")
     need(cfg.reward == "verified" or cfg.relabel != "none" or bool(cfg.suggest),

@@ -139,6 +139,13 @@ def parse_template(obj: Any) -> Template:
     return t
 
 
+def templates_problem(mode: str, path: Path | None) -> str | None:
+    """Why ``--templates PATH`` cannot start a library under ``--llm-mode MODE`` (None: it can)."""
+    if path is not None and (mode != "templates" or not Path(path).is_file()):
+        return f"--templates needs --llm-mode templates and an existing file, got {path}"
+    return None
+
+
 def template_objects(reply: str) -> list[Any]:
     """The template objects in a model's reply (``{"templates": [...]}``, a bare list, or one
     template), unvalidated; nothing for a reply with none. Only ``json.loads`` runs on it."""
