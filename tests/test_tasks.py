@@ -163,3 +163,15 @@ def test_jax_and_python_evaluators_agree(jax_eval, spec_json, tr):
         assert step == py.step
     if py.status == "fail":
         assert tasks.FAIL_REASONS[reason] == py.reason
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(spec_st, min_size=1, max_size=8), trace_st(), st.integers(0, TRACE_LEN))
+def test_many_specs_at_once_match_one_at_a_time(specs_json, tr, cut):
+    # Verification checks every proposal of a segment in one pass: each outcome must be the one
+    # the spec gets alone (which the test above checks against the JAX evaluator), also on an
+    # empty or short trace.
+    specs = [parse_spec(s) for s in specs_json]
+    counters = tasks.counters_from_trace(*tr)[:cut]
+    assert tasks.outcomes(specs, counters) == [evaluate(s, counters) for s in specs]
+    assert tasks.first_successes(specs, counters) == [tasks.first_success(s, counters) for s in specs]

@@ -184,6 +184,7 @@ class InstructionBuffer:
         self.ema_fast = ema_fast
         self.ema_slow = ema_slow
         self._lock = threading.RLock()
+        self._check_memo: dict[str, tuple[str, str | None, str]] = {}
         self._next = reserved  # rows are handed out in order and never freed
         self._text: dict[int, str] = {}
         self._spec: dict[int, TaskSpec] = {}
@@ -210,6 +211,7 @@ class InstructionBuffer:
         with self._lock:
             state = dict(self.__dict__)
         state["encoder"] = None
+        state.pop("_check_memo", None)
         del state["_lock"]
         return state
 
@@ -218,6 +220,7 @@ class InstructionBuffer:
         defaults = {"rarity": 0.0, "found": np.zeros(len(ACHIEVEMENTS), np.int64), "_asks": {}}
         self.__dict__.update({**defaults, **state})
         self._lock = threading.RLock()
+        self._check_memo = {}
 
     # -- adding -------------------------------------------------------------------------------
 
@@ -228,13 +231,11 @@ class InstructionBuffer:
     def add_many(self, items: Sequence[tuple[str, TaskSpec, int]]) -> list[tuple[int | None, str]]:
         """Add instructions in order, embedding all texts new to the buffer in one encoder call."""
         with self._lock:
-            texts = [clean_text(t) for t, _, _ in items]
-            reasons = [check_text(t, self.filters) for t in texts]
+            texts, reasons, keys = zip(*(self._checked(t) for t, _, _ in items), strict=True) if items else ((), (), ())
             # One encoder call for every distinct text the buffer has not seen; a text seen
             # earlier in this batch is looked up, not embedded twice.
             pending: dict[str, str] = {}
-            for text, reason in zip(texts, reasons, strict=True):
-                key = normalize_text(text)
+            for text, reason, key in zip(texts, reasons, keys, strict=True):
                 if reason is None and key not in self._by_text and key not in pending:
                     pending[key] = text
             vectors: dict[str, np.ndarray] = {}
@@ -245,16 +246,27 @@ class InstructionBuffer:
                     self._emb = np.zeros((self.capacity, encoded.shape[1]), np.float32)
 
             results: list[tuple[int | None, str]] = []
-            for text, (_, spec, step), reason in zip(texts, items, reasons, strict=True):
-                result = (None, reason) if reason else self._place(text, spec, step, vectors)
+            for text, key, (_, spec, step), reason in zip(texts, keys, items, reasons, strict=True):
+                result = (None, reason) if reason else self._place(text, key, spec, step, vectors)
                 self.outcomes[result[1]] += 1
                 results.append(result)
             return results
 
+    def _checked(self, text: str) -> tuple[str, str | None, str]:
+        """(stored form, rejection reason or None, duplicate key) of a text, memoised: relabelers
+        state the same texts again and again."""
+        got = self._check_memo.get(text)
+        if got is None:
+            clean = clean_text(text)
+            got = (clean, check_text(clean, self.filters), normalize_text(clean))
+            if len(self._check_memo) < 1 << 16 and len(text) <= 4 * self.filters.max_chars:
+                self._check_memo[text] = got
+        return got
+
     def _place(
-        self, text: str, spec: TaskSpec, step: int, vectors: dict[str, np.ndarray]
+        self, text: str, key: str, spec: TaskSpec, step: int, vectors: dict[str, np.ndarray]
     ) -> tuple[int | None, str]:
-        key, spec_key = normalize_text(text), spec.key()
+        spec_key = spec.key()
         row = self._by_text.get(key)
         if row is not None:
             if self._spec[row].key() != spec_key:

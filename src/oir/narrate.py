@@ -109,11 +109,22 @@ class Segment:
     def length(self) -> int:
         return int(self.events.shape[0])
 
-    def counters(self) -> np.ndarray:
-        """[T, NUM_COUNTERS] counter vectors counted from the segment start (for the evaluator)."""
-        from oir.tasks import counters_from_trace
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_counters"}  # not the cache
 
-        return counters_from_trace(self.events, self.levels[1:])
+    def counters(self) -> np.ndarray:
+        """[T, NUM_COUNTERS] counter vectors counted from the segment start (for the evaluator).
+
+        Made once: a relabeler reads them to propose, and verification to check every proposal.
+        """
+        out = self.__dict__.get("_counters")
+        if out is None:
+            from oir.tasks import counters_from_trace
+
+            out = counters_from_trace(self.events, self.levels[1:])
+            out.flags.writeable = False
+            self.__dict__["_counters"] = out
+        return out
 
 
 def _summary(levels: np.ndarray, nearby: np.ndarray) -> str:

@@ -12,7 +12,6 @@ grammar (which must never copy a human suite's texts, design doc §9). It is not
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import itertools
 import json
@@ -30,9 +29,26 @@ from typing import Any, Protocol
 import numpy as np
 
 from oir.buffer import normalize_text
-from oir.events import ACHIEVEMENTS, COUNTER_INDEX, INVENTORY_ITEMS, LEVEL_NAMES, PLACEMENTS, VITALS
+from oir.events import (
+    ACHIEVEMENTS,
+    COUNTER_INDEX,
+    EVENT_NAMES,
+    INVENTORY_ITEMS,
+    LEVEL_NAMES,
+    NUM_EVENTS,
+    PLACEMENTS,
+    VITALS,
+)
 from oir.narrate import Segment
-from oir.tasks import MAX_COUNT, Clause, SpecError, TaskSpec, first_success, parse_spec
+from oir.tasks import (
+    MAX_COUNT,
+    Clause,
+    SpecError,
+    TaskSpec,
+    first_success,
+    first_successes,
+    parse_spec,
+)
 
 FLAW_REASONS = ("does-not-hold", "unknown-counter", "malformed-json", "empty", "duplicate", "no-spec")
 # Similarity rewards only: the text never came within delta of any step's state text.
@@ -95,10 +111,9 @@ def verify(
     """
     counters = segment.counters()
     flawed: Counter = Counter()
-    kept: list[Relabel] = []
-    seen_text: set[str] = set()
-    seen_spec: set[str] = set()
+    parsed: list[tuple[str, TaskSpec] | None] = []  # None: counted as flawed already
     for p in proposals:
+        parsed.append(None)
         if isinstance(p, Flawed):
             flawed[p.reason] += 1
             continue
@@ -110,15 +125,25 @@ def verify(
             flawed["no-spec"] += 1
             continue
         try:
-            spec = UNVERIFIED_SPEC if p.get("task") is None else parse_task(p["task"])
+            parsed[-1] = (text, UNVERIFIED_SPEC if p.get("task") is None else parse_task(p["task"]))
         except SpecError as e:
             flawed["unknown-counter" if "unknown counter" in e.message else "malformed-json"] += 1
+    if reward_step is None:  # every spec checked on the trace in one pass
+        steps = iter(first_successes([x[1] for x in parsed if x is not None], counters))
+    kept: list[Relabel] = []
+    seen_text: set[str] = set()
+    seen_spec: set[str] = set()
+    for x in parsed:
+        if x is None:
             continue
-        norm, key = normalize_text(text), spec.key()
+        text, spec = x
+        step = next(steps) if reward_step is None else None
+        norm, key = _normalized(text), spec.key()
         if norm in seen_text or (spec is not UNVERIFIED_SPEC and key in seen_spec):
             flawed["duplicate"] += 1
             continue
-        step = first_success(spec, counters) if reward_step is None else reward_step(text, spec)
+        if reward_step is not None:
+            step = reward_step(text, spec)
         if step is None:
             flawed["does-not-hold" if reward_step is None else BELOW_DELTA] += 1
             continue
@@ -126,6 +151,18 @@ def verify(
         seen_spec.add(key)
         kept.append(Relabel(text.strip(), spec, step))
     return kept, flawed
+
+
+_NORMALIZED: dict[str, str] = {}  # a proposal's text -> normalize_text(text), for the texts proposed again and again
+
+
+def _normalized(text: str) -> str:
+    norm = _NORMALIZED.get(text)
+    if norm is None:
+        norm = normalize_text(text)
+        if len(_NORMALIZED) < 1 << 16 and len(text) <= 200:
+            _NORMALIZED[text] = norm
+    return norm
 
 
 _PARSED: dict[str, TaskSpec | SpecError] = {}  # a proposal's task (its repr) -> what parse_spec made of it
@@ -214,6 +251,9 @@ _ITEM_WORDS = {"wood": "pieces of wood", "stone": "blocks of stone", "coal": "lu
                "iron": "chunks of iron", "diamond": "diamonds", "sapling": "saplings"}
 
 
+_ACHIEVEMENT_COLS = np.array([COUNTER_INDEX[a] for a in ACHIEVEMENTS])
+_PLACEMENT_COLS = np.array([COUNTER_INDEX[p] for p in PLACEMENTS])
+_MASK64 = (1 << 64) - 1
 _INVENTORY_COLS = [LEVEL_NAMES.index(f"inventory_{item}") for item in INVENTORY_ITEMS]
 _VITAL_COLS = [LEVEL_NAMES.index(v) for v in VITALS]
 
@@ -247,24 +287,28 @@ class NarratorRelabeler:
     def propose(self, segment: Segment) -> list[dict]:
         """Every kind of true statement the counters support, at most ``max_proposals`` of them,
         taken in turn from each kind so that a small cap still covers every kind."""
-        totals = segment.events.sum(axis=0)
-        happened = [a for a in ACHIEVEMENTS if totals[COUNTER_INDEX[a]] > 0]
-        if not happened:
+        cum = segment.counters()[:, :NUM_EVENTS]
+        totals = cum[-1]
+        happened_idx = _ACHIEVEMENT_COLS[totals[_ACHIEVEMENT_COLS] > 0]
+        if not len(happened_idx):
             return []
-        seed = hashlib.blake2b(np.ascontiguousarray(segment.events).tobytes(), digest_size=8).digest()
-        variant = int.from_bytes(seed, "little") % self.phrasings
-        cum = np.cumsum(segment.events, axis=0)
-        first = {a: int(np.argmax(cum[:, COUNTER_INDEX[a]] > 0)) + 1 for a in happened}
+        steps = (cum[:, happened_idx] > 0).argmax(axis=0) + 1
+        first = {EVENT_NAMES[i]: int(t) for i, t in zip(happened_idx.tolist(), steps.tolist(), strict=True)}
+        happened = list(first)  # in ACHIEVEMENTS order (the columns are)
+        # The segment's own seed (wording variant, which proposals a cap keeps): a function of
+        # what happened when, the same in every process (ints hash alike everywhere).
+        seed = hash((segment.length, *happened_idx.tolist(), *steps.tolist(), *totals[happened_idx].tolist())) & _MASK64
+        variant = seed % self.phrasings
         order = sorted(happened, key=lambda a: (first[a], ACHIEVEMENTS.index(a)))
         kinds: dict[str, list[dict]] = {}
 
-        def add(kind: str, task: dict, words: Callable[[random.Random], str]) -> None:
+        def add(kind: str, args: tuple, task: dict, words: Callable[[random.Random], str]) -> None:
             """Propose ``task`` worded by ``words(rng)``, whose randomness is a function of the task
             and the segment's variant only: so the text is too, and is looked up once made."""
-            key = (kind, repr(task), variant)
+            key = (kind, args, variant)  # args: what the kind's task is made from
             text = _TEXTS.get(key)
             if text is None:
-                text = words(random.Random(_wording_seed(key[1], variant)))
+                text = words(random.Random(_wording_seed(task, variant)))
                 text = text[0].upper() + text[1:] + "."
                 if len(_TEXTS) < _TEXTS_MAX:
                     _TEXTS[key] = text
@@ -283,7 +327,7 @@ class NarratorRelabeler:
         for a in order:
             n = int(totals[COUNTER_INDEX[a]])
             for k in sorted({n, 1} if n > 1 else {1}, reverse=True):
-                add("count" if k == n else "prefix", {"all": [_clause(a, k)]},
+                add("count" if k == n else "prefix", (a, k), {"all": [_clause(a, k)]},
                     lambda r, a=a, k=k: phrase(r, a, k))
         # Pairs and triples of first occurrences, in the order they were first done.
         for size in (2, 3):
@@ -296,21 +340,21 @@ class NarratorRelabeler:
                     parts = [phrase(r, x, 1) for x in run]
                     return r.choice(_SEQUENCE_GLUE[size]).format(*parts)
 
-                add(f"sequence{size}", {"all": [_clause(x, 1) for x in run], "ordered": True}, sequence)
+                add(f"sequence{size}", tuple(run), {"all": [_clause(x, 1) for x in run], "ordered": True}, sequence)
         # A prohibition that held until the goal was reached, natural ones first.
         for a in order:
             banned = next((b for b in (*_NATURAL_NONE.get(a, ()), *_GENERIC_NONE)
                            if b != a and not done_by(b, first[a])), None)
             if banned is None:
                 continue
-            add("prohibition", {"all": [_clause(a, 1)], "none": [_clause(banned, 1)]},
+            add("prohibition", (a, banned), {"all": [_clause(a, 1)], "none": [_clause(banned, 1)]},
                 lambda r, a=a, banned=banned: f"{phrase(r, a, 1)} {r.choice(_NONE_GLUE)} {_NONE_WORDS[banned]}")
         # Inventory the agent built up in this segment (levels are absolute: only gains it made).
         peaks = segment.levels[1:, _INVENTORY_COLS].max(axis=0).tolist()
         held0 = segment.levels[0, _INVENTORY_COLS].tolist()
         for item, peak, before in zip(INVENTORY_ITEMS, peaks, held0, strict=True):
             if peak >= 2 and peak > before:
-                add("inventory", {"all": [{"counter": f"inventory_{item}", "at_least": peak}]},
+                add("inventory", (item, peak), {"all": [{"counter": f"inventory_{item}", "at_least": peak}]},
                     lambda r, item=item, peak=peak: f"{r.choice(['hold', 'carry', 'build up a stock of'])} "
                     f"{_NUMBERS.get(peak, str(peak))} {_ITEM_WORDS.get(item, item.replace('_', ' ') + 's')} at once")
         # A vital kept up while the first thing was done.
@@ -320,23 +364,22 @@ class NarratorRelabeler:
         vital = min(kept_up, key=lambda v: (lows[v], VITALS.index(v))) if kept_up else None
         floor = min(lows[vital], 5) if vital else 0
         if vital:
-            add("vitals", {"all": [_clause(a, 1)], "none": [{"counter": vital, "at_most": floor - 1}]},
+            add("vitals", (a, vital, floor), {"all": [_clause(a, 1)], "none": [{"counter": vital, "at_most": floor - 1}]},
                 lambda r: f"{phrase(r, a, 1)} {r.choice(['keeping your', 'with your'])} {vital} at {floor} or more")
         # Where things were placed.
-        for name in PLACEMENTS:
-            if totals[COUNTER_INDEX[name]] > 0:
-                placed, near = name[len("place_"):].split("_near_")
+        for i in _PLACEMENT_COLS[totals[_PLACEMENT_COLS] > 0].tolist():
+            placed, near = EVENT_NAMES[i][len("place_"):].split("_near_")
 
-                def placement(r, placed=placed, near=near):
-                    verb, where = r.choice(["put", "place", "set"]), r.choice(["next to", "beside", "right by"])
-                    return f"{verb} {_PLACE_WORDS[placed]} {where} {_NEAR_WORDS[near]}"
+            def placement(r, placed=placed, near=near):
+                verb, where = r.choice(["put", "place", "set"]), r.choice(["next to", "beside", "right by"])
+                return f"{verb} {_PLACE_WORDS[placed]} {where} {_NEAR_WORDS[near]}"
 
-                add("placement", {"all": [_clause(name, 1)]}, placement)
+            add("placement", (i,), {"all": [_clause(EVENT_NAMES[i], 1)]}, placement)
         # How quickly the first thing was done.
         budget = 25 * -(-first[a] // 25)
-        add("budget", {"all": [_clause(a, 1)], "within": budget},
+        add("budget", (a, budget), {"all": [_clause(a, 1)], "within": budget},
             lambda r: f"{phrase(r, a, 1)} {r.choice(['within', 'in no more than'])} {budget} steps")
-        return _round_robin(list(kinds.values()), self.max_proposals, random.Random(int.from_bytes(seed, "little")))
+        return _round_robin(list(kinds.values()), self.max_proposals, seed)
 
     def propose_batch(self, segments: list[Segment]) -> list[list[dict]]:
         return [self.propose(s) for s in segments]
@@ -350,22 +393,24 @@ _TEXTS: dict[tuple[str, str, int], str] = {}
 _TEXTS_MAX = 1 << 16
 
 
-def _wording_seed(task_repr: str, variant: int) -> int:
-    """The seed of a task's wording: from its canonical JSON (the repr is only the memo's key)."""
-    key = json.dumps(ast.literal_eval(task_repr), sort_keys=True) + f"#{variant}"
+def _wording_seed(task: dict, variant: int) -> int:
+    """The seed of a task's wording: from its canonical JSON."""
+    key = json.dumps(task, sort_keys=True) + f"#{variant}"
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
 
 
-def _round_robin(groups: list[list], k: int, rng: random.Random) -> list:
+def _round_robin(groups: list[list], k: int, seed: int) -> list:
     """Up to ``k`` items, one from each group in turn (groups and each group's items in an order
-    drawn by ``rng``), so that every kind of proposal keeps a place under a small cap."""
-    queues = rng.sample([rng.sample(g, len(g)) for g in groups], len(groups))  # kinds in turn, from a random one
-    out: list = []
-    while len(out) < k and any(queues):
-        for q in queues:
-            if q and len(out) < k:
-                out.append(q.pop(0))
-    return out
+    drawn from ``seed``), so that every kind of proposal keeps a place under a small cap."""
+    queues = [g if len(g) < 2 else [g[j] for j in _drawn(len(g), seed, i + 1)] for i, g in enumerate(groups)]
+    queues = [queues[j] for j in _drawn(len(queues), seed, 0)]  # kinds in turn, from a random one
+    return [x for row in itertools.zip_longest(*queues) for x in row if x is not None][:k]
+
+
+def _drawn(n: int, seed: int, salt: int) -> list[int]:
+    """A permutation of range(n) that is a function of (seed, salt): cheaper than seeding a
+    ``random.Random`` per segment, and the same in every process."""
+    return sorted(range(n), key=lambda j: hash((seed, salt, j)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -87,6 +87,9 @@ class TaskSpec:
             out["within"] = self.within
         return out
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}  # not the caches
+
     def key(self) -> str:
         """Canonical JSON text: equal specs give equal keys."""
         key = self.__dict__.get("_key")
@@ -234,35 +237,65 @@ def evaluate(spec: TaskSpec, counters: np.ndarray | Sequence[Sequence[int]]) -> 
     each clause's first-true step decides everything, because clauses latch. On one step the
     checks go none, order, success, budget, as in the JAX evaluator.
     """
+    return outcomes([spec], counters)[0]
+
+
+def outcomes(specs: Sequence[TaskSpec], counters: np.ndarray | Sequence[Sequence[int]]) -> list[Outcome]:
+    """:func:`evaluate` of each spec on one trace: every clause of every spec in one numpy pass."""
     c = np.asarray(counters)
     n = len(c)
     never = n + 1
+    if n and specs:
+        bank = np.concatenate([_bank(s) for s in specs], axis=1)
+        v = c[:, bank[0]]
+        hit = (v >= bank[1]) & (v <= bank[2])
+        t = hit.argmax(axis=0)  # the first True (argmax stops there); 0 also when none is
+        firsts = np.where(hit.any(axis=0), t + 1, never).tolist()
+    else:
+        firsts = [never] * sum(len(s.all) + len(s.none) for s in specs)
+    out, i = [], 0
+    for spec in specs:
+        k = len(spec.all)
+        first, none_first = firsts[i:i + k], firsts[i + k:i + k + len(spec.none)]
+        i += k + len(spec.none)
+        t_success = max(first)
+        t_none = min(none_first, default=never)
+        # Ordered: clause j turning true while an earlier clause is still false is a violation.
+        t_order = min((f for j, f in enumerate(first) if f < never and any(e > f for e in first[:j])),
+                      default=never) if spec.ordered else never
+        t_budget = max(spec.within, 1) if spec.within is not None else never
+        ends = [(t_none, 0, "fail", "none"), (t_order, 1, "fail", "order"),
+                (t_success, 2, "success", None), (t_budget, 3, "fail", "budget")]
+        t_end, _, status, reason = min(ends)
+        out.append(Outcome(status, t_end, reason) if t_end <= n else _PENDING)
+    return out
 
-    def first_true(clause: Clause) -> int:
-        if not n:
-            return never
-        v = c[:, COUNTER_INDEX[clause.counter]]
-        hit = v <= clause.at_most if clause.at_most is not None else v >= clause.at_least
-        t = int(hit.argmax())  # the first True (argmax stops there); 0 also when none is
-        return t + 1 if hit[t] else never
 
-    first = [first_true(cl) for cl in spec.all]
-    t_success = max(first)
-    t_none = min((first_true(cl) for cl in spec.none), default=never)
-    # Ordered: clause j turning true while an earlier clause is still false is a violation.
-    t_order = min((f for j, f in enumerate(first) if f < never and any(e > f for e in first[:j])),
-                  default=never) if spec.ordered else never
-    t_budget = max(spec.within, 1) if spec.within is not None else never
-    ends = [(t_none, 0, "fail", "none"), (t_order, 1, "fail", "order"),
-            (t_success, 2, "success", None), (t_budget, 3, "fail", "budget")]
-    t, _, status, reason = min(ends)
-    return Outcome(status, t, reason) if t <= n else Outcome("pending")
+_PENDING = Outcome("pending")
+_BIG = np.iinfo(np.int64).max
+
+
+def _bank(spec: TaskSpec) -> np.ndarray:
+    """int64[3, clauses]: the spec's clauses (all, then none) as counter columns, lower and upper
+    bounds. Made once per spec."""
+    bank = spec.__dict__.get("_bank")
+    if bank is None:
+        bank = np.array([(COUNTER_INDEX[cl.counter], -_BIG, cl.at_most) if cl.at_most is not None
+                         else (COUNTER_INDEX[cl.counter], cl.at_least, _BIG) for cl in (*spec.all, *spec.none)],
+                        np.int64).reshape(-1, 3).T
+        object.__setattr__(spec, "_bank", bank)
+    return bank
 
 
 def first_success(spec: TaskSpec, counters: np.ndarray) -> int | None:
     """The step at which ``spec`` first succeeds on a trace, or None."""
     out = evaluate(spec, counters)
     return out.step if out.status == "success" else None
+
+
+def first_successes(specs: Sequence[TaskSpec], counters: np.ndarray) -> list[int | None]:
+    """:func:`first_success` of each spec on one trace, in one pass."""
+    return [o.step if o.status == "success" else None for o in outcomes(specs, counters)]
 
 
 # ---------------------------------------------------------------------------------------------
