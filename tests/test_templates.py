@@ -11,7 +11,7 @@ from test_relabel import segment_with
 
 from oir.llm.client import ChatClient
 from oir.llm.relabeler import LLMRelabeler
-from oir.llm.templates import RETIRE_AFTER, TemplateError, TemplateLibrary, parse_template
+from oir.llm.templates import RETIRE_AFTER, TemplateError, TemplateLibrary, lift, parse_template
 from oir.relabel import verify
 
 WOOD_THEN_TABLE = {
@@ -161,3 +161,53 @@ def test_oir_relabel_tries_templates_on_saved_segments(capsys):
     assert "templates by templates_v1" in out and "llm_templates: 1" in out
     verified = int(out.split("verified ")[1].split(",")[0])
     assert verified > 0 and "flawed 0" in out
+
+
+def test_lifting_makes_each_count_the_text_states_once_a_slot():
+    wood_table = {"all": [{"counter": "collect_wood", "at_least": 3}, {"counter": "place_table", "at_least": 1}],
+                  "ordered": True}
+    lifted = lift("Collect three wood, then place a table.", wood_table)
+    assert lifted["text"] == "Collect {n} wood, then place a table." and lifted["slots"] == {"n": "count"}
+    assert lifted["task"]["all"][0]["at_least"] == "{n}" and wood_table["all"][0]["at_least"] == 3  # not mutated
+    lib = TemplateLibrary()
+    assert lib.add(lifted) is not None
+    # Bound on another segment to the wood it collected there, and verified there.
+    two_wood = segment_with({1: ["collect_wood"], 3: ["collect_wood"], 5: ["place_table"]})
+    got = lib.propose([two_wood, TABLE_FIRST])
+    assert [p["text"] for p in got[0]] == ["Collect 2 wood, then place a table."] and got[1] == []
+    assert verify(two_wood, got[0])[0][0].step == 5
+    # A count stated twice, or asked of two clauses, or of 1, stays as it was verified.
+    both = {"all": [{"counter": "collect_drink", "at_least": 2}, {"counter": "eat_cow", "at_least": 2}]}
+    assert lift("Drink 2 times and eat 2 cows", both) == {"text": "Drink 2 times and eat 2 cows", "task": both, "slots": {}}
+    one = {"all": [{"counter": "place_table", "at_least": 1}]}
+    assert lift("Place 1 table", one)["slots"] == {}
+    # Two different counts: two slots, each bound to its own clause.
+    two = lift("Collect 4 saplings and drink 3 times",
+               {"all": [{"counter": "collect_sapling", "at_least": 4}, {"counter": "collect_drink", "at_least": 3}]})
+    t = parse_template(two)
+    assert t.slots == (("n", 0), ("n2", 1)) and t.bind({"n": 5, "n2": 6})[0] == "Collect 5 saplings and drink 6 times"
+
+
+def test_lifted_mode_keeps_the_model_s_verified_relabels_as_templates():
+    server = LLMServer().start()
+    server.respond = lambda req: Reply(content=json.dumps({"segments": [{"id": 1, "proposals": [
+        {"text": "Chop 3 logs, then build a workbench",
+         "task": {"all": [{"counter": "collect_wood", "at_least": 3}, {"counter": "place_table", "at_least": 1}],
+                  "ordered": True}},
+        {"text": "Eat a cow", "task": {"all": [{"counter": "eat_cow", "at_least": 1}]}},  # did not happen
+    ]}]}))
+    try:
+        relabeler = LLMRelabeler(ChatClient(server.url, "test-model", timeout=5.0), templates=TemplateLibrary(),
+                                 template_source="lifted")
+        first = relabeler.propose_batch([WOOD3_TABLE])
+        assert len(server.calls) == 1 and "templates" not in server.calls[0].body["messages"][0]["content"].lower()
+        assert [p["text"] for p in first[0]] == ["Chop 3 logs, then build a workbench"]
+        # Another count of the same kind: the lifted template covers it, no request.
+        again = relabeler.propose_batch([segment_with({1: ["collect_wood"], 2: ["collect_wood"], 5: ["place_table"]})])
+        assert len(server.calls) == 1 and [p["text"] for p in again[0]] == ["Chop 2 logs, then build a workbench"]
+        stats = relabeler.stats()
+        assert stats["llm_lift_proposed"] == 2 and stats["llm_lift_verified"] == 1
+        assert stats["llm_lift_flawed_does-not-hold"] == 1 and stats["llm_templates"] == 1
+        assert "lifted" in relabeler.describe()
+    finally:
+        server.stop()

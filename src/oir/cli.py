@@ -108,6 +108,10 @@ class Relabel:
     llm_json_mode: str = ""  # off, object or schema; "" for schema with --llm-url local, else off
     llm_mode: Literal["direct", "templates"] = "direct"  # templates: the model writes relabel templates
     templates: Path | None = None  # start the template library from this templates.jsonl
+    # written: the model writes templates; lifted: its verified relabels become templates
+    llm_template_source: Literal["written", "lifted"] = "written"
+    save_templates: Path | None = None  # write the template library here at the end (a templates.jsonl)
+    chunk: int = 0  # segments handed to the relabeler at a time, in order, as training does (0: all at once)
     out: Path | None = None
 
 
@@ -390,6 +394,11 @@ def relabel_cmd(cfg: Relabel, console: Console) -> int:
     from oir.segments import load_segments
 
     check_writable(cfg.out)
+    check_writable(cfg.save_templates, "--save-templates")
+    if cfg.chunk < 0:
+        raise CliError(f"--chunk must be 0 (all at once) or a number of segments, not {cfg.chunk}")
+    if cfg.save_templates is not None and cfg.llm_mode != "templates":
+        raise CliError("--save-templates needs --relabeler llm --llm-mode templates")
     try:
         segments = load_segments(cfg.segments)
     except (ValueError, FileNotFoundError) as e:
@@ -412,8 +421,18 @@ def relabel_cmd(cfg: Relabel, console: Console) -> int:
             raise CliError(f"LLM server {cfg.llm_url} does not answer ({reason})")
         who = relabeler.describe()
     t0 = time.perf_counter()
+    step = cfg.chunk or max(len(segments), 1)
+    proposals: list = []
     try:
-        proposals = relabeler.propose_batch(segments)
+        for lo in range(0, len(segments), step):
+            proposals += relabeler.propose_batch(segments[lo:lo + step])
+            if cfg.chunk:
+                done = lo + len(segments[lo:lo + step])
+                console.print(f"{done}/{len(segments)} segments, {time.perf_counter() - t0:.0f} s, "
+                              f"{sum(map(bool, proposals[lo:]))} of the last {done - lo} with proposals", highlight=False)
+        library = getattr(relabeler, "library", None)
+        if cfg.save_templates is not None and library is not None:
+            library.save(cfg.save_templates)
     finally:
         if hasattr(relabeler, "close"):
             relabeler.close()  # with --llm-url local, this stops the server it started
@@ -435,6 +454,8 @@ def relabel_cmd(cfg: Relabel, console: Console) -> int:
     if cfg.out is not None:
         write_text(cfg.out, "".join(json.dumps(x) + "\n" for x in lines))
         console.print(f"per-segment results written to {cfg.out}")
+    if cfg.save_templates is not None:
+        console.print(f"template library written to {cfg.save_templates} (use it with --templates)")
     return 0
 
 

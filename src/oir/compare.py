@@ -36,6 +36,7 @@ METHODS: dict[str, dict] = {
     "llm-verified": {"relabel": "llm", "reward": "verified"},
     "llm-similarity": {"relabel": "llm", "reward": "similarity"},
     "llm-templates": {"relabel": "llm", "reward": "verified", "llm_mode": "templates"},
+    "llm-lifted": {"relabel": "llm", "reward": "verified", "llm_mode": "templates", "llm_template_source": "lifted"},
     # ELLM (oir.ellm): goals from the offline rule-based suggester, paid the caption's cosine
     "ellm": {"relabel": "none", "suggest": "rules", "reward": "similarity", "delta": 0.76},
     "ellm-llm": {"relabel": "none", "suggest": "llm", "reward": "similarity", "delta": 0.76},  # needs --llm-url
@@ -48,6 +49,7 @@ LABELS = {
     "llm-verified": "OIR, LLM relabels, verified reward",
     "llm-similarity": "OIR, LLM relabels, similarity reward",
     "llm-templates": "OIR, relabels from LLM-written templates, verified reward",
+    "llm-lifted": "OIR, relabels from templates lifted from the LLM's verified relabels, verified reward",
     "ellm": "ELLM: goals suggested from the state (rule-based suggester), cosine reward",
     "ellm-llm": "ELLM: goals suggested from the state by an LLM, cosine reward",
 }

@@ -14,20 +14,20 @@ class CliError(Exception):
     """Bad input from the user: printed as one line."""
 
 
-def check_writable(path: Path | None) -> None:
-    """Fail before the work, not after it, when ``--out`` cannot be written (leaves no file)."""
+def check_writable(path: Path | None, option: str = "--out") -> None:
+    """Fail before the work, not after it, when ``option``'s file cannot be written (leaves no file)."""
     if path is None:
         return
     existed = path.exists()
     parent = next((p for p in path.parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
-        raise CliError(f"cannot write --out {path}: {parent} is not a directory")
+        raise CliError(f"cannot write {option} {path}: {parent} is not a directory")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "ab"):
             pass
     except OSError as e:
-        raise CliError(f"cannot write --out {path}: {e.strerror or e}") from None
+        raise CliError(f"cannot write {option} {path}: {e.strerror or e}") from None
     if not existed:
         path.unlink()
 

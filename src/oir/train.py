@@ -39,7 +39,7 @@ from oir.events import levels_of
 from oir.hindsight import Hindsight, RelabelingConfig, late_store_mb
 from oir.learn import RelabelShapes
 from oir.llm import JSON_MODES
-from oir.llm.templates import TemplateLibrary, templates_problem
+from oir.llm.templates import TEMPLATE_SOURCES, TemplateLibrary, templates_problem
 from oir.narrate import EVENT_TEXTS, nearby_from_obs
 from oir.networks import PRESETS
 from oir.relabel import NarratorRelabeler
@@ -82,6 +82,9 @@ class TrainConfig:
     # for segments no template covers, and every segment is relabeled from the library (oir.llm.templates)
     llm_mode: str = "direct"
     templates: Path | None = None  # start the template library from this templates.jsonl (a run's)
+    # With templates: written, the model writes templates; lifted, it writes relabels and each one
+    # that verifies becomes a template, its stated counts made slots (what small local models do well)
+    llm_template_source: str = "written"
     llm_json_mode: str = ""  # off, object (JSON mode) or schema (constrained to the reply schema); "" for schema with --llm-url local, else off
     steps: int = 1_000_000  # env steps
     num_envs: int = 64
@@ -148,6 +151,10 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.relabel != "llm" or bool(cfg.llm_url), "--relabel llm needs --llm-url (an OpenAI-compatible server, or local)")
     need(cfg.suggest != "llm" or bool(cfg.llm_url), "--suggest llm needs --llm-url (an OpenAI-compatible server, or local)")
     need(cfg.llm_mode in ("direct", "templates"), f"unknown --llm-mode {cfg.llm_mode!r} (choose from direct, templates)")
+    need(cfg.llm_template_source in TEMPLATE_SOURCES,
+         f"unknown --llm-template-source {cfg.llm_template_source!r} (choose from {', '.join(TEMPLATE_SOURCES)})")
+    need(cfg.llm_template_source == "written" or cfg.llm_mode == "templates",
+         "--llm-template-source lifted needs --llm-mode templates")
     problem = templates_problem(cfg.llm_mode, cfg.templates)
     need(problem is None, problem or "")
     need(cfg.llm_json_mode in ("", *JSON_MODES), f"unknown --llm-json-mode {cfg.llm_json_mode!r} (choose from {', '.join(JSON_MODES)})")
@@ -496,7 +503,8 @@ def llm_relabeler(cfg):
                                        concurrency=getattr(cfg, "llm_concurrency", 1),
                                        temperature=getattr(cfg, "llm_temperature", 0.0),
                                        use_cache=cfg.llm_cache != "off", cache_path=cfg.llm_cache or None,
-                                       templates=_template_library(cfg))
+                                       templates=_template_library(cfg),
+                                       template_source=getattr(cfg, "llm_template_source", "written"))
     except ValueError as e:
         if server is not None:
             server.stop()

@@ -11,6 +11,7 @@ import os
 import sys
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 from oir.llm.breaker import CircuitBreaker
@@ -19,9 +20,16 @@ from oir.llm.client import ChatClient, EndpointPool, LLMError, api_key_from_env,
 from oir.llm.prompt import DEFAULT_PROMPT, load_prompt, render_prompt
 from oir.llm.reply import parse_reply
 from oir.llm.signature import event_signature, rebind
-from oir.llm.templates import TEMPLATE_PROMPT, TemplateLibrary, reached, template_objects
+from oir.llm.templates import (
+    TEMPLATE_PROMPT,
+    TEMPLATE_SOURCES,
+    TemplateLibrary,
+    lift,
+    reached,
+    template_objects,
+)
 from oir.narrate import Segment, narrate
-from oir.relabel import Flawed
+from oir.relabel import FLAW_REASONS, Flawed, verify
 
 
 class LLMRelabeler:
@@ -55,9 +63,12 @@ class LLMRelabeler:
         max_signatures: int = 50_000,
         templates: TemplateLibrary | None = None,
         template_prompt: str = TEMPLATE_PROMPT,
+        template_source: str = "written",
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if template_source not in TEMPLATE_SOURCES:
+            raise ValueError(f"unknown template source {template_source!r} (choose from {', '.join(TEMPLATE_SOURCES)})")
         load_prompt(prompt)  # a missing or broken prompt file fails here, not mid-training
         self.client = client
         self.prompt_version = prompt
@@ -84,9 +95,12 @@ class LLMRelabeler:
         self._ok_calls = 0
         # Template mode: the model writes templates (oir.llm.templates) for segments that none
         # covers, and every segment is relabeled by instantiating the library's templates.
-        self.library, self.template_prompt = templates, template_prompt
-        if templates is not None:
+        # written: the model writes templates (the templates prompt); lifted: it writes relabels
+        # (the relabel prompt), and each one verified on its segment is lifted into a template.
+        self.library, self.template_prompt, self.template_source = templates, template_prompt, template_source
+        if templates is not None and template_source == "written":
             load_prompt(template_prompt)
+        self._lift: Counter = Counter()  # lifted mode: the model's relabels proposed, verified, flawed by reason
         self._asked: dict[str, None] = {}  # signatures already shown to the model for templates (oldest first)
         self._templated = 0  # segments with at least one relabel from a template
 
@@ -95,7 +109,8 @@ class LLMRelabeler:
         where = "local llama.cpp server " if self.server is not None else ""
         fmt = f", response_format {self.response_format['type']}" if self.response_format else ""
         if self.library is not None:
-            fmt += f", templates by {self.template_prompt}"
+            fmt += (f", templates by {self.template_prompt}" if self.template_source == "written"
+                    else ", templates lifted from its verified relabels")
         if self.response_format and "schema" in self.response_format:
             fmt += " with schema"
         temp = "" if self.temperature is None else f", temperature {self.temperature:g}"
@@ -140,10 +155,24 @@ class LLMRelabeler:
         except Exception:  # a parser bug must not end a training run; the reply counts as malformed
             return [[Flawed("malformed-json")] for _ in narrations]
 
-    def _call_templates(self, narrations: list[str]) -> list[Any] | None:
+    def _call_templates(self, segments: list[Segment]) -> list[Any] | None:
         """Template objects from one request (unvalidated), or None if the call failed."""
-        reply = self._complete(render_prompt(narrations, self.template_prompt), len(narrations))
+        reply = self._complete(render_prompt([narrate(s) for s in segments], self.template_prompt), len(segments))
         return None if reply is None else template_objects(reply)
+
+    def _call_lifted(self, segments: list[Segment]) -> list[Any] | None:
+        """Template objects lifted from the model's relabels of ``segments`` that verify there."""
+        got = self._call([narrate(s) for s in segments])
+        if got is None:
+            return None
+        out = []
+        for seg, props in zip(segments, got, strict=True):
+            kept, flawed = verify(seg, props)
+            with self._lock:
+                self._lift.update({"proposed": len(props), "verified": len(kept)})
+                self._lift.update({f"flawed_{r}": n for r, n in flawed.items()})
+            out += [lift(r.text, r.spec.to_json()) for r in kept]
+        return out
 
     def _propose_templates(self, segments: list[Segment]) -> list[list[Any]]:
         """Relabels from templates; the model is asked for templates only for segments none covers,
@@ -158,7 +187,9 @@ class LLMRelabeler:
         sigs = list(ask)
         for lo in range(0, len(sigs), self.batch_size):
             chunk = sigs[lo:lo + self.batch_size]
-            got = self._call_templates([narrate(segments[ask[s]]) for s in chunk]) if self.breaker.allow() else None
+            asked = [segments[ask[s]] for s in chunk]
+            call = self._call_templates if self.template_source == "written" else self._call_lifted
+            got = call(asked) if self.breaker.allow() else None
             if got is None:
                 continue
             self._asked.update(dict.fromkeys(chunk))
@@ -299,7 +330,10 @@ class LLMRelabeler:
     def _template_stats(self) -> dict[str, float]:
         if self.library is None:
             return {}
-        return {**self.library.stats(), "llm_segments_templated": float(self._templated),
+        lifted = {} if self.template_source == "written" else {
+            "llm_lift_proposed": float(self._lift["proposed"]), "llm_lift_verified": float(self._lift["verified"]),
+            **{f"llm_lift_flawed_{r}": float(self._lift[f"flawed_{r}"]) for r in FLAW_REASONS}}
+        return {**self.library.stats(), **lifted, "llm_segments_templated": float(self._templated),
                 # of the segments handed to the relabeler, the share relabeled through templates
                 "llm_template_share": self._templated / self._segments if self._segments else 0.0}
 

@@ -146,6 +146,41 @@ def templates_problem(mode: str, path: Path | None) -> str | None:
     return None
 
 
+TEMPLATE_SOURCES = ("written", "lifted")
+_NUMBER = re.compile(r"\b(\d+|two|three|four|five|six|seven|eight|nine)\b", re.IGNORECASE)
+_NUMBER_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9}
+
+
+def lift(text: str, task: dict) -> dict:
+    """A template object from one of the model's verified relabels (``--llm-template-source
+    lifted``): each count of 2 or more that the text states once, and exactly one ``all`` clause
+    asks at least of, becomes a count slot; the rest stays as the model wrote it and was verified.
+
+    "Collect three wood, then place a table" with ``collect_wood`` at least 3 becomes "Collect {n}
+    wood, then place a table" with that clause's ``at_least`` the slot ``n``. Small models write
+    fair relabels but poor templates (they copy the prompt's example); lifting keeps their
+    wording and judgement and lets the program generalise the counts. The result is validated by
+    :func:`parse_template` like any template.
+    """
+    task = json.loads(json.dumps(task))
+    clauses = task.get("all") if isinstance(task, dict) and isinstance(task.get("all"), list) else []
+    found = [(m, int(m.group(1)) if m.group(1).isdigit() else _NUMBER_WORDS[m.group(1).lower()])
+             for m in _NUMBER.finditer(text)]
+    stated = Counter(v for _, v in found)
+    slots: dict[str, str] = {}
+    parts, last = [], 0
+    for m, value in found:
+        at = [i for i, c in enumerate(clauses) if isinstance(c, dict) and c.get("at_least") == value]
+        if value < 2 or stated[value] != 1 or len(at) != 1 or len(slots) >= MAX_ALL:
+            continue
+        name = f"n{len(slots) + 1}" if slots else "n"
+        parts.append(text[last:m.start()] + "{" + name + "}")
+        last = m.end()
+        clauses[at[0]]["at_least"] = "{" + name + "}"
+        slots[name] = "count"
+    return {"text": "".join(parts) + text[last:], "task": task, "slots": slots}
+
+
 def template_objects(reply: str) -> list[Any]:
     """The template objects in a model's reply (``{"templates": [...]}``, a bare list, or one
     template), unvalidated; nothing for a reply with none. Only ``json.loads`` runs on it."""
