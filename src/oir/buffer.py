@@ -185,6 +185,8 @@ class InstructionBuffer:
         self.ema_slow = ema_slow
         self._lock = threading.RLock()
         self._check_memo: dict[str, tuple[str, str | None, str]] = {}
+        # (text key, spec key) -> the row it merged into by embedding: asked again, it merges there again
+        self._near: dict[tuple[str, str], int] = {}
         self._next = reserved  # rows are handed out in order and never freed
         self._text: dict[int, str] = {}
         self._spec: dict[int, TaskSpec] = {}
@@ -217,7 +219,7 @@ class InstructionBuffer:
 
     def __setstate__(self, state: dict) -> None:
         # Buffers pickled before the rarity weight: no weight, counts from the resume on.
-        defaults = {"rarity": 0.0, "found": np.zeros(len(ACHIEVEMENTS), np.int64), "_asks": {}}
+        defaults = {"rarity": 0.0, "found": np.zeros(len(ACHIEVEMENTS), np.int64), "_asks": {}, "_near": {}}
         self.__dict__.update({**defaults, **state})
         self._lock = threading.RLock()
         self._check_memo = {}
@@ -235,8 +237,9 @@ class InstructionBuffer:
             # One encoder call for every distinct text the buffer has not seen; a text seen
             # earlier in this batch is looked up, not embedded twice.
             pending: dict[str, str] = {}
-            for text, reason, key in zip(texts, reasons, keys, strict=True):
-                if reason is None and key not in self._by_text and key not in pending:
+            for text, reason, key, (_, spec, _) in zip(texts, reasons, keys, items, strict=True):
+                if (reason is None and key not in self._by_text and key not in pending
+                        and (key, spec.key()) not in self._near):
                     pending[key] = text
             vectors: dict[str, np.ndarray] = {}
             if pending:
@@ -246,10 +249,18 @@ class InstructionBuffer:
                     self._emb = np.zeros((self.capacity, encoded.shape[1]), np.float32)
 
             results: list[tuple[int | None, str]] = []
+            merges: list[tuple[int, int]] = []  # (row, step), counted together below
             for text, key, (_, spec, step), reason in zip(texts, keys, items, reasons, strict=True):
-                result = (None, reason) if reason else self._place(text, key, spec, step, vectors)
+                result = (None, reason) if reason else self._place(text, key, spec, step, vectors, merges)
                 self.outcomes[result[1]] += 1
                 results.append(result)
+            if merges:
+                rows, steps = np.array(merges, np.int64).T
+                np.add.at(self.count, rows, 1)
+                np.maximum.at(self.last_seen, rows, steps)
+                asks = [self._asks[r] for r in rows.tolist() if r in self._asks]
+                if asks:
+                    np.add.at(self.found, np.concatenate(asks), 1)
             return results
 
     def _checked(self, text: str) -> tuple[str, str | None, str]:
@@ -264,14 +275,21 @@ class InstructionBuffer:
         return got
 
     def _place(
-        self, text: str, key: str, spec: TaskSpec, step: int, vectors: dict[str, np.ndarray]
+        self, text: str, key: str, spec: TaskSpec, step: int, vectors: dict[str, np.ndarray],
+        merges: list[tuple[int, int]],
     ) -> tuple[int | None, str]:
         spec_key = spec.key()
         row = self._by_text.get(key)
         if row is not None:
             if self._spec[row].key() != spec_key:
                 return None, "conflict"
-            return self._merge(row, step), "merged"
+            merges.append((row, step))
+            return row, "merged"
+        row = self._near.get((key, spec_key))
+        if row is not None:  # merged by embedding before: the same text and spec merge the same way
+            self.near_merges += 1
+            merges.append((row, step))
+            return row, "merged"
         vec = vectors[key]
         same_spec = self._by_spec.get(spec_key, [])
         if same_spec:
@@ -281,7 +299,11 @@ class InstructionBuffer:
             best = int(np.argmax(cos))
             if cos[best] >= self.filters.dedup_similarity:
                 self.near_merges += 1
-                return self._merge(same_spec[best], step), "merged"
+                row = same_spec[best]
+                if len(self._near) < 1 << 16:
+                    self._near[(key, spec_key)] = row
+                merges.append((row, step))
+                return row, "merged"
         if self._next >= self.capacity:
             return None, "full"
         row = self._next
@@ -296,12 +318,6 @@ class InstructionBuffer:
         self.found[asks] += 1
         self._new.append(row)
         return row, "new"
-
-    def _merge(self, row: int, step: int) -> int:
-        self.found[self._asks.get(row, [])] += 1
-        self.count[row] += 1
-        self.last_seen[row] = max(int(self.last_seen[row]), step)
-        return row
 
     def drain_new(self) -> list[int]:
         """Rows added since the last call, in order: what the trainer must push to the device."""
