@@ -79,3 +79,47 @@ def test_more_devices_than_there_are_is_one_line(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "y"), *TINY, "--devices", "3"]) == 2  # 8 envs
     assert capsys.readouterr().err.strip() == (
         "oir: error: --devices must be at least 1 and divide --num-envs (8), got 3")
+
+
+def test_two_processes_learn_the_same_curve_as_one(tmp_path):
+    # Two processes of one CPU device each, joined by JAX's distributed runtime (gloo), as two
+    # hosts would be: each relabels every segment (the chunk is all-gathered), so both log the
+    # same metrics, and those are the metrics of one process with the same total envs.
+    from oir.llm_local import free_port
+
+    args = [*ARGS[:ARGS.index("--checkpoint-every")], "--devices", "2", "--num-processes", "2",
+            "--coordinator", f"127.0.0.1:{free_port()}"]
+    out = tmp_path / "p2"
+    env = {**os.environ, "XLA_FLAGS": ""}
+    procs = [subprocess.Popen([sys.executable, "-m", "oir.launch", "train", "--out", str(out), *args,
+                               "--process-id", str(i)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in (1, 0)]
+    try:
+        for p in procs:
+            _, err = p.communicate(timeout=600)
+            assert p.returncode == 0, err[-2000:]
+    finally:
+        for p in procs:
+            p.kill()
+    assert "2 processes: relabeling synchronously" in err  # process 0's, the last one waited for
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["devices"] == 2
+    one = tmp_path / "one"
+    assert main(["train", "--out", str(one), *ARGS[:ARGS.index("--checkpoint-every")], "--checkpoint-every", "0"]) == 0
+    assert rows(out) == rows(out / "process-1")  # the same host state in both processes
+    same_curve(rows(one), rows(out))
+    assert rows(one)[-1]["relabel_verified"] > 0
+    got, want = load_params(out), load_params(one)  # written once, by both together
+    assert jax.tree.all(jax.tree.map(lambda a, b: np.allclose(a, b, rtol=1e-4, atol=1e-6), got, want))
+
+
+def test_several_processes_without_the_runtime_are_one_line(tmp_path, capsys):
+    base = [*TINY, "--num-processes", "2", "--coordinator", "127.0.0.1:1"]
+    assert main(["train", "--out", str(tmp_path / "a"), *base, "--process-id", "2"]) == 2
+    assert capsys.readouterr().err.strip() == "oir: error: --process-id must be in [0, --num-processes), got 2 of 2"
+    assert main(["train", "--out", str(tmp_path / "b"), *base, "--relabel", "llm", "--llm-url", "http://x/v1"]) == 2
+    assert "relabels with the narrator only" in capsys.readouterr().err
+    # In this process JAX started long ago: it cannot join, and says how to start one that can.
+    assert main(["train", "--out", str(tmp_path / "c"), *base]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("oir: error: --num-processes 2: this process did not join the run") and "\n" not in err

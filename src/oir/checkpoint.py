@@ -25,6 +25,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from oir.devices import to_host
+
 TMP_MARK = ".orbax-checkpoint-tmp"
 
 
@@ -186,8 +188,8 @@ def save_params(path: Path, runner) -> None:
     try:
         ckpt = ocp.StandardCheckpointer()
         # Host copies: the file then restores on any device count, not only the one it ran on.
-        ckpt.save(path, jax.device_get({"params": runner.train.params, "opt_state": runner.train.opt_state,
-                                        "update": runner.update}), force=True)
+        ckpt.save(path, to_host({"params": runner.train.params, "opt_state": runner.train.opt_state,
+                                 "update": runner.update}), force=True)
         ckpt.wait_until_finished()
     except Exception as e:  # orbax raises many types for a failed write
         raise CheckpointError(f"the final parameters could not be written to {path} ({_first_line(e)})") from None

@@ -9,8 +9,13 @@ losses are means over the whole batch, all-reduces the gradients, so every devic
 same averaged update to its replica of the parameters. The computation is the one of a single
 device with the same total envs, up to the order of floating-point sums.
 
-One host only, for now: the host side (segments, relabeling) reads every env's rollout, which on
-several hosts would be spread over processes that cannot read each other's shards.
+Several processes (hosts) join through JAX's own runtime (:func:`start_processes`,
+``jax.distributed.initialize``): the mesh then spans every process's devices, and each process
+runs the same program on its own. The host side is replicated, not split: the rollout chunk is
+all-gathered in the update, so every process cuts and relabels every env's segments; with
+relabeling made synchronous (deterministic), every process then holds the same instruction
+buffer and draws the same relabeled windows, which is what SPMD needs of replicated inputs. No
+broadcasts, and the host work per process is that of one host (``bench/host_pipeline.py``).
 """
 
 from __future__ import annotations
@@ -30,8 +35,43 @@ class DeviceError(ValueError):
     """A device count this machine or config cannot run (one line for the user)."""
 
 
+def start_processes(coordinator: str, num_processes: int, process_id: int) -> None:
+    """Join a run of several processes (``oir train --num-processes N``): JAX's distributed
+    runtime, with gloo collectives between CPU processes (GPUs use NCCL on their own)."""
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(coordinator, num_processes, process_id)
+    except Exception as e:  # XLA raises runtime errors of its own types for an unreachable coordinator
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise DeviceError(f"cannot join the run at --coordinator {coordinator} as process {process_id} "
+                          f"of {num_processes} ({first})") from None
+
+
+def to_host(tree):
+    """numpy copies of a pytree's arrays. In a run of several processes an array may span them:
+    a replicated one is read from this process's replica, a sharded one is all-gathered (every
+    process must then call this at the same point, as they all run the same loop)."""
+    leaves = jax.tree.leaves(tree)
+    if all(not isinstance(x, jax.Array) or x.is_fully_addressable for x in leaves):
+        return jax.device_get(tree)  # one process: one transfer for the whole tree
+
+    def one(x):
+        if not isinstance(x, jax.Array) or x.is_fully_addressable:
+            return np.asarray(jax.device_get(x))
+        if x.sharding.is_fully_replicated:
+            return np.asarray(x.addressable_data(0))
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+    return jax.tree.map(one, tree)
+
+
 def make_mesh(devices: int, num_envs: int) -> Mesh:
     have = jax.devices()
+    if jax.process_count() > 1 and devices != len(have):
+        raise DeviceError(f"--devices {devices}: a run of {jax.process_count()} processes spans all their "
+                          f"{len(have)} devices; pass --devices {len(have)}")
     if devices > len(have):
         hint = (" (on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N makes N devices)"
                 if have[0].platform == "cpu" else "")
@@ -58,9 +98,14 @@ def data_parallel(runner, update: Callable, mesh: Mesh):
     """``(runner, update)`` sharded over ``mesh``: the runner placed, and an update that keeps it so."""
     shardings = runner_shardings(runner, mesh)
 
+    # Several processes: the chunk is gathered onto every device, so each process reads all of it.
+    gather = NamedSharding(mesh, P()) if jax.process_count() > 1 else None
+
     @partial(jax.jit, donate_argnums=0)
     def sharded(r, rb):
         r, metrics, chunk = update(r, rb)
+        if gather is not None:
+            chunk = jax.lax.with_sharding_constraint(chunk, jax.tree.map(lambda _: gather, chunk))
         return jax.lax.with_sharding_constraint(r, shardings), metrics, chunk
 
     return jax.device_put(runner, shardings), sharded

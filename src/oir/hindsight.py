@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from oir.buffer import InstructionBuffer
+from oir.devices import to_host
 from oir.events import ACHIEVEMENTS, NUM_EVENTS
 from oir.narrate import EVENT_TEXTS, nearby_from_obs
 from oir.relabel import (
@@ -142,7 +143,7 @@ class Hindsight:
     def start(self, runner, fresh_levels: np.ndarray, late_mb: float = 0.0) -> None:
         """Begin cutting segments; ``late_mb > 0``: keep steps for late relabels (the learner's
         chunks then carry them: :func:`late_store_mb`)."""
-        obs = np.asarray(jax.device_get(runner.obs))
+        obs = np.asarray(to_host(runner.obs))
         dim = obs.shape[-1] if late_mb > 0 else 0
         self.tracker = SegmentTracker(self.n, self.cfg.history, fresh_levels, nearby_from_obs(obs), obs_dim=dim)
         if dim:

@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 
 from oir import ellm, jaxcache, ppo, pqn
 from oir.checkpoint import CheckpointError, Checkpoints, committed_steps, save_params
-from oir.devices import DeviceError, data_parallel, make_mesh
+from oir.devices import DeviceError, data_parallel, make_mesh, to_host
 from oir.encode import ENCODERS, make_encoder
 from oir.env import TaskEnv, VecEnv
 from oir.evaluate import report, run_suite, text_policy
@@ -89,6 +88,10 @@ class TrainConfig:
     steps: int = 1_000_000  # env steps
     num_envs: int = 64
     devices: int = 1  # data-parallel over this many devices: envs sharded, parameters replicated (oir.devices)
+    # Several processes (hosts), --devices counting all their devices: JAX's distributed runtime
+    coordinator: str = ""  # host:port where process 0 listens, reachable from every process
+    num_processes: int = 1
+    process_id: int = 0  # this process; 0 writes the run dir, process i its metrics to DIR/process-i
     seed: int = 0
     out: Path = Path("runs/latest")
     suite: Path = STANDARD_SUITE  # instructions (train split) and evaluation (both splits)
@@ -180,6 +183,13 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.num_envs >= 1, f"--num-envs must be at least 1, got {cfg.num_envs}")
     need(cfg.devices >= 1 and cfg.num_envs % cfg.devices == 0,
          f"--devices must be at least 1 and divide --num-envs ({cfg.num_envs}), got {cfg.devices}")
+    need(cfg.num_processes >= 1 and 0 <= cfg.process_id < cfg.num_processes,
+         f"--process-id must be in [0, --num-processes), got {cfg.process_id} of {cfg.num_processes}")
+    if cfg.num_processes > 1:
+        need(":" in cfg.coordinator, f"--num-processes {cfg.num_processes} needs --coordinator HOST:PORT (process 0's)")
+        need("llm" not in (cfg.relabel, cfg.suggest),
+             "--num-processes > 1 relabels with the narrator only (an LLM answers each process at other times)")
+        need(cfg.resume is None, "a run of several processes cannot be resumed yet (it saves no checkpoints)")
     need(cfg.steps >= 1, f"--steps must be at least 1, got {cfg.steps}")
     need(cfg.max_task_steps >= 1, f"--max-task-steps must be at least 1, got {cfg.max_task_steps}")
     need(0.0 <= cfg.fresh_start <= 1.0, f"--fresh-start must be in [0, 1], got {cfg.fresh_start}")
@@ -244,8 +254,18 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
     """Run training (``resume``: from the newest checkpoint in ``cfg.out``), write the run dir,
     and return the summary."""
     validate(cfg)
+    primary = cfg.process_id == 0
+    if cfg.num_processes > 1:
+        if jax.process_count() != cfg.num_processes:  # oir.launch joins before JAX starts; nothing later can
+            raise ConfigError(f"--num-processes {cfg.num_processes}: this process did not join the run "
+                              "(start each process with the `oir train` command, or `python -m oir.launch train`)")
+        # Every process relabels every segment: synchronously, they all hold the same relabels.
+        cfg = replace(cfg, relabeling=replace(cfg.relabeling, synchronous=True), checkpoint_every=0, eval_every=0)
+        if primary:
+            print(f"oir: {cfg.num_processes} processes: relabeling synchronously in each; no checkpoints and no "
+                  "evaluation during training (not supported across processes yet)", file=sys.stderr)
     jaxcache.enable()
-    out = _prepare_out(cfg.out)
+    out = _prepare_out(cfg.out if primary else Path(cfg.out) / f"process-{cfg.process_id}")
     if not resume:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # another run's: never resume into them
         saved = asdict(replace(cfg, config=None, resume=None))
@@ -290,7 +310,7 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
             suggester.load(runner.env.table)
         print(f"oir: resuming {out} after update {done} ({done * per_update:,} env steps)", file=sys.stderr)
     elif hs:
-        hs.start(runner, np.asarray(levels_of(jax.tree.map(lambda x: x[0], runner.env.vec.pool))),
+        hs.start(runner, to_host(levels_of(jax.tree.map(lambda x: x[0], runner.env.vec.pool))),
                  late_mb=late_store_mb(cfg.relabeling, cfg.relabel, _trains_windows(cfg)))
     log = RunLog(out, keep=done, purge_step=(done + 1) * per_update if resume else None)
     every = cfg.progress_every or max(1, num_updates // 20)
@@ -304,7 +324,7 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
 
     def finish(u: int, metrics, chunk) -> None:
         """Host work on a finished update, while the device runs the next one."""
-        metrics, chunk = jax.device_get((metrics, chunk))
+        metrics, chunk = to_host((metrics, chunk))
         steps, wall = (u + 1) * per_update, wall0 + time.perf_counter() - start
         # sps: throughput since this process's first update, so its compile does not hide the loop's speed
         sps = (steps - first[0][0]) / max(wall - first[0][1], 1e-9) if first else per_update / max(wall - wall0, 1e-9)
@@ -362,12 +382,13 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
         if suggester:
             suggester.close()
     try:
-        save_params(out / "checkpoint", runner)
+        save_params((out if primary else out.parent) / "checkpoint", runner)  # collective: one copy
     except CheckpointError as e:
         raise CheckpointError(f"{e}{_resume_hint(out)}") from None
 
     summary = {"env_steps": num_updates * per_update, "wall_s": wall0 + time.perf_counter() - start,
                "devices": len(runner.obs.sharding.device_set),  # what the envs really ran on
+               "processes": jax.process_count(),
                "relabeler": RELABELER_NAMES.get(cfg.relabel, "none"), "reward": cfg.reward}
     if cfg.suggest:
         summary["suggester"] = SUGGESTER_NAMES[cfg.suggest]
@@ -383,8 +404,8 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
         summary["llm"] = hs.relabeler.describe()  # model, server and prompt version
     if hs:
         summary["relabeling"] = hs.metrics(summary["wall_s"])
-    if cfg.eval_episodes > 0:
-        policy = text_policy(act, runner.train.params, encoder.encode([x.text for x in suite]))
+    if cfg.eval_episodes > 0 and primary:
+        policy = text_policy(act, to_host(runner.train.params), encoder.encode([x.text for x in suite]))
         results = run_suite(suite, policy, episodes=cfg.eval_episodes, max_steps=cfg.eval_max_steps, seed=cfg.seed + 10_000)
         rep = report(results)
         summary["eval"] = {k: rep[k] for k in ("success_by_split", "success_by_category", "coverage", "paraphrase_gap")}
