@@ -211,3 +211,26 @@ def test_lifted_mode_keeps_the_model_s_verified_relabels_as_templates():
         assert "lifted" in relabeler.describe()
     finally:
         server.stop()
+
+
+def test_a_segment_is_asked_about_while_something_it_did_goes_unnamed():
+    # A library that names only saplings covers the sapling segment, but the segment that also
+    # placed a table is still shown to the model (its new event must get a template), once.
+    server = LLMServer().start()
+    server.respond = lambda req: Reply(content=json.dumps({"segments": [{"id": 1, "proposals": [
+        {"text": "Place a crafting table", "task": {"all": [{"counter": "place_table", "at_least": 1}]}}]}]}))
+    sapling = {"text": "collect a sapling", "task": {"all": [{"counter": "collect_sapling", "at_least": 1}]}}
+    try:
+        lib = TemplateLibrary()
+        lib.add(sapling)
+        relabeler = LLMRelabeler(ChatClient(server.url, "test-model", timeout=5.0), templates=lib,
+                                 template_source="lifted")
+        only = segment_with({2: ["collect_sapling"]})
+        both = segment_with({2: ["collect_sapling"], 5: ["place_table"]})
+        got = relabeler.propose_batch([only, both])
+        assert len(server.calls) == 1 and len(server.calls[0].narrations) == 1  # the table segment only
+        assert sorted(p["text"] for p in got[1]) == ["Collect a sapling", "Place a crafting table"]
+        relabeler.propose_batch([segment_with({1: ["collect_sapling"], 3: ["place_table"]})])
+        assert len(server.calls) == 1  # now named by the library: no request
+    finally:
+        server.stop()

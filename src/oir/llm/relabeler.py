@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from oir.events import ACHIEVEMENTS, COUNTER_INDEX
 from oir.llm.breaker import CircuitBreaker
 from oir.llm.cache import ReplyCache
 from oir.llm.client import ChatClient, EndpointPool, LLMError, api_key_from_env, make_client
@@ -175,14 +176,17 @@ class LLMRelabeler:
         return out
 
     def _propose_templates(self, segments: list[Segment]) -> list[list[Any]]:
-        """Relabels from templates; the model is asked for templates only for segments none covers,
-        once per event signature."""
+        """Relabels from templates. The model is asked, once per event signature, about segments
+        where something happened that no template's relabel there names: covering a segment with
+        one relabel is not enough (a library of "collect a sapling" would then cover nearly every
+        segment, and the model would never see the table and the pickaxe)."""
         reach = reached(segments)
         out = self.library.propose(segments, reach)
+        short = [k for k, props in enumerate(out) if _unstated(reach[k], props)]
         ask: dict[str, int] = {}  # new signature -> a segment that has it
-        for k, props in enumerate(out):
+        for k in short:
             sig = event_signature(segments[k])
-            if not props and sig not in self._asked and sig not in ask:
+            if sig not in self._asked and sig not in ask:
                 ask[sig] = k
         sigs = list(ask)
         for lo in range(0, len(sigs), self.batch_size):
@@ -197,10 +201,8 @@ class LLMRelabeler:
                 self._asked.pop(next(iter(self._asked)))
             for obj in got:
                 self.library.add(obj)
-        uncovered = [k for k, props in enumerate(out) if not props]
-        if sigs and uncovered:
-            for k, props in zip(uncovered, self.library.propose([segments[k] for k in uncovered], reach[uncovered]),
-                                strict=True):
+        if sigs and short:
+            for k, props in zip(short, self.library.propose([segments[k] for k in short], reach[short]), strict=True):
                 out[k] = props
         with self._lock:
             self._segments += len(segments)
@@ -336,6 +338,17 @@ class LLMRelabeler:
         return {**self.library.stats(), **lifted, "llm_segments_templated": float(self._templated),
                 # of the segments handed to the relabeler, the share relabeled through templates
                 "llm_template_share": self._templated / self._segments if self._segments else 0.0}
+
+
+def _unstated(reach, props: list[Any]) -> bool:
+    """Whether an achievement happened (``reach``: the segment's reached counters) that no
+    proposal's ``all`` clauses name; a placement names its block's placing."""
+    named = {c.get("counter", "").split("_near_")[0] for p in props if isinstance(p, dict)
+             for c in (p.get("task") or {}).get("all", []) if isinstance(c, dict)}
+    return any(reach[i] > 0 and a not in named for a, i in _ACHIEVEMENT_INDEX)
+
+
+_ACHIEVEMENT_INDEX = [(a, COUNTER_INDEX[a]) for a in ACHIEVEMENTS]
 
 
 def make_llm_relabeler(
