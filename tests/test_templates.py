@@ -24,7 +24,7 @@ WOOD3_TABLE = segment_with({2: ["collect_wood"], 4: ["collect_wood"], 6: ["colle
 DEEP: dict = {}
 for _ in range(5000):
     DEEP = {"all": [DEEP]}
-TABLE_FIRST = segment_with({2: ["place_table"], 4: ["collect_wood"]})
+TABLE_FIRST = segment_with({2: ["place_table"], 4: ["collect_wood"], 6: ["collect_wood"]})
 
 
 def test_slots_bind_to_what_the_segment_reached_and_verify():
@@ -105,9 +105,9 @@ def test_template_mode_asks_the_model_only_for_segments_no_template_covers():
         assert [p["text"] for p in first[0]] == ["Collect 3 wood, then place a crafting table"]
         assert [p["text"] for p in first[1]] == ["Drink water 2 times"]
         # Other segments of the same kinds: covered by the library, no request.
-        again = relabeler.propose_batch([segment_with({1: ["collect_wood"], 5: ["place_table"]}),
-                                         segment_with({4: ["collect_drink"]})])
-        assert len(server.calls) == 1 and [p["text"] for p in again[0]] == ["Collect 1 wood, then place a crafting table"]
+        again = relabeler.propose_batch([segment_with({1: ["collect_wood"], 2: ["collect_wood"], 5: ["place_table"]}),
+                                         segment_with({4: ["collect_drink"], 6: ["collect_drink"]})])
+        assert len(server.calls) == 1 and [p["text"] for p in again[0]] == ["Collect 2 wood, then place a crafting table"]
         stats = relabeler.stats()
         assert stats["llm_templates"] == 3 and stats["llm_templates_rejected_bad-spec"] == 1
         assert stats["llm_templates_in_use"] == 2 and stats["llm_template_share"] == 1.0
@@ -173,8 +173,10 @@ def test_lifting_makes_each_count_the_text_states_once_a_slot():
     assert lib.add(lifted) is not None
     # Bound on another segment to the wood it collected there, and verified there.
     two_wood = segment_with({1: ["collect_wood"], 3: ["collect_wood"], 5: ["place_table"]})
-    got = lib.propose([two_wood, TABLE_FIRST])
+    one_wood = segment_with({1: ["collect_wood"], 5: ["place_table"]})
+    got = lib.propose([two_wood, TABLE_FIRST, one_wood])
     assert [p["text"] for p in got[0]] == ["Collect 2 wood, then place a table."] and got[1] == []
+    assert got[2] == []  # a count slot states 2 or more: no "collect 1 wood"
     assert verify(two_wood, got[0])[0][0].step == 5
     # A count stated twice, or asked of two clauses, or of 1, stays as it was verified.
     both = {"all": [{"counter": "collect_drink", "at_least": 2}, {"counter": "eat_cow", "at_least": 2}]}

@@ -11,7 +11,7 @@ has. So instead of relabels it writes *templates*, each reusable on every later 
 A ``count`` slot (the only slot type) stands for an integer threshold: it fills exactly one
 ``at_least`` of the ``all`` clauses, and on a segment it binds to what the agent reached of that
 clause's counter (how often an event happened, or the highest level held), capped at
-:data:`MAX_SLOT`. :func:`parse_template` validates a template once (it parses, its slots are
+:data:`MAX_SLOT`; it matches only where that is at least :data:`MIN_SLOT`. :func:`parse_template` validates a template once (it parses, its slots are
 typed, declared and used, every placeholder is a slot); a template that fails is rejected with a
 reason and never rewards. :class:`TemplateLibrary` instantiates its templates on a batch of
 segments at env speed: a vectorized match over the segments' reached counters, then the Python
@@ -40,6 +40,7 @@ from oir.tasks import MAX_ALL, SpecError, first_success, parse_spec
 TEMPLATE_PROMPT = "templates_v1"
 SLOT_TYPES = ("count",)
 MAX_SLOT = 9  # a bound count above this is stated as this many ("at least")
+MIN_SLOT = 2  # a count slot states 2 or more: "collect 1 pieces of wood" is no instruction anyone gives
 MAX_TEXT = 160
 REJECT_REASONS = ("malformed", "too-long", "bad-slot", "unused-slot", "unknown-placeholder", "bad-spec", "duplicate")
 _SLOT_NAME = re.compile(r"[a-z][a-z0-9_]{0,15}")
@@ -257,7 +258,7 @@ class TemplateLibrary:
             for c in t.task["all"]:
                 col = reach[:, COUNTER_INDEX[c["counter"]]]
                 if "at_least" in c:
-                    need &= col >= (1 if isinstance(c["at_least"], str) else c["at_least"])
+                    need &= col >= (MIN_SLOT if isinstance(c["at_least"], str) else c["at_least"])
             hits = np.flatnonzero(need)
             ok = 0
             for k in hits.tolist():
