@@ -236,3 +236,27 @@ def test_a_segment_is_asked_about_while_something_it_did_goes_unnamed():
         assert len(server.calls) == 1  # now named by the library: no request
     finally:
         server.stop()
+
+
+def test_in_training_the_model_is_asked_in_the_background():
+    # A slow model must not hold up the templates' relabels: the batch comes back at once, and
+    # what the model says joins the library for later batches.
+    import time
+
+    server = LLMServer().start()
+    server.respond = lambda req: Reply(content=json.dumps({"segments": [{"id": 1, "proposals": [
+        {"text": "Drink water 2 times", "task": {"all": [{"counter": "collect_drink", "at_least": 2}]}}]}]}), delay=1.0)
+    relabeler = LLMRelabeler(ChatClient(server.url, "test-model", timeout=5.0), templates=TemplateLibrary(),
+                             template_source="lifted", ask_in_background=True)
+    try:
+        drinks = segment_with({2: ["collect_drink"], 4: ["collect_drink"], 6: ["collect_drink"]})
+        t0 = time.perf_counter()
+        assert relabeler.propose_batch([drinks]) == [[]] and time.perf_counter() - t0 < 0.5
+        deadline = time.perf_counter() + 10
+        while relabeler.stats()["llm_templates"] < 1 and time.perf_counter() < deadline:
+            time.sleep(0.05)
+        assert [p["text"] for p in relabeler.propose_batch([drinks])[0]] == ["Drink water 3 times"]
+        assert relabeler.stats()["llm_template_asks_dropped"] == 0 and len(server.calls) == 1
+    finally:
+        relabeler.close()
+        server.stop()

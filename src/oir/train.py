@@ -525,7 +525,9 @@ def llm_relabeler(cfg):
                                        temperature=getattr(cfg, "llm_temperature", 0.0),
                                        use_cache=cfg.llm_cache != "off", cache_path=cfg.llm_cache or None,
                                        templates=_template_library(cfg),
-                                       template_source=getattr(cfg, "llm_template_source", "written"))
+                                       template_source=getattr(cfg, "llm_template_source", "written"),
+                                       # training asks for templates in the background unless it must be reproducible
+                                       ask_in_background=not getattr(getattr(cfg, "relabeling", None), "synchronous", True))
     except ValueError as e:
         if server is not None:
             server.stop()

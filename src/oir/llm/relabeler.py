@@ -65,6 +65,7 @@ class LLMRelabeler:
         templates: TemplateLibrary | None = None,
         template_prompt: str = TEMPLATE_PROMPT,
         template_source: str = "written",
+        ask_in_background: bool = False,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -102,6 +103,17 @@ class LLMRelabeler:
         if templates is not None and template_source == "written":
             load_prompt(template_prompt)
         self._lift: Counter = Counter()  # lifted mode: the model's relabels proposed, verified, flawed by reason
+        # Template mode, in training: the model is asked in a thread of its own, so a request of
+        # 30 s never holds up the templates' relabels of the segments that keep arriving.
+        # Otherwise (oir relabel, --relabeling.synchronous) each batch waits for its requests.
+        self._queued: dict[str, Segment] = {}  # signatures waiting for the asking thread, oldest first
+        self._asks_dropped = 0
+        self._wake = threading.Condition(self._lock)
+        self._closing = False
+        self._asker = None
+        if templates is not None and ask_in_background:
+            self._asker = threading.Thread(target=self._ask_loop, name="oir-llm-templates", daemon=True)
+            self._asker.start()
         self._asked: dict[str, None] = {}  # signatures already shown to the model for templates (oldest first)
         self._templated = 0  # segments with at least one relabel from a template
 
@@ -186,21 +198,20 @@ class LLMRelabeler:
         ask: dict[str, int] = {}  # new signature -> a segment that has it
         for k in short:
             sig = event_signature(segments[k])
-            if sig not in self._asked and sig not in ask:
+            if sig not in self._asked and sig not in ask and sig not in self._queued:
                 ask[sig] = k
+        if self._asker is not None:  # the asking thread takes them; these segments get what there is now
+            with self._lock:
+                for sig, k in ask.items():
+                    if len(self._queued) >= self.max_queued:
+                        self._asks_dropped += 1
+                    else:
+                        self._queued[sig] = segments[k]
+                self._wake.notify()
+            ask = {}
         sigs = list(ask)
         for lo in range(0, len(sigs), self.batch_size):
-            chunk = sigs[lo:lo + self.batch_size]
-            asked = [segments[ask[s]] for s in chunk]
-            call = self._call_templates if self.template_source == "written" else self._call_lifted
-            got = call(asked) if self.breaker.allow() else None
-            if got is None:
-                continue
-            self._asked.update(dict.fromkeys(chunk))
-            while len(self._asked) > self.max_signatures:  # the oldest may be asked about again
-                self._asked.pop(next(iter(self._asked)))
-            for obj in got:
-                self.library.add(obj)
+            self._ask([(s, segments[ask[s]]) for s in sigs[lo:lo + self.batch_size]])
         if sigs and short:
             for k, props in zip(short, self.library.propose([segments[k] for k in short], reach[short]), strict=True):
                 out[k] = props
@@ -208,6 +219,34 @@ class LLMRelabeler:
             self._segments += len(segments)
             self._templated += sum(1 for props in out if props)
         return out
+
+    max_queued = 256  # signatures waiting for the model; more are dropped (asked again when seen again)
+
+    def _ask(self, items: list[tuple[str, Segment]]) -> None:
+        """One request about these (signature, segment) pairs; what it yields joins the library."""
+        call = self._call_templates if self.template_source == "written" else self._call_lifted
+        got = call([seg for _, seg in items]) if self.breaker.allow() else None
+        if got is None:
+            return
+        with self._lock:
+            self._asked.update(dict.fromkeys(sig for sig, _ in items))
+            while len(self._asked) > self.max_signatures:  # the oldest may be asked about again
+                self._asked.pop(next(iter(self._asked)))
+        for obj in got:
+            self.library.add(obj)
+
+    def _ask_loop(self) -> None:
+        while True:
+            with self._lock:
+                self._wake.wait_for(lambda: self._queued or self._closing)
+                if self._closing:
+                    return
+                items = [(sig, self._queued.pop(sig)) for sig in list(self._queued)[:self.batch_size]]
+            try:
+                self._ask(items)
+            except Exception as e:  # a bug here must not silently end template relabeling
+                print(f"oir: warning: asking the LLM for templates failed ({type(e).__name__}: {e})",
+                      file=sys.stderr, flush=True)
 
     def propose_batch(self, segments: list[Segment]) -> list[list[Any]]:
         if self.library is not None:
@@ -299,6 +338,11 @@ class LLMRelabeler:
 
     def close(self) -> None:
         """Release the HTTP connections and the cache file, and stop an owned server."""
+        with self._lock:
+            self._closing = True
+            self._wake.notify_all()
+        if self._asker is not None:
+            self._asker.join(timeout=1.0)  # a request in flight ends with the connections below
         self.client.close()
         if self.cache is not None:
             self.cache.close()
@@ -335,7 +379,9 @@ class LLMRelabeler:
         lifted = {} if self.template_source == "written" else {
             "llm_lift_proposed": float(self._lift["proposed"]), "llm_lift_verified": float(self._lift["verified"]),
             **{f"llm_lift_flawed_{r}": float(self._lift[f"flawed_{r}"]) for r in FLAW_REASONS}}
-        return {**self.library.stats(), **lifted, "llm_segments_templated": float(self._templated),
+        asking = {} if self._asker is None else {"llm_template_asks_queued": float(len(self._queued)),
+                                                 "llm_template_asks_dropped": float(self._asks_dropped)}
+        return {**self.library.stats(), **lifted, **asking, "llm_segments_templated": float(self._templated),
                 # of the segments handed to the relabeler, the share relabeled through templates
                 "llm_template_share": self._templated / self._segments if self._segments else 0.0}
 
