@@ -260,3 +260,29 @@ def test_in_training_the_model_is_asked_in_the_background():
     finally:
         relabeler.close()
         server.stop()
+
+
+def test_the_background_asks_first_about_what_no_template_names_then_the_newest():
+    import time
+
+    from oir.narrate import narrate
+
+    server = LLMServer().start()
+    server.respond = lambda req: Reply(content=json.dumps({"segments": [{"id": 1, "proposals": []}]}), delay=0.5)
+    relabeler = LLMRelabeler(ChatClient(server.url, "test-model", timeout=5.0), batch_size=1, templates=TemplateLibrary(),
+                             template_source="lifted", ask_in_background=True)
+    busy = segment_with({1: ["collect_wood"]})
+    old, two, new = (segment_with({2: ["eat_cow"]}), segment_with({2: ["collect_sapling"], 4: ["place_table"]}),
+                     segment_with({3: ["collect_drink"]}))
+    try:
+        relabeler.propose_batch([busy])  # the asking thread is now busy with it for 0.5 s
+        time.sleep(0.1)
+        relabeler.propose_batch([old, two, new])
+        deadline = time.perf_counter() + 10
+        while len(server.calls) < 4 and time.perf_counter() < deadline:
+            time.sleep(0.05)
+        asked = [c.narrations[0] for c in server.calls]
+        assert asked == [narrate(s) for s in (busy, two, new, old)]
+    finally:
+        relabeler.close()
+        server.stop()

@@ -106,7 +106,9 @@ class LLMRelabeler:
         # Template mode, in training: the model is asked in a thread of its own, so a request of
         # 30 s never holds up the templates' relabels of the segments that keep arriving.
         # Otherwise (oir relabel, --relabeling.synchronous) each batch waits for its requests.
-        self._queued: dict[str, Segment] = {}  # signatures waiting for the asking thread, oldest first
+        # signature -> (achievements no template names there, arrival, segment), waiting to be asked
+        self._queued: dict[str, tuple[int, int, Segment]] = {}
+        self._seq = 0
         self._asks_dropped = 0
         self._wake = threading.Condition(self._lock)
         self._closing = False
@@ -194,7 +196,8 @@ class LLMRelabeler:
         segment, and the model would never see the table and the pickaxe)."""
         reach = reached(segments)
         out = self.library.propose(segments, reach)
-        short = [k for k, props in enumerate(out) if _unstated(reach[k], props)]
+        unnamed = [_unstated(reach[k], props) for k, props in enumerate(out)]
+        short = [k for k, n in enumerate(unnamed) if n]
         ask: dict[str, int] = {}  # new signature -> a segment that has it
         for k in short:
             sig = event_signature(segments[k])
@@ -203,10 +206,11 @@ class LLMRelabeler:
         if self._asker is not None:  # the asking thread takes them; these segments get what there is now
             with self._lock:
                 for sig, k in ask.items():
-                    if len(self._queued) >= self.max_queued:
+                    self._seq += 1
+                    self._queued[sig] = (unnamed[k], self._seq, segments[k])
+                    if len(self._queued) > self.max_queued:  # the least telling waits no longer
+                        del self._queued[min(self._queued, key=self._queued.__getitem__)]
                         self._asks_dropped += 1
-                    else:
-                        self._queued[sig] = segments[k]
                 self._wake.notify()
             ask = {}
         sigs = list(ask)
@@ -220,7 +224,7 @@ class LLMRelabeler:
             self._templated += sum(1 for props in out if props)
         return out
 
-    max_queued = 256  # signatures waiting for the model; more are dropped (asked again when seen again)
+    max_queued = 256  # signatures waiting for the model; past this the least telling one is dropped (asked again when seen again)
 
     def _ask(self, items: list[tuple[str, Segment]]) -> None:
         """One request about these (signature, segment) pairs; what it yields joins the library."""
@@ -241,7 +245,9 @@ class LLMRelabeler:
                 self._wake.wait_for(lambda: self._queued or self._closing)
                 if self._closing:
                     return
-                items = [(sig, self._queued.pop(sig)) for sig in list(self._queued)[:self.batch_size]]
+                # Most that no template names first, then the newest (what the agent does now).
+                best = sorted(self._queued, key=self._queued.__getitem__, reverse=True)[:self.batch_size]
+                items = [(sig, self._queued.pop(sig)[2]) for sig in best]
             try:
                 self._ask(items)
             except Exception as e:  # a bug here must not silently end template relabeling
@@ -386,12 +392,12 @@ class LLMRelabeler:
                 "llm_template_share": self._templated / self._segments if self._segments else 0.0}
 
 
-def _unstated(reach, props: list[Any]) -> bool:
-    """Whether an achievement happened (``reach``: the segment's reached counters) that no
+def _unstated(reach, props: list[Any]) -> int:
+    """How many achievements happened (``reach``: the segment's reached counters) that no
     proposal's ``all`` clauses name; a placement names its block's placing."""
     named = {c.get("counter", "").split("_near_")[0] for p in props if isinstance(p, dict)
              for c in (p.get("task") or {}).get("all", []) if isinstance(c, dict)}
-    return any(reach[i] > 0 and a not in named for a, i in _ACHIEVEMENT_INDEX)
+    return sum(reach[i] > 0 and a not in named for a, i in _ACHIEVEMENT_INDEX)
 
 
 _ACHIEVEMENT_INDEX = [(a, COUNTER_INDEX[a]) for a in ACHIEVEMENTS]
