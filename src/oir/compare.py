@@ -137,10 +137,12 @@ def _comparable(tcfg: TrainConfig) -> dict:
 
 
 def _learning_part(config: dict) -> dict:
-    """A config without where the run is and how it reports progress: not what it learns. Nor the
-    options it never used: the other learner's, and a no-relabel run's relabeling options."""
+    """A config without where the run is, how it reports progress and how often it checkpoints:
+    not what it learns. Nor the options it never used: the other learner's, and a no-relabel
+    run's relabeling options."""
     unused = [a for a in ("pqn", "ppo") if a != config.get("algo")]
-    skip = ("out", "progress_every", *unused, *(("relabeling",) if config.get("relabel") == "none" else ()))
+    skip = ("out", "progress_every", "checkpoint_every", "keep_checkpoints", *unused,
+            *(("relabeling",) if config.get("relabel") == "none" else ()))
     out = {k: v for k, v in config.items() if k not in skip}
     if config.get("relabel") == "none":  # the learners' options for relabeled windows
         out = {k: {f: x for f, x in v.items() if (k, f) not in RELABEL_ONLY} if isinstance(v, dict) else v
