@@ -251,3 +251,34 @@ def test_a_relabel_process_that_dies_is_one_warning_line_and_nothing_is_lost(cap
         assert _as_rows(first + rest) == _as_rows(_relabel_all(thread, [batch]))
     finally:
         thread.close()
+
+
+def test_a_checkpoint_waits_for_the_batch_in_flight_only():
+    # Hindsight.state() takes the batches the worker has not started (the checkpoint keeps them and
+    # they are submitted again) instead of waiting for a slow relabeler to clear its queue.
+    import time
+
+    from oir.relabel import AsyncRelabeler
+    from oir.segments import SegmentBatch
+
+    class Slow(NarratorRelabeler):  # the narrator at a slow LLM's pace
+        def propose_batch(self, segments):
+            time.sleep(0.3)
+            return super().propose_batch(segments)
+
+    worker = AsyncRelabeler(Slow(), batch=1)
+    try:
+        for _ in range(10):
+            worker.submit(SegmentBatch.from_segments([SEG]))
+        time.sleep(0.1)  # the first batch is in flight
+        t0 = time.perf_counter()
+        waiting = worker.take_waiting()
+        worker.flush()
+        assert time.perf_counter() - t0 < 1.0 and worker.pending() == 0
+        assert len(waiting) == 9 and len(worker.drain()) == 1
+        for batch in waiting:
+            worker.submit(batch)
+        worker.flush()
+        assert len(worker.drain()) == 9 and worker.dropped == 0
+    finally:
+        worker.close()

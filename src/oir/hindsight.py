@@ -278,19 +278,26 @@ class Hindsight:
               "on_device", "env_steps", "late")
 
     def state(self) -> bytes:
-        """The host state, pickled, once the worker has relabeled every segment it was given
-        (so a checkpoint loses none of them)."""
+        """The host state, pickled, with the segments the worker has not started on (they are
+        submitted again, here and on resume) and the results of the batch in flight: a checkpoint
+        loses none of them, and waits for one batch, not for a slow LLM to clear its queue."""
+        waiting = self.worker.take_waiting()
         self.worker.flush()
         for res in self.worker.drain():
             self._take(res)
         worker = {k: getattr(self.worker, k) for k in ("busy_s", "dropped", "errors")}
-        return pickle.dumps({**{k: getattr(self, k) for k in self._STATE}, "worker": worker})
+        blob = pickle.dumps({**{k: getattr(self, k) for k in self._STATE}, "worker": worker, "waiting": waiting})
+        for batch in waiting:
+            self.worker.submit(batch)
+        return blob
 
     def load_state(self, blob: bytes) -> None:
         """Continue from :meth:`state` (of a run with the same config)."""
         state = pickle.loads(blob)
         for k, v in state.pop("worker").items():
             setattr(self.worker, k, v)
+        for batch in state.pop("waiting", []):  # segments the worker had not started on
+            self.worker.submit(batch)
         for k in self._STATE:
             setattr(self, k, state.get(k))  # "late": None in checkpoints from before the store
         if self.hit is not None:

@@ -561,6 +561,22 @@ class AsyncRelabeler:
     def pending(self) -> int:
         return self._outstanding
 
+    def take_waiting(self) -> list:
+        """The batches not yet started, taken out of the queue (a checkpoint keeps them, and
+        they are submitted again): then :meth:`flush` waits for the batch in flight only, not for a
+        slow LLM to get through thousands of segments."""
+        out = []
+        while True:
+            try:
+                batch = self.inbox.get_nowait()
+            except queue.Empty:
+                return out
+            if batch is None:  # closing: leave the stop mark
+                self.inbox.put(None)
+                return out
+            self._done(len(batch))
+            out.append(batch)
+
     def close(self, timeout: float = 60.0) -> None:
         """Stop after the batch in flight; segments still waiting are dropped (and counted)."""
         while True:
