@@ -579,14 +579,7 @@ class AsyncRelabeler:
 
     def close(self, timeout: float = 60.0) -> None:
         """Stop after the batch in flight; segments still waiting are dropped (and counted)."""
-        while True:
-            try:
-                batch = self.inbox.get_nowait()
-            except queue.Empty:
-                break
-            if batch is not None:
-                self.dropped += len(batch)
-                self._done(len(batch))
+        self.dropped += sum(len(batch) for batch in self.take_waiting())
         self.inbox.put(None)
         self._thread.join(timeout=timeout)
         if self.procs is not None:

@@ -251,8 +251,9 @@ class LLMRelabeler:
             try:
                 self._ask(items)
             except Exception as e:  # a bug here must not silently end template relabeling
-                print(f"oir: warning: asking the LLM for templates failed ({type(e).__name__}: {e})",
-                      file=sys.stderr, flush=True)
+                if not self._closing:  # closing ends a request in flight: no news
+                    print(f"oir: warning: asking the LLM for templates failed ({type(e).__name__}: {e})",
+                          file=sys.stderr, flush=True)
 
     def propose_batch(self, segments: list[Segment]) -> list[list[Any]]:
         if self.library is not None:
