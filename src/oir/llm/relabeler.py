@@ -113,11 +113,11 @@ class LLMRelabeler:
         self._wake = threading.Condition(self._lock)
         self._closing = False
         self._asker = None
-        if templates is not None and ask_in_background:
-            self._asker = threading.Thread(target=self._ask_loop, name="oir-llm-templates", daemon=True)
-            self._asker.start()
         self._asked: dict[str, None] = {}  # signatures already shown to the model for templates (oldest first)
         self._templated = 0  # segments with at least one relabel from a template
+        if templates is not None and ask_in_background:  # last: the thread reads the state above
+            self._asker = threading.Thread(target=self._ask_loop, name="oir-llm-templates", daemon=True)
+            self._asker.start()
 
     def describe(self) -> str:
         """One line for logs: which relabeler, model, server and prompt version ran."""
