@@ -314,7 +314,7 @@ class InstructionBuffer:
         self._by_spec.setdefault(spec_key, []).append(row)
         self.first_seen[row] = self.last_seen[row] = step
         self.count[row] = 1
-        self._asks[row] = asks = _achievements_asked(spec)
+        self._asks[row] = asks = achievements_asked(spec)
         self.found[asks] += 1
         self._new.append(row)
         return row, "new"
@@ -482,7 +482,7 @@ class InstructionBuffer:
             return out
 
 
-def _achievements_asked(spec: TaskSpec) -> np.ndarray:
+def achievements_asked(spec: TaskSpec) -> np.ndarray:
     """Indices (into ACHIEVEMENTS) of the achievements a spec's ``all`` clauses ask for at least
     once; a placement counts as its block's placing (``place_table_near_water``: ``place_table``)."""
     out = set()

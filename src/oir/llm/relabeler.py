@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from oir.buffer import achievements_asked
 from oir.events import ACHIEVEMENTS, COUNTER_INDEX
 from oir.llm.breaker import CircuitBreaker
 from oir.llm.cache import ReplyCache
@@ -30,7 +31,7 @@ from oir.llm.templates import (
     template_objects,
 )
 from oir.narrate import Segment, narrate
-from oir.relabel import FLAW_REASONS, Flawed, verify
+from oir.relabel import FLAW_REASONS, Flawed, parse_task, verify
 
 
 class LLMRelabeler:
@@ -395,13 +396,10 @@ class LLMRelabeler:
 
 def _unstated(reach, props: list[Any]) -> int:
     """How many achievements happened (``reach``: the segment's reached counters) that no
-    proposal's ``all`` clauses name; a placement names its block's placing."""
-    named = {c.get("counter", "").split("_near_")[0] for p in props if isinstance(p, dict)
-             for c in (p.get("task") or {}).get("all", []) if isinstance(c, dict)}
-    return sum(reach[i] > 0 and a not in named for a, i in _ACHIEVEMENT_INDEX)
-
-
-_ACHIEVEMENT_INDEX = [(a, COUNTER_INDEX[a]) for a in ACHIEVEMENTS]
+    proposal asks for (:func:`oir.buffer.achievements_asked`: a placement asks for its block's
+    placing). ``props`` are the library's instantiations, whose tasks parse."""
+    named = {i for p in props for i in achievements_asked(parse_task(p["task"])).tolist()}
+    return sum(reach[COUNTER_INDEX[a]] > 0 and i not in named for i, a in enumerate(ACHIEVEMENTS))
 
 
 def make_llm_relabeler(
