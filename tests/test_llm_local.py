@@ -28,7 +28,7 @@ from oir.llm import LLMRelabeler, reply_schema, response_format
 from oir.llm_local import LocalModel, LocalModelError, LocalServer, Part, model_path
 from oir.relabel import verify
 from oir.segments import load_segments, save_segments
-from oir.train import ConfigError, TrainConfig, _make_relabeler
+from oir.train import SERVER_DEFAULTS, ConfigError, TrainConfig, _make_relabeler, llm_choices
 
 SEGMENTS = Path(__file__).parents[1] / "bench" / "data" / "segments.npz"
 
@@ -150,6 +150,12 @@ def test_train_with_local_but_no_llama_cpp_warns_once_and_goes_on(no_llama_cpp, 
         # The run keeps an LLM relabeler whose calls fail fast, so the circuit breaker takes over.
         assert relabeler.client.model == "qwen-0.5b" and relabeler.server is None
         assert relabeler.prompt_version == "relabel_v2_small"
+        # locally, relabels are lifted into templates, asked at most a quarter of the time
+        assert relabeler.library is not None and relabeler.template_source == "lifted" and relabeler.duty == 0.25
+        # any other server: every segment asked, no cap; and what is given explicitly stands
+        assert llm_choices(TrainConfig(llm_url="http://127.0.0.1:8000/v1")) == SERVER_DEFAULTS
+        given = llm_choices(TrainConfig(llm_url="local", llm_mode="direct", llm_duty=0.5))
+        assert (given["mode"], given["duty"], given["prompt"]) == ("direct", 0.5, "relabel_v2_small")
     finally:
         relabeler.close()
     with pytest.raises(ConfigError, match=r"--llm-url local: .*--llm-required"):

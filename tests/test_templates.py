@@ -286,3 +286,37 @@ def test_the_background_asks_first_about_what_no_template_names_then_the_newest(
     finally:
         relabeler.close()
         server.stop()
+
+
+def test_the_duty_cycle_spaces_requests_so_the_model_is_busy_at_most_that_share():
+    # A local server shares the cores with training: at duty 0.4, a request of 0.3 s is followed
+    # by a pause, so that the model is busy at most 40% of the time since asking began.
+    import time
+
+    arrivals: list[float] = []
+
+    def respond(req):
+        arrivals.append(time.monotonic())
+        return Reply(content=json.dumps({"segments": [{"id": 1, "proposals": []}]}), delay=0.3)
+
+    server = LLMServer().start()
+    server.respond = respond
+    relabeler = LLMRelabeler(ChatClient(server.url, "test-model", timeout=5.0), batch_size=1, templates=TemplateLibrary(),
+                             template_source="lifted", ask_in_background=True, duty=0.4)
+    try:
+        began = time.monotonic()
+        relabeler.propose_batch([segment_with({2: ["eat_cow"]}), segment_with({3: ["collect_drink"]}),
+                                 segment_with({2: ["collect_sapling"]})])
+        deadline = time.monotonic() + 10
+        while len(arrivals) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(arrivals) == 3 and "busy at most 40%" in relabeler.describe()
+        # the k-th request may start only once k requests of 0.3 s are at most 40% of the time
+        for k, t in enumerate(arrivals[1:], start=1):
+            assert t - began >= k * 0.3 / 0.4 - 0.05
+        assert 0.0 < relabeler.stats()["llm_busy_frac"] < 1.0
+    finally:
+        relabeler.close()
+        server.stop()
+    with pytest.raises(ValueError, match="duty cycle"):
+        LLMRelabeler(ChatClient("http://127.0.0.1:1/v1", "m"), templates=TemplateLibrary(), duty=0.0)

@@ -106,10 +106,11 @@ class Relabel:
     llm_cache: str = ""  # "" for ~/.cache/oir/llm_cache.sqlite, "off" for none
     llm_prompt: str = ""  # prompt file: "" for relabel_v2_small with --llm-url local, else relabel_v1
     llm_json_mode: str = ""  # off, object or schema; "" for schema with --llm-url local, else off
-    llm_mode: Literal["direct", "templates"] = "direct"  # templates: the model writes relabel templates
+    # templates: relabels from the template library; "": templates with --llm-url local, else direct
+    llm_mode: Literal["", "direct", "templates"] = ""
     templates: Path | None = None  # start the template library from this templates.jsonl
     # written: the model writes templates; lifted: its verified relabels become templates
-    llm_template_source: Literal["written", "lifted"] = "written"
+    llm_template_source: Literal["", "written", "lifted"] = ""  # "": lifted with --llm-url local, else written
     save_templates: Path | None = None  # write the template library here at the end (a templates.jsonl)
     chunk: int = 0  # segments handed to the relabeler at a time, in order, as training does (0: all at once)
     out: Path | None = None
@@ -397,7 +398,10 @@ def relabel_cmd(cfg: Relabel, console: Console) -> int:
     check_writable(cfg.save_templates, "--save-templates")
     if cfg.chunk < 0:
         raise CliError(f"--chunk must be 0 (all at once) or a number of segments, not {cfg.chunk}")
-    if cfg.save_templates is not None and cfg.llm_mode != "templates":
+    from oir.train import llm_choices
+
+    llm_mode = llm_choices(cfg)["mode"]
+    if cfg.save_templates is not None and llm_mode != "templates":
         raise CliError("--save-templates needs --relabeler llm --llm-mode templates")
     try:
         segments = load_segments(cfg.segments)
@@ -411,7 +415,7 @@ def relabel_cmd(cfg: Relabel, console: Console) -> int:
         from oir.llm.templates import templates_problem
         from oir.train import llm_relabeler
 
-        problem = templates_problem(cfg.llm_mode, cfg.templates)
+        problem = templates_problem(llm_mode, cfg.templates)
         if problem is not None:
             raise CliError(problem)
 

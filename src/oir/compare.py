@@ -33,9 +33,11 @@ METHODS: dict[str, dict] = {
     "narrator": {"relabel": "narrator", "reward": "verified"},
     "narrator+suite": {"relabel": "narrator", "reward": "verified", "relabeling": {"seed_suite": True}},
     "narrator-similarity": {"relabel": "narrator", "reward": "similarity"},
+    # the LLM's defaults: with --llm-url local its relabels are lifted into templates (oir.train.LOCAL_DEFAULTS)
     "llm-verified": {"relabel": "llm", "reward": "verified"},
+    "llm-direct": {"relabel": "llm", "reward": "verified", "llm_mode": "direct"},  # every segment asked (the paper's way)
     "llm-similarity": {"relabel": "llm", "reward": "similarity"},
-    "llm-templates": {"relabel": "llm", "reward": "verified", "llm_mode": "templates"},
+    "llm-templates": {"relabel": "llm", "reward": "verified", "llm_mode": "templates", "llm_template_source": "written"},
     "llm-lifted": {"relabel": "llm", "reward": "verified", "llm_mode": "templates", "llm_template_source": "lifted"},
     # ELLM (oir.ellm): goals from the offline rule-based suggester, paid the caption's cosine
     "ellm": {"relabel": "none", "suggest": "rules", "reward": "similarity", "delta": 0.76},
@@ -46,7 +48,8 @@ LABELS = {
     "narrator": "OIR, narrator relabels, verified reward",
     "narrator+suite": "OIR, narrator relabels added to the suite's train lines (the paper's set-up)",
     "narrator-similarity": "OIR, narrator relabels, similarity reward",
-    "llm-verified": "OIR, LLM relabels, verified reward",
+    "llm-verified": "OIR, LLM relabels (with --llm-url local: lifted into templates), verified reward",
+    "llm-direct": "OIR, the LLM's relabels of each segment, verified reward",
     "llm-similarity": "OIR, LLM relabels, similarity reward",
     "llm-templates": "OIR, relabels from LLM-written templates, verified reward",
     "llm-lifted": "OIR, relabels from templates lifted from the LLM's verified relabels, verified reward",

@@ -78,12 +78,16 @@ class TrainConfig:
     llm_cache: str = ""  # reply cache (SQLite): "" for ~/.cache/oir/llm_cache.sqlite, "off" for none
     llm_prompt: str = ""  # prompt file in oir/prompts: "" for relabel_v2_small with --llm-url local, else relabel_v1
     # direct: the model writes relabels for each segment; templates: it writes relabel templates
-    # for segments no template covers, and every segment is relabeled from the library (oir.llm.templates)
-    llm_mode: str = "direct"
+    # for segments no template covers, and every segment is relabeled from the library (oir.llm.templates).
+    # "": templates lifted from its relabels with --llm-url local (what a laptop CPU keeps up with), else direct
+    llm_mode: str = ""
     templates: Path | None = None  # start the template library from this templates.jsonl (a run's)
     # With templates: written, the model writes templates; lifted, it writes relabels and each one
     # that verifies becomes a template, its stated counts made slots (what small local models do well)
-    llm_template_source: str = "written"
+    llm_template_source: str = ""  # "": lifted with --llm-url local, else written
+    # Template mode in training: the largest share of wall time the model may spend on requests
+    # (-1: 0.25 with --llm-url local, whose server shares the cores with training; else 1, no cap)
+    llm_duty: float = -1.0
     llm_json_mode: str = ""  # off, object (JSON mode) or schema (constrained to the reply schema); "" for schema with --llm-url local, else off
     steps: int = 1_000_000  # env steps
     num_envs: int = 64
@@ -153,12 +157,14 @@ def validate(cfg: TrainConfig) -> None:
     need(-1.0 <= cfg.delta <= 1.0, f"--delta must be a cosine in [-1, 1], got {cfg.delta}")
     need(cfg.relabel != "llm" or bool(cfg.llm_url), "--relabel llm needs --llm-url (an OpenAI-compatible server, or local)")
     need(cfg.suggest != "llm" or bool(cfg.llm_url), "--suggest llm needs --llm-url (an OpenAI-compatible server, or local)")
-    need(cfg.llm_mode in ("direct", "templates"), f"unknown --llm-mode {cfg.llm_mode!r} (choose from direct, templates)")
-    need(cfg.llm_template_source in TEMPLATE_SOURCES,
+    need(cfg.llm_mode in ("", "direct", "templates"), f"unknown --llm-mode {cfg.llm_mode!r} (choose from direct, templates)")
+    need(cfg.llm_template_source in ("", *TEMPLATE_SOURCES),
          f"unknown --llm-template-source {cfg.llm_template_source!r} (choose from {', '.join(TEMPLATE_SOURCES)})")
-    need(cfg.llm_template_source == "written" or cfg.llm_mode == "templates",
+    llm = llm_choices(cfg)
+    need(cfg.llm_template_source in ("", "written") or llm["mode"] == "templates",
          "--llm-template-source lifted needs --llm-mode templates")
-    problem = templates_problem(cfg.llm_mode, cfg.templates)
+    need(cfg.llm_duty == -1.0 or 0.0 < cfg.llm_duty <= 1.0, f"--llm-duty must be in (0, 1] (or -1 for the default), got {cfg.llm_duty}")
+    problem = templates_problem(llm["mode"], cfg.templates)
     need(problem is None, problem or "")
     need(cfg.llm_json_mode in ("", *JSON_MODES), f"unknown --llm-json-mode {cfg.llm_json_mode!r} (choose from {', '.join(JSON_MODES)})")
     need(not cfg.relabeling.seed_suite or cfg.relabel != "none", "--relabeling.seed-suite needs --relabel narrator or llm")
@@ -471,7 +477,22 @@ def _baseline_tasks(cfg: TrainConfig, suite, encoder):
 
 
 LOCAL_URL = "local"  # --llm-url local: a local model served by llama-cpp-python (oir.llm_local)
-LOCAL_DEFAULTS = {"prompt": "relabel_v2_small", "json_mode": "schema"}
+# What the llm_* options left at "" (or -1) mean, for a local small model on this machine and for
+# any other server. Locally: the small-model prompt with the reply's schema, and relabels lifted
+# into templates, asked in the background at most a quarter of the time (docs/results.md).
+LOCAL_DEFAULTS = {"prompt": "relabel_v2_small", "json_mode": "schema", "mode": "templates",
+                  "template_source": "lifted", "duty": 0.25}
+SERVER_DEFAULTS = {"prompt": "relabel_v1", "json_mode": "off", "mode": "direct", "template_source": "written", "duty": 1.0}
+
+
+def llm_choices(cfg) -> dict[str, Any]:
+    """The LLM settings of any config with ``llm_*`` fields, its defaults ("" or -1) resolved
+    by where the model runs (``LOCAL_DEFAULTS`` for ``--llm-url local``)."""
+    base = LOCAL_DEFAULTS if getattr(cfg, "llm_url", "").strip() == LOCAL_URL else SERVER_DEFAULTS
+    given = {"prompt": getattr(cfg, "llm_prompt", ""), "json_mode": getattr(cfg, "llm_json_mode", ""),
+             "mode": getattr(cfg, "llm_mode", ""), "template_source": getattr(cfg, "llm_template_source", ""),
+             "duty": getattr(cfg, "llm_duty", -1.0)}
+    return {k: base[k] if given[k] in ("", -1.0) else given[k] for k in base}
 # The reply only comes when it is whole, and a 0.5B model decoded 7-12 tokens/s on 2 busy cores
 # here (bench/relabel_quality.py): a batch of 8 segments can take minutes.
 LOCAL_MIN_TIMEOUT = 600.0
@@ -510,22 +531,21 @@ def llm_relabeler(cfg):
     from oir.llm import check_reachable, make_llm_relabeler, response_format
 
     local = cfg.llm_url.strip() == LOCAL_URL
-    prompt = getattr(cfg, "llm_prompt", "") or (LOCAL_DEFAULTS["prompt"] if local else "relabel_v1")
-    mode = getattr(cfg, "llm_json_mode", "") or (LOCAL_DEFAULTS["json_mode"] if local else "off")
+    llm = llm_choices(cfg)
     try:
-        fmt = response_format(mode)
+        fmt = response_format(llm["json_mode"])
     except ValueError as e:
         raise ConfigError(str(e)) from None
     url, model, server, reason, timeout = _llm_server(cfg)
     try:
         relabeler = make_llm_relabeler(url, model, None if local else (cfg.llm_api_key_env or None),
-                                       prompt=prompt, response_format=fmt, server=server,
+                                       prompt=llm["prompt"], response_format=fmt, server=server,
                                        timeout=timeout, batch_size=cfg.llm_batch,
                                        concurrency=getattr(cfg, "llm_concurrency", 1),
                                        temperature=getattr(cfg, "llm_temperature", 0.0),
                                        use_cache=cfg.llm_cache != "off", cache_path=cfg.llm_cache or None,
                                        templates=_template_library(cfg),
-                                       template_source=getattr(cfg, "llm_template_source", "written"),
+                                       template_source=llm["template_source"], duty=llm["duty"],
                                        # training asks for templates in the background unless it must be reproducible
                                        ask_in_background=not getattr(getattr(cfg, "relabeling", None), "synchronous", True))
     except ValueError as e:
@@ -537,7 +557,7 @@ def llm_relabeler(cfg):
 
 def _template_library(cfg) -> TemplateLibrary | None:
     """With ``--llm-mode templates``: the library, started from ``--templates FILE`` if given."""
-    if getattr(cfg, "llm_mode", "direct") != "templates":
+    if llm_choices(cfg)["mode"] != "templates":
         return None
     library = TemplateLibrary()
     if getattr(cfg, "templates", None) is not None:

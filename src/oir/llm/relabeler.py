@@ -67,6 +67,7 @@ class LLMRelabeler:
         template_prompt: str = TEMPLATE_PROMPT,
         template_source: str = "written",
         ask_in_background: bool = False,
+        duty: float = 1.0,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -116,6 +117,11 @@ class LLMRelabeler:
         self._asker = None
         self._asked: dict[str, None] = {}  # signatures already shown to the model for templates (oldest first)
         self._templated = 0  # segments with at least one relabel from a template
+        # The largest share of wall time the asking thread keeps the model busy. A local server
+        # shares this machine's cores with training: busy, it cost PQN 40% of its steps/s here.
+        if not 0.0 < duty <= 1.0:
+            raise ValueError(f"the LLM duty cycle must be in (0, 1], got {duty}")
+        self.duty, self._busy, self._asking_since = float(duty), 0.0, time.monotonic()
         if templates is not None and ask_in_background:  # last: the thread reads the state above
             self._asker = threading.Thread(target=self._ask_loop, name="oir-llm-templates", daemon=True)
             self._asker.start()
@@ -129,6 +135,8 @@ class LLMRelabeler:
                     else ", templates lifted from its verified relabels")
         if self.response_format and "schema" in self.response_format:
             fmt += " with schema"
+        if self._asker is not None and self.duty < 1.0:
+            fmt += f", busy at most {self.duty:.0%} of the time"
         temp = "" if self.temperature is None else f", temperature {self.temperature:g}"
         return (
             f"llm (model {self.client.model} at {where}{self.client.url}, "
@@ -243,18 +251,26 @@ class LLMRelabeler:
     def _ask_loop(self) -> None:
         while True:
             with self._lock:
+                # Under the duty cycle: the next request waits until the model's busy time is at
+                # most ``duty`` of the time since asking began.
+                rest = self._asking_since + self._busy / self.duty - time.monotonic()
+                if rest > 0:
+                    self._wake.wait_for(lambda: self._closing, timeout=rest)
                 self._wake.wait_for(lambda: self._queued or self._closing)
                 if self._closing:
                     return
                 # Most that no template names first, then the newest (what the agent does now).
                 best = sorted(self._queued, key=self._queued.__getitem__, reverse=True)[:self.batch_size]
                 items = [(sig, self._queued.pop(sig)[2]) for sig in best]
+            began = time.monotonic()
             try:
                 self._ask(items)
             except Exception as e:  # a bug here must not silently end template relabeling
                 if not self._closing:  # closing ends a request in flight: no news
                     print(f"oir: warning: asking the LLM for templates failed ({type(e).__name__}: {e})",
                           file=sys.stderr, flush=True)
+            with self._lock:
+                self._busy += time.monotonic() - began
 
     def propose_batch(self, segments: list[Segment]) -> list[list[Any]]:
         if self.library is not None:
@@ -387,8 +403,11 @@ class LLMRelabeler:
         lifted = {} if self.template_source == "written" else {
             "llm_lift_proposed": float(self._lift["proposed"]), "llm_lift_verified": float(self._lift["verified"]),
             **{f"llm_lift_flawed_{r}": float(self._lift[f"flawed_{r}"]) for r in FLAW_REASONS}}
-        asking = {} if self._asker is None else {"llm_template_asks_queued": float(len(self._queued)),
-                                                 "llm_template_asks_dropped": float(self._asks_dropped)}
+        asking = {} if self._asker is None else {
+            "llm_template_asks_queued": float(len(self._queued)),
+            "llm_template_asks_dropped": float(self._asks_dropped),
+            # the share of the time since asking began that the model spent on template requests
+            "llm_busy_frac": self._busy / max(time.monotonic() - self._asking_since, 1e-9)}
         return {**self.library.stats(), **lifted, **asking, "llm_segments_templated": float(self._templated),
                 # of the segments handed to the relabeler, the share relabeled through templates
                 "llm_template_share": self._templated / self._segments if self._segments else 0.0}
