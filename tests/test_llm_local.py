@@ -150,12 +150,12 @@ def test_train_with_local_but_no_llama_cpp_warns_once_and_goes_on(no_llama_cpp, 
         # The run keeps an LLM relabeler whose calls fail fast, so the circuit breaker takes over.
         assert relabeler.client.model == "qwen-0.5b" and relabeler.server is None
         assert relabeler.prompt_version == "relabel_v2_small"
-        # locally, relabels are lifted into templates, asked at most a quarter of the time
-        assert relabeler.library is not None and relabeler.template_source == "lifted" and relabeler.duty == 0.25
-        # any other server: every segment asked, no cap; and what is given explicitly stands
+        # locally, relabels are lifted into templates, 4 segments a request
+        assert relabeler.library is not None and relabeler.template_source == "lifted" and relabeler.batch_size == 4
+        # any other server: every segment asked; and what is given explicitly stands
         assert llm_choices(TrainConfig(llm_url="http://127.0.0.1:8000/v1")) == SERVER_DEFAULTS
-        given = llm_choices(TrainConfig(llm_url="local", llm_mode="direct", llm_duty=0.5))
-        assert (given["mode"], given["duty"], given["prompt"]) == ("direct", 0.5, "relabel_v2_small")
+        given = llm_choices(TrainConfig(llm_url="local", llm_mode="direct", llm_batch=2))
+        assert (given["mode"], given["batch"], given["prompt"]) == ("direct", 2, "relabel_v2_small")
     finally:
         relabeler.close()
     with pytest.raises(ConfigError, match=r"--llm-url local: .*--llm-required"):

@@ -320,3 +320,31 @@ def test_the_duty_cycle_spaces_requests_so_the_model_is_busy_at_most_that_share(
         server.stop()
     with pytest.raises(ValueError, match="duty cycle"):
         LLMRelabeler(ChatClient("http://127.0.0.1:1/v1", "m"), templates=TemplateLibrary(), duty=0.0)
+
+
+def test_the_asker_first_warms_the_server_s_prompt_cache():
+    # A local llama.cpp server keeps the last prompt's prefix: one token on the prompt alone, sent
+    # before any segment arrives, takes the instructions' cost off the first real request.
+    import time
+
+    server = LLMServer().start()
+    server.respond = lambda req: Reply(content=json.dumps({"segments": [{"id": 1, "proposals": []}]}))
+    relabeler = LLMRelabeler(ChatClient(server.url, "test-model", timeout=5.0), templates=TemplateLibrary(),
+                             template_source="lifted", ask_in_background=True, warm_up=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not server.calls and time.monotonic() < deadline:
+            time.sleep(0.02)
+        warm = server.calls[0].body
+        assert warm["max_tokens"] == 1 and "response_format" not in warm
+        assert warm["messages"][0] == relabeler_prompt(relabeler)[0]  # the same instructions as a real request
+        assert relabeler.stats()["llm_calls"] == 0  # not a relabel request
+    finally:
+        relabeler.close()
+        server.stop()
+
+
+def relabeler_prompt(relabeler):
+    from oir.llm.prompt import render_prompt
+
+    return render_prompt(["x"], relabeler.prompt_version)

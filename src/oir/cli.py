@@ -102,7 +102,7 @@ class Relabel:
     llm_model: str = "default"
     llm_api_key_env: str = ""
     llm_timeout: float = 30.0
-    llm_batch: int = 8
+    llm_batch: int = 0  # segments per request (0: 4 with --llm-url local, else 8)
     llm_cache: str = ""  # "" for ~/.cache/oir/llm_cache.sqlite, "off" for none
     llm_prompt: str = ""  # prompt file: "" for relabel_v2_small with --llm-url local, else relabel_v1
     llm_json_mode: str = ""  # off, object or schema; "" for schema with --llm-url local, else off

@@ -72,7 +72,7 @@ class TrainConfig:
     llm_api_key_env: str = ""  # name of the environment variable holding the API key, if any
     llm_required: bool = False  # refuse to start when the LLM server does not answer
     llm_timeout: float = 30.0  # seconds per LLM request before it is retried
-    llm_batch: int = 8  # segments narrated into one LLM request
+    llm_batch: int = 0  # segments narrated into one LLM request (0: 4 with --llm-url local, else 8)
     llm_temperature: float = 0.0  # sampling temperature of LLM replies (0: the same reply for the same prompt)
     llm_concurrency: int = 1  # LLM requests in flight at once (servers that batch them; spread over --llm-url's list)
     llm_cache: str = ""  # reply cache (SQLite): "" for ~/.cache/oir/llm_cache.sqlite, "off" for none
@@ -86,8 +86,8 @@ class TrainConfig:
     # that verifies becomes a template, its stated counts made slots (what small local models do well)
     llm_template_source: str = ""  # "": lifted with --llm-url local, else written
     # Template mode in training: the largest share of wall time the model may spend on requests
-    # (-1: 0.25 with --llm-url local, whose server shares the cores with training; else 1, no cap)
-    llm_duty: float = -1.0
+    # (for a server that shares the cores with training at the same priority; 1: no cap)
+    llm_duty: float = 1.0
     llm_json_mode: str = ""  # off, object (JSON mode) or schema (constrained to the reply schema); "" for schema with --llm-url local, else off
     steps: int = 1_000_000  # env steps
     num_envs: int = 64
@@ -152,8 +152,8 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.algo in ALGOS, f"unknown --algo {cfg.algo!r} (choose from {', '.join(ALGOS)})")
     need(cfg.relabel in RELABELS, f"--relabel {cfg.relabel!r} is not available (choose from {', '.join(RELABELS)})")
     need(cfg.reward in REWARDS, f"unknown --reward {cfg.reward!r} (choose from {', '.join(REWARDS)})")
-    need(cfg.llm_timeout > 0 and cfg.llm_batch >= 1 and cfg.llm_concurrency >= 1,
-         "--llm-timeout must be positive, --llm-batch and --llm-concurrency at least 1")
+    need(cfg.llm_timeout > 0 and cfg.llm_batch >= 0 and cfg.llm_concurrency >= 1,
+         "--llm-timeout must be positive, --llm-batch at least 0 (the default) and --llm-concurrency at least 1")
     need(-1.0 <= cfg.delta <= 1.0, f"--delta must be a cosine in [-1, 1], got {cfg.delta}")
     need(cfg.relabel != "llm" or bool(cfg.llm_url), "--relabel llm needs --llm-url (an OpenAI-compatible server, or local)")
     need(cfg.suggest != "llm" or bool(cfg.llm_url), "--suggest llm needs --llm-url (an OpenAI-compatible server, or local)")
@@ -163,7 +163,7 @@ def validate(cfg: TrainConfig) -> None:
     llm = llm_choices(cfg)
     need(cfg.llm_template_source in ("", "written") or llm["mode"] == "templates",
          "--llm-template-source lifted needs --llm-mode templates")
-    need(cfg.llm_duty == -1.0 or 0.0 < cfg.llm_duty <= 1.0, f"--llm-duty must be in (0, 1] (or -1 for the default), got {cfg.llm_duty}")
+    need(0.0 < cfg.llm_duty <= 1.0, f"--llm-duty must be in (0, 1], got {cfg.llm_duty}")
     problem = templates_problem(llm["mode"], cfg.templates)
     need(problem is None, problem or "")
     need(cfg.llm_json_mode in ("", *JSON_MODES), f"unknown --llm-json-mode {cfg.llm_json_mode!r} (choose from {', '.join(JSON_MODES)})")
@@ -477,12 +477,13 @@ def _baseline_tasks(cfg: TrainConfig, suite, encoder):
 
 
 LOCAL_URL = "local"  # --llm-url local: a local model served by llama-cpp-python (oir.llm_local)
-# What the llm_* options left at "" (or -1) mean, for a local small model on this machine and for
+# What the llm_* options left at "" (or 0) mean, for a local small model on this machine and for
 # any other server. Locally: the small-model prompt with the reply's schema, and relabels lifted
-# into templates, asked in the background at most a quarter of the time (docs/results.md).
+# into templates, asked about 4 segments at a time (the first templates come sooner) by a server at
+# the lowest CPU priority (docs/results.md).
 LOCAL_DEFAULTS = {"prompt": "relabel_v2_small", "json_mode": "schema", "mode": "templates",
-                  "template_source": "lifted", "duty": 0.25}
-SERVER_DEFAULTS = {"prompt": "relabel_v1", "json_mode": "off", "mode": "direct", "template_source": "written", "duty": 1.0}
+                  "template_source": "lifted", "batch": 4}
+SERVER_DEFAULTS = {"prompt": "relabel_v1", "json_mode": "off", "mode": "direct", "template_source": "written", "batch": 8}
 
 
 def llm_choices(cfg) -> dict[str, Any]:
@@ -491,8 +492,8 @@ def llm_choices(cfg) -> dict[str, Any]:
     base = LOCAL_DEFAULTS if getattr(cfg, "llm_url", "").strip() == LOCAL_URL else SERVER_DEFAULTS
     given = {"prompt": getattr(cfg, "llm_prompt", ""), "json_mode": getattr(cfg, "llm_json_mode", ""),
              "mode": getattr(cfg, "llm_mode", ""), "template_source": getattr(cfg, "llm_template_source", ""),
-             "duty": getattr(cfg, "llm_duty", -1.0)}
-    return {k: base[k] if given[k] in ("", -1.0) else given[k] for k in base}
+             "batch": getattr(cfg, "llm_batch", 0)}
+    return {k: base[k] if given[k] in ("", 0) else given[k] for k in base}
 # The reply only comes when it is whole, and a 0.5B model decoded 7-12 tokens/s on 2 busy cores
 # here (bench/relabel_quality.py): a batch of 8 segments can take minutes.
 LOCAL_MIN_TIMEOUT = 600.0
@@ -543,12 +544,13 @@ def llm_relabeler(cfg):
     try:
         relabeler = make_llm_relabeler(url, model, None if local else (cfg.llm_api_key_env or None),
                                        prompt=llm["prompt"], response_format=fmt, server=server,
-                                       timeout=timeout, batch_size=cfg.llm_batch,
+                                       timeout=timeout, batch_size=llm["batch"],
                                        concurrency=getattr(cfg, "llm_concurrency", 1),
                                        temperature=getattr(cfg, "llm_temperature", 0.0),
                                        use_cache=cfg.llm_cache != "off", cache_path=cfg.llm_cache or None,
                                        templates=_template_library(cfg),
-                                       template_source=llm["template_source"], duty=llm["duty"],
+                                       template_source=llm["template_source"], duty=getattr(cfg, "llm_duty", 1.0),
+                                       warm_up=local,  # llama.cpp keeps the last prompt's prefix
                                        # training asks for templates in the background unless it must be reproducible
                                        ask_in_background=not getattr(getattr(cfg, "relabeling", None), "synchronous", True))
     except ValueError as e:

@@ -7,6 +7,7 @@ builds one from CLI-style settings.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -68,6 +69,7 @@ class LLMRelabeler:
         template_source: str = "written",
         ask_in_background: bool = False,
         duty: float = 1.0,
+        warm_up: bool = False,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -122,6 +124,7 @@ class LLMRelabeler:
         if not 0.0 < duty <= 1.0:
             raise ValueError(f"the LLM duty cycle must be in (0, 1], got {duty}")
         self.duty, self._busy, self._asking_since = float(duty), 0.0, time.monotonic()
+        self.warm_up = warm_up  # the asking thread first sends the prompt alone (a server with a prompt cache)
         if templates is not None and ask_in_background:  # last: the thread reads the state above
             self._asker = threading.Thread(target=self._ask_loop, name="oir-llm-templates", daemon=True)
             self._asker.start()
@@ -248,7 +251,20 @@ class LLMRelabeler:
         for obj in got:
             self.library.add(obj)
 
+    def _warm_up(self) -> None:
+        """One request of a single token on the prompt: the server then holds the prompt's shared
+        prefix (instructions and examples, about 900 tokens) in its cache, computed while training
+        compiles, and the first real request costs only its segments."""
+        prompt = self.prompt_version if self.template_source == "lifted" else self.template_prompt
+        began = time.monotonic()
+        with contextlib.suppress(LLMError):
+            self.client.complete(render_prompt(["(nothing yet)"], prompt), max_tokens=1, temperature=self.temperature)
+        with self._lock:
+            self._busy += time.monotonic() - began
+
     def _ask_loop(self) -> None:
+        if self.warm_up:
+            self._warm_up()
         while True:
             with self._lock:
                 # Under the duty cycle: the next request waits until the model's busy time is at
