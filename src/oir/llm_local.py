@@ -207,7 +207,11 @@ except (OSError, AttributeError):
     pass
 if os.getppid() != int(sys.argv[1]):
     sys.exit("oir: the process that started this server has already exited")
-os.nice(int(sys.argv[2]))
+if sys.argv[2] == "background":  # run only when the cores are otherwise idle
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (OSError, AttributeError):  # not on Linux
+        os.nice(19)
 sys.argv = ["llama_cpp.server", *sys.argv[3:]]
 runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 """
@@ -280,14 +284,15 @@ def serve(
     threads: int | None = None,
     n_ctx: int | None = None,
     start_timeout: float = 180.0,
-    nice: int = 0,
+    background: bool = False,
 ) -> LocalServer:
     """Start llama-cpp-python's OpenAI-compatible server on 127.0.0.1 with a checked model.
 
     ``port=0`` picks a free port. Returns once ``GET /v1/models`` answers; the model's name is
     its alias there, so requests may name it. LocalModelError (one line) if anything is missing,
-    the checksum is wrong, or the server does not come up. ``nice`` lowers the server's CPU
-    priority (0-19): beside training, 19 leaves it only the cycles training does not use.
+    the checksum is wrong, or the server does not come up. ``background`` runs it under Linux's
+    SCHED_IDLE policy (elsewhere at nice 19): beside training, it gets only the cycles training
+    leaves, and gives them back at once.
     """
     model = get_model(name)
     check_server_installed()
@@ -297,7 +302,7 @@ def serve(
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"llama-server-{name}-{port}.log"
     cmd = [
-        sys.executable, "-c", _BOOT, str(os.getpid()), str(nice),
+        sys.executable, "-c", _BOOT, str(os.getpid()), "background" if background else "normal",
         "--model", str(path), "--model_alias", name,
         "--host", "127.0.0.1", "--port", str(port),
         "--n_ctx", str(n_ctx or model.n_ctx),

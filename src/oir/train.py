@@ -497,7 +497,6 @@ def llm_choices(cfg) -> dict[str, Any]:
 # The reply only comes when it is whole, and a 0.5B model decoded 7-12 tokens/s on 2 busy cores
 # here (bench/relabel_quality.py): a batch of 8 segments can take minutes.
 LOCAL_MIN_TIMEOUT = 600.0
-LOCAL_NICE = 19
 
 
 def _llm_server(cfg) -> tuple[str, str, Any, str | None, float]:
@@ -519,7 +518,7 @@ def _llm_server(cfg) -> tuple[str, str, Any, str | None, float]:
     try:
         # The lowest CPU priority: the server gets the cycles training leaves, and training keeps
         # its pace (at the same priority a busy server cost PQN 40% of its steps/s on 2 cores).
-        server = llm_local.serve(model, nice=LOCAL_NICE)
+        server = llm_local.serve(model, background=True)
         url = server.url
     except llm_local.LocalModelError as e:
         reason, url = str(e), f"http://127.0.0.1:{llm_local.free_port()}/v1"
