@@ -7,7 +7,6 @@ builds one from CLI-style settings.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import threading
@@ -257,8 +256,14 @@ class LLMRelabeler:
         compiles, and the first real request costs only its segments."""
         prompt = self.prompt_version if self.template_source == "lifted" else self.template_prompt
         began = time.monotonic()
-        with contextlib.suppress(LLMError):
+        try:
             self.client.complete(render_prompt(["(nothing yet)"], prompt), max_tokens=1, temperature=self.temperature)
+        except LLMError:
+            pass  # best effort: the first request then pays for the prompt itself
+        except Exception as e:
+            if not self._closing:  # closing shuts the connections under it: no news
+                print(f"oir: warning: warming the LLM server's prompt cache failed ({type(e).__name__}: {e})",
+                      file=sys.stderr, flush=True)
         with self._lock:
             self._busy += time.monotonic() - began
 
