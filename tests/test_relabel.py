@@ -282,3 +282,25 @@ def test_a_checkpoint_waits_for_the_batch_in_flight_only():
         assert len(worker.drain()) == 9 and worker.dropped == 0
     finally:
         worker.close()
+
+
+def test_a_text_that_names_nothing_of_its_spec_is_flawed_not_kept():
+    from oir.relabel import text_names_spec
+    from oir.tasks import parse_spec
+
+    seg = segment_with({2: ["collect_wood"], 5: ["place_table", "place_table_near_water"]})
+    props = [
+        {"text": "The game ended: the agent died.", "task": {"all": [{"counter": "collect_wood", "at_least": 1}]}},
+        {"text": "Collect a log x1 (wood 1)", "task": {"all": [{"counter": "collect_wood", "at_least": 1}]}},  # log notation
+        {"text": "Set up a workbench by the lake.", "task": {"all": [{"counter": "place_table_near_water", "at_least": 1}]}},
+        {"text": "Chop a log, then build a table.", "task": {"all": [{"counter": "collect_wood", "at_least": 1},
+                                                                    {"counter": "place_table", "at_least": 1}], "ordered": True}},
+    ]
+    kept, flawed = verify(seg, props)
+    assert [k.text for k in kept] == ["Set up a workbench by the lake.", "Chop a log, then build a table."]
+    assert flawed == {"text-mismatch": 2}
+    # every clause must be named, prohibitions too; an unnamed one is enough to fail
+    spec = parse_spec({"all": [{"counter": "place_table", "at_least": 1}], "none": [{"counter": "eat_cow", "at_least": 1}]})
+    assert text_names_spec("Place a table without eating a cow.", spec)
+    assert not text_names_spec("Place a table.", spec)
+    assert text_names_spec("Keep your energy up.", parse_spec({"all": [{"counter": "energy", "at_least": 5}]}))
