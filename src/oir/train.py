@@ -487,13 +487,15 @@ SERVER_DEFAULTS = {"prompt": "relabel_v1", "json_mode": "off", "mode": "direct",
 
 
 def llm_choices(cfg) -> dict[str, Any]:
-    """The LLM settings of any config with ``llm_*`` fields, its defaults ("" or -1) resolved
+    """The LLM settings of any config with ``llm_*`` fields, its defaults ("" or 0) resolved
     by where the model runs (``LOCAL_DEFAULTS`` for ``--llm-url local``)."""
     base = LOCAL_DEFAULTS if getattr(cfg, "llm_url", "").strip() == LOCAL_URL else SERVER_DEFAULTS
     given = {"prompt": getattr(cfg, "llm_prompt", ""), "json_mode": getattr(cfg, "llm_json_mode", ""),
              "mode": getattr(cfg, "llm_mode", ""), "template_source": getattr(cfg, "llm_template_source", ""),
              "batch": getattr(cfg, "llm_batch", 0)}
     return {k: base[k] if given[k] in ("", 0) else given[k] for k in base}
+
+
 # The reply only comes when it is whole, and a 0.5B model decoded 7-12 tokens/s on 2 busy cores
 # here (bench/relabel_quality.py): a batch of 8 segments can take minutes.
 LOCAL_MIN_TIMEOUT = 600.0
