@@ -138,7 +138,7 @@ def text_names_spec(text: str, spec: TaskSpec) -> bool:
     if got is None:
         low = text.lower()
         got = not _LOG_NOTATION.search(low) and all(
-            any(w in low for w in _NAMES.get(c.counter, (c.counter,))) for c in (*spec.all, *spec.none))
+            any(w in low for w in _NAMES[c.counter]) for c in (*spec.all, *spec.none))
         if len(_SAYS) < 1 << 16:
             _SAYS[key] = got
     return got
