@@ -277,6 +277,33 @@ def test_hindsight_bc_loss_imitates_the_windows_actions_under_their_instruction_
     assert float(jnp.abs(g[0, 1]).sum()) == 0.0 and float(jnp.abs(g[0, 0]).sum()) > 0.0
 
 
+def test_hindsight_sil_loss_weights_imitation_by_how_far_the_return_beats_the_value():
+    from oir.networks import PRESETS, ActorCritic
+    from oir.ppo import hindsight_sil_loss
+
+    net = ActorCritic(5, PRESETS["small"])
+    obs = jnp.asarray(RNG.normal(size=(3, 2, 8)), jnp.float32)
+    emb = jnp.asarray(RNG.normal(size=(4, 6)), jnp.float32)
+    params = net.init(jax.random.PRNGKey(0), obs[0], emb[:2])
+    task, action = jnp.array([[1, 2]] * 3), jnp.array([[0, 3], [4, 1], [2, 2]])
+    mask = jnp.array([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    logits, value = net.apply(params, obs, emb[task])
+    logp = np.take_along_axis(np.asarray(jax.nn.log_softmax(logits)), np.asarray(action)[..., None], -1)[..., 0]
+    ret = 0.9 ** np.array([[2.0], [1.0], [0.0]])  # the last row is the success step
+    gap = np.maximum(ret - np.asarray(value), 0.0)
+    want = ((-logp * gap + 0.5 * gap**2) * np.asarray(mask)).sum() / 4
+    loss, active = hindsight_sil_loss(net, params, emb, obs, task, action, mask, 0.9)
+    assert float(loss) == pytest.approx(want, rel=1e-5)
+    assert float(active) == pytest.approx(((gap > 0) * np.asarray(mask)).sum() / 4)
+    # Where the value already reaches the return, the step teaches nothing: the same windows
+    # with a value head biased far above 1 give no loss and no gradient.
+    high = {"params": {**params["params"], "Dense_1": {**params["params"]["Dense_1"],  # the value head
+                                                     "bias": params["params"]["Dense_1"]["bias"] + 10.0}}}
+    assert float(jnp.min(net.apply(high, obs, emb[task])[1])) > 1.0
+    loss_high, active_high = hindsight_sil_loss(net, high, emb, obs, task, action, mask, 0.9)
+    assert float(loss_high) == 0.0 and float(active_high) == 0.0
+
+
 def test_timeout_values_are_zero_without_a_timeout():
     boot = timeout_values(toy_value, OBS, LAST_OBS, TASK, np.zeros_like(TIMEOUT))
     assert not np.asarray(boot).any() and boot.dtype == jnp.float32

@@ -168,10 +168,12 @@ def test_similarity_run_counts_unsupported_rewards(tmp_path):
 @pytest.mark.parametrize("algo", ["ppo"])
 def test_ppo_grows_its_buffer_and_imitates_relabeled_windows(tmp_path, algo):
     _out, summary, rows = run(tmp_path, algo, "--algo", algo, "--relabel", "narrator",
-                             "--ppo.num-steps", "16", "--ppo.num-minibatches", "2", "--ppo.relabel-bc-coef", "0.1")
+                             "--ppo.num-steps", "16", "--ppo.num-minibatches", "2", "--ppo.relabel-bc-coef", "0.1",
+                             "--ppo.relabel-sil-coef", "0.1")
     assert summary["relabeling"]["unique_instructions"] > 0
     assert max(r["relabel_windows"] for r in rows) > 0  # hindsight imitation trained on windows
-    assert all(np.isfinite(r["relabel_bc_loss"]) for r in rows)
+    assert all(np.isfinite(r["relabel_bc_loss"]) and np.isfinite(r["relabel_sil_loss"]) for r in rows)
+    assert all(0.0 <= r["relabel_sil_active"] <= 1.0 for r in rows)
     assert 0.0 < summary["relabeling"]["relabel_used_frac"] <= 1.0
 
 

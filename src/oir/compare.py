@@ -153,7 +153,7 @@ def _learning_part(config: dict) -> dict:
     return out
 
 
-RELABEL_ONLY = {("ppo", "relabel_bc_coef"), ("pqn", "relabel_trace")}
+RELABEL_ONLY = {("ppo", "relabel_bc_coef"), ("ppo", "relabel_sil_coef"), ("pqn", "relabel_trace")}
 
 
 # What runs made before an option existed did, where that is not the option's default: such a

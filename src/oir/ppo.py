@@ -48,6 +48,12 @@ class PPOConfig:
     # minibatch also minimises this times -log pi(a | s, hindsight instruction) over the window.
     # Off by default: at 0.1 it lowered held-out-task success (docs/results.md, PPO section).
     relabel_bc_coef: float = 0.0
+    # Hindsight self-imitation (SIL, Oh et al. 2018, on relabeled windows): imitate a window's
+    # action, and raise V(s, hindsight instruction), only by how far the window's discounted return
+    # to its success beats V. Where the value already expects the success the term vanishes, so it
+    # learns from the rare achievements, not from the wandering before common ones (plain
+    # imitation's fault). Off by default; docs/results.md has its measurement.
+    relabel_sil_coef: float = 0.0
 
 
 class Transition(struct.PyTreeNode):
@@ -102,6 +108,26 @@ def hindsight_bc_loss(net, params, emb, obs, task, action, mask) -> jax.Array:
     return -(logp * mask).sum() / jnp.maximum(mask.sum(), 1.0)
 
 
+def hindsight_sil_loss(net, params, emb, obs, task, action, mask, gamma: float):
+    """Self-imitation on ``[T, B]`` relabeled windows whose last row is the success step.
+
+    Returns ``(loss, active)``: ``loss`` is ``-log pi(a|s,g) * max(R - V, 0) + 0.5 max(R - V, 0)^2``
+    averaged over unmasked steps, with ``R = gamma ** (steps to success)`` the window's return
+    under its hindsight instruction ``g`` (reward 1 at success, as the task env gives) and the
+    weight ``max(R - V, 0)`` held constant for the policy term. SIL's clipped advantage keeps
+    the off-policy term a lower bound on the optimal value: a return the behaviour policy reached
+    is one the optimal policy can reach too, whatever instruction the actions were chosen for.
+    ``active`` is the share of unmasked steps whose return beats the value.
+    """
+    logits, value = net.apply(params, obs, emb[task])
+    logp = jnp.take_along_axis(jax.nn.log_softmax(logits), action[..., None], axis=-1)[..., 0]
+    steps_left = jnp.arange(obs.shape[0] - 1, -1, -1, dtype=jnp.float32)[:, None]
+    gap = jnp.maximum(gamma**steps_left - value, 0.0)
+    n = jnp.maximum(mask.sum(), 1.0)
+    loss = (-(logp * jax.lax.stop_gradient(gap)) + 0.5 * gap**2) * mask
+    return loss.sum() / n, ((gap > 0) * mask).sum() / n
+
+
 def make_act(cfg: PPOConfig, preset: NetPreset):
     """``act(params, key, obs, instr) -> actions`` outside training: a sample from the policy."""
     net = ActorCritic(NUM_ACTIONS, preset)
@@ -141,7 +167,7 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
 
     # Windows (and the replay they are cut from) only when they are imitated: at coefficient 0
     # they would cost a gather and a forward and backward pass per minibatch for nothing.
-    imitate = relabel is not None and cfg.relabel_bc_coef > 0
+    imitate = relabel is not None and (cfg.relabel_bc_coef > 0 or cfg.relabel_sil_coef > 0)
 
     def init(key, bank, weights, emb, hit=None) -> Runner:
         return init_runner(net, tx, env, key, bank, weights, emb, relabel.history if imitate else 0, hit)
@@ -188,7 +214,11 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
             total, parts = ppo_loss(cfg, logits, value, tr.action, tr.log_prob, tr.value, adv, target)
             if bc_data is None:
                 return total, parts
-            return total + cfg.relabel_bc_coef * hindsight_bc_loss(net, params, r.emb, *bc_data), parts
+            if cfg.relabel_bc_coef > 0:
+                total = total + cfg.relabel_bc_coef * hindsight_bc_loss(net, params, r.emb, *bc_data)
+            if cfg.relabel_sil_coef > 0:
+                total = total + cfg.relabel_sil_coef * hindsight_sil_loss(net, params, r.emb, *bc_data, cfg.gamma)[0]
+            return total, parts
 
         key, k_epochs = jax.random.split(key)
         train, (_, (pg, vl, ent)) = minibatch_epochs(
@@ -199,8 +229,10 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
         if relabel:
             chunk = chunk_of(outs, nearby, (traj.obs, traj.action) if relabel.late and imitate else None)
         if imitate:
+            sil, active = hindsight_sil_loss(net, train.params, r.emb, *bc_data, cfg.gamma)
             metrics |= {"relabel_windows": rb.valid.sum(),
-                        "relabel_bc_loss": hindsight_bc_loss(net, train.params, r.emb, *bc_data)}
+                        "relabel_bc_loss": hindsight_bc_loss(net, train.params, r.emb, *bc_data),
+                        "relabel_sil_loss": sil, "relabel_sil_active": active}
         new = r.replace(train=train, env=env_state, obs=obs, key=key, update=r.update + 1, replay=replay)
         return new, metrics, chunk
 

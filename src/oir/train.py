@@ -184,6 +184,8 @@ def validate(cfg: TrainConfig) -> None:
     need(rl.sampling in POOL_SAMPLING, f"unknown --relabeling.sampling {rl.sampling!r} (choose from {', '.join(POOL_SAMPLING)})")
     need(0.0 <= rl.free_play < 1.0, f"--relabeling.free-play must be in [0, 1), got {rl.free_play}")
     need(rl.rarity >= 0.0, f"--relabeling.rarity must be >= 0, got {rl.rarity}")
+    need(cfg.ppo.relabel_bc_coef >= 0 and cfg.ppo.relabel_sil_coef >= 0,
+         "--ppo.relabel-bc-coef and --ppo.relabel-sil-coef must be >= 0")
     need(cfg.encoder in ENCODERS, f"unknown --encoder {cfg.encoder!r} (choose from {', '.join(ENCODERS)})")
     need(cfg.network in PRESETS, f"unknown --network {cfg.network!r} (choose from {', '.join(PRESETS)})")
     need(cfg.num_envs >= 1, f"--num-envs must be at least 1, got {cfg.num_envs}")
@@ -452,7 +454,7 @@ def _during_eval(cfg: TrainConfig, encoder, act):
 
 def _trains_windows(cfg: TrainConfig) -> bool:
     """Whether the learner trains on relabeled windows (PPO only when it imitates them)."""
-    return cfg.algo == "pqn" or cfg.ppo.relabel_bc_coef > 0
+    return cfg.algo == "pqn" or cfg.ppo.relabel_bc_coef > 0 or cfg.ppo.relabel_sil_coef > 0
 
 
 def _shapes(cfg: TrainConfig) -> RelabelShapes | None:
