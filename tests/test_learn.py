@@ -258,9 +258,9 @@ def test_watkins_cuts_the_trace_after_a_non_greedy_action():
     assert g[1] == pytest.approx(0.9 * (0.5 * g[2] + 0.5 * 2.0))
 
 
-def test_hindsight_bc_loss_imitates_the_windows_actions_under_their_instruction_only_where_unmasked():
+def _windows():
+    """A tiny actor-critic and ``[3, 2]`` relabeled windows: two instructions, some steps masked."""
     from oir.networks import PRESETS, ActorCritic
-    from oir.ppo import hindsight_bc_loss
 
     net = ActorCritic(5, PRESETS["small"])
     obs = jnp.asarray(RNG.normal(size=(3, 2, 8)), jnp.float32)
@@ -268,6 +268,13 @@ def test_hindsight_bc_loss_imitates_the_windows_actions_under_their_instruction_
     params = net.init(jax.random.PRNGKey(0), obs[0], emb[:2])
     task, action = jnp.array([[1, 2]] * 3), jnp.array([[0, 3], [4, 1], [2, 2]])
     mask = jnp.array([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    return net, params, emb, obs, task, action, mask
+
+
+def test_hindsight_bc_loss_imitates_the_windows_actions_under_their_instruction_only_where_unmasked():
+    from oir.ppo import hindsight_bc_loss
+
+    net, params, emb, obs, task, action, mask = _windows()
     logits, _ = net.apply(params, obs, emb[task])
     logp = np.take_along_axis(np.asarray(jax.nn.log_softmax(logits)), np.asarray(action)[..., None], -1)[..., 0]
     want = -(logp * np.asarray(mask)).sum() / 4
@@ -278,15 +285,9 @@ def test_hindsight_bc_loss_imitates_the_windows_actions_under_their_instruction_
 
 
 def test_hindsight_sil_loss_weights_imitation_by_how_far_the_return_beats_the_value():
-    from oir.networks import PRESETS, ActorCritic
     from oir.ppo import hindsight_sil_loss
 
-    net = ActorCritic(5, PRESETS["small"])
-    obs = jnp.asarray(RNG.normal(size=(3, 2, 8)), jnp.float32)
-    emb = jnp.asarray(RNG.normal(size=(4, 6)), jnp.float32)
-    params = net.init(jax.random.PRNGKey(0), obs[0], emb[:2])
-    task, action = jnp.array([[1, 2]] * 3), jnp.array([[0, 3], [4, 1], [2, 2]])
-    mask = jnp.array([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    net, params, emb, obs, task, action, mask = _windows()
     logits, value = net.apply(params, obs, emb[task])
     logp = np.take_along_axis(np.asarray(jax.nn.log_softmax(logits)), np.asarray(action)[..., None], -1)[..., 0]
     ret = 0.9 ** np.array([[2.0], [1.0], [0.0]])  # the last row is the success step
