@@ -557,3 +557,14 @@ def test_v3_prompt_examples_verify_on_the_segments_they_describe():
     assert any(len(p["task"]["all"]) == 3 and p["task"].get("ordered") for p in parsed[0])
     assert any("none" in p["task"] for p in parsed[0]) and any("none" in p["task"] for p in parsed[1])
     assert render_prompt(["x"], "relabel_v3_small")[0]["content"].count("collect_wood") >= 1
+
+
+def test_v4_prompt_has_no_example_to_copy_and_fills_every_slot():
+    """relabel_v4_small is zero-shot: the reply's JSON schema carries the structure, so a small model
+    has no example texts to copy (docs/results.md: 0.5B models wrote the v2 example's texts)."""
+    system, _ = load_prompt("relabel_v4_small")
+    assert "example" not in system.lower() and "{\"segments\"" not in system
+    messages = render_prompt(["Segment of 9 steps.", "Segment of 3 steps."], "relabel_v4_small")
+    assert all("<<" not in m["content"] for m in messages)
+    assert "collect_wood" in messages[0]["content"] and "[segment 2]" in messages[1]["content"]
+    assert "each of the 2 segments" in messages[1]["content"]
