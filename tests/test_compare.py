@@ -45,6 +45,7 @@ def test_compare_trains_reuses_and_reports(tmp_path, suite, capsys):
     assert "| no-relabel | 100.0 | 1.00 | n/a | 100.0 | 100.0 | 100.0 | 1.0 |" in report
     assert "| narrator | 100.0 | 1.00 | n/a | 100.0 | 100.0 | 100.0 | 1.0 |" in report
     assert "llm-verified: needs --llm-url" in report
+    assert "| `alive` | stay alive | 100 | 100 |" in report  # the held-out task, per method
     for png in ("success_curves.png", "flawed_rate.png", "unique_instructions.png", "wall_time.png", "delta.png",
                 "false_reward_rate.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png})" in report

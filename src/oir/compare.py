@@ -377,6 +377,7 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
         md.append(f"| {m} | " + " | ".join(_ms([_pct(r.eval["success_by_category"].get(c)) for r in by[m]])
                                           for c in cats) + " |")
     md += [""]
+    md += _held_out_task_section(cfg, by)
     md += _coverage_section(cfg, by, split)
     md += _similarity_section(cfg, by, holdout)
     for name, title, text in _plots(cfg, by, split):
@@ -394,6 +395,32 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
         [{"method": r.method, "seed": r.seed, "dir": str(r.dir), "summary": r.summary,
           "eval": {k: v for k, v in r.eval.items() if k not in ("lines", "tasks")}} for r in runs], indent=1))
     return path
+
+
+def _held_out_task_section(cfg: CompareConfig, by: dict[str, list[Run]]) -> list[str]:
+    """Success per held-out task, every method side by side.
+
+    The held-out-task figure averages a few tasks, and on Craftax it is bimodal (tasks every agent
+    solves, tasks none does): this shows which tasks a difference comes from."""
+    from oir.suites import load_suite
+
+    tasks: dict[str, str] = {}  # held-out task id -> its canonical text
+    for x in load_suite(cfg.suite):
+        if x.holdout == HELD_OUT_TASK and (x.task_id not in tasks or not x.paraphrase):
+            tasks[x.task_id] = x.text
+    if not tasks:
+        return []
+    success = {m: {} for m in by}
+    for m, rs in by.items():
+        for r in rs:
+            for t in r.eval["tasks"]:
+                success[m].setdefault(t["task_id"], []).append(t["success"])
+    out = ["### Held-out tasks one by one (success %, mean over seeds)", "",
+           "| held-out task | text | " + " | ".join(by) + " |", "|---|---|" + "---:|" * len(by)]
+    for tid, text in tasks.items():
+        out.append(f"| `{tid}` | {text} | " + " | ".join(
+            "n/a" if tid not in success[m] else f"{100 * np.mean(success[m][tid]):.0f}" for m in by) + " |")
+    return [*out, ""]
 
 
 def _coverage_section(cfg: CompareConfig, by: dict[str, list[Run]], split: str) -> list[str]:
