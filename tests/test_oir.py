@@ -242,6 +242,10 @@ def test_oir_relabel_on_saved_segments(tmp_path, capsys):
     assert sum(x["proposed"] for x in lines) == sum(len(x["verified"]) + sum(x["flawed"].values()) for x in lines)
     assert any(x["flawed"].get("does-not-hold") for x in lines)  # the diamond that was never mined
     assert all(v["task"]["all"][0]["counter"] != "collect_diamond" for x in lines for v in x["verified"])
+    # every proposal as given, the rejected one with its text: a prompt change is read off these
+    assert all(len(x["proposals"]) == x["proposed"] for x in lines)
+    assert any(p.get("task", {}).get("all", [{}])[0].get("counter") == "collect_diamond"
+               for x in lines for p in x["proposals"] if "flawed" not in p)
 
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")

@@ -391,7 +391,7 @@ def relabel_cmd(cfg: Relabel, console: Console) -> int:
     from collections import Counter
 
     from oir.narrate import narrate
-    from oir.relabel import FLAW_REASONS, NarratorRelabeler, verify
+    from oir.relabel import FLAW_REASONS, Flawed, NarratorRelabeler, verify
     from oir.segments import load_segments
 
     check_writable(cfg.out)
@@ -448,7 +448,9 @@ def relabel_cmd(cfg: Relabel, console: Console) -> int:
         verified += len(kept)
         lines.append({"narration": narrate(seg), "proposed": len(props),
                       "verified": [{"text": r.text, "task": r.spec.to_json(), "step": r.step} for r in kept],
-                      "flawed": dict(bad)})
+                      "flawed": dict(bad),
+                      # as the relabeler gave them, flawed ones too: what a prompt change did is read here
+                      "proposals": [{"flawed": p.reason} if isinstance(p, Flawed) else p for p in props]})
     proposed = sum(x["proposed"] for x in lines)
     console.print(f"[bold]oir relabel[/]: {who} on {len(segments)} segments in {time.perf_counter() - t0:.1f} s")
     console.print(f"proposed {proposed}, verified {verified}, flawed {sum(flawed.values())}: "
