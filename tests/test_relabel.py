@@ -304,6 +304,10 @@ def test_a_text_that_names_nothing_of_its_spec_is_flawed_not_kept():
     assert text_names_spec("Place a table without eating a cow.", spec)
     assert not text_names_spec("Place a table.", spec)
     assert text_names_spec("Keep your energy up.", parse_spec({"all": [{"counter": "energy", "at_least": 5}]}))
+    # a copied state line names its vitals, yet says nothing (a zero-shot 0.5B model's "instruction")
+    vitals = parse_spec({"all": [{"counter": "health", "at_least": 9}, {"counter": "food", "at_least": 7}]})
+    assert not text_names_spec("Start: health 9, food 7, drink 6, energy 7; inventory: sapling 7", vitals)
+    assert text_names_spec("Stay healthy and keep your food at seven or more.", vitals)
 
 
 def test_the_text_check_passes_the_human_suite_but_two_loose_lines():

@@ -124,8 +124,10 @@ _OBJECT_WORDS = {
 _VERBS = frozenset({"collect", "place", "eat", "make", "defeat", "inventory", "near", "up"})
 _NAMES = {c: tuple(w for t in c.split("_") if t not in _VERBS for w in _OBJECT_WORDS.get(t, (t,)))
           for c in COUNTER_NAMES}
-# The log's notation in an instruction ("a sapling x3 (sapling 6)", "t=12"): narration copied, not said.
-_LOG_NOTATION = re.compile(r"\bx\d|\bt=\d|\(\w[\w ]* \d+\)")
+# The log's notation in an instruction ("a sapling x3 (sapling 6)", "t=12"), or its state lines
+# ("Start: health 9, food 7, ..."): narration copied, not said. A zero-shot 0.5B model wrote whole
+# "Start:" lines as instructions, which named their vitals and so passed the word check.
+_LOG_NOTATION = re.compile(r"\bx\d|\bt=\d|\(\w[\w ]* \d+\)|\b(?:start|end|inventory|nearby):|\b(?:health|food|drink|energy) \d")
 _SAYS: dict[tuple[str, str], bool] = {}  # (text, spec key) -> text_names_spec
 
 
