@@ -115,9 +115,10 @@ def hindsight_sil_loss(net, params, emb, obs, task, action, mask, gamma: float):
     Returns ``(loss, active)``: ``loss`` is ``-log pi(a|s,g) * max(R - V, 0) + 0.5 max(R - V, 0)^2``
     averaged over unmasked steps, with ``R = gamma ** (steps to success)`` the window's return
     under its hindsight instruction ``g`` (reward 1 at success, as the task env gives) and the
-    weight ``max(R - V, 0)`` held constant for the policy term. SIL's clipped advantage keeps
-    the off-policy term a lower bound on the optimal value: a return the behaviour policy reached
-    is one the optimal policy can reach too, whatever instruction the actions were chosen for.
+    weight ``max(R - V, 0)`` held constant for the policy term. The clip is SIL's argument for
+    using another policy's actions (Oh et al. show it as lower-bound soft Q-learning): it only
+    pulls toward returns that were reached, here under the hindsight instruction, whatever
+    instruction the actions were chosen for.
     ``active`` is the share of unmasked steps whose return beats the value.
     """
     logits, value = net.apply(params, obs, emb[task])
