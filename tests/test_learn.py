@@ -272,20 +272,20 @@ def _windows():
 
 
 def test_hindsight_bc_loss_imitates_the_windows_actions_under_their_instruction_only_where_unmasked():
-    from oir.ppo import hindsight_bc_loss
+    from oir.ppo import hindsight_losses
 
     net, params, emb, obs, task, action, mask = _windows()
     logits, _ = net.apply(params, obs, emb[task])
     logp = np.take_along_axis(np.asarray(jax.nn.log_softmax(logits)), np.asarray(action)[..., None], -1)[..., 0]
     want = -(logp * np.asarray(mask)).sum() / 4
-    assert float(hindsight_bc_loss(net, params, emb, obs, task, action, mask)) == pytest.approx(want, rel=1e-5)
+    assert float(hindsight_losses(net, params, emb, obs, task, action, mask, 0.9).bc) == pytest.approx(want, rel=1e-5)
     # A masked step (another instruction's, before the segment began) has no gradient.
-    g = jax.grad(lambda o: hindsight_bc_loss(net, params, emb, o, task, action, mask))(obs)
+    g = jax.grad(lambda o: hindsight_losses(net, params, emb, o, task, action, mask, 0.9).bc)(obs)
     assert float(jnp.abs(g[0, 1]).sum()) == 0.0 and float(jnp.abs(g[0, 0]).sum()) > 0.0
 
 
 def test_hindsight_sil_loss_weights_imitation_by_how_far_the_return_beats_the_value():
-    from oir.ppo import hindsight_sil_loss
+    from oir.ppo import hindsight_losses
 
     net, params, emb, obs, task, action, mask = _windows()
     logits, value = net.apply(params, obs, emb[task])
@@ -293,7 +293,7 @@ def test_hindsight_sil_loss_weights_imitation_by_how_far_the_return_beats_the_va
     ret = 0.9 ** np.array([[2.0], [1.0], [0.0]])  # the last row is the success step
     gap = np.maximum(ret - np.asarray(value), 0.0)
     want = ((-logp * gap + 0.5 * gap**2) * np.asarray(mask)).sum() / 4
-    loss, active = hindsight_sil_loss(net, params, emb, obs, task, action, mask, 0.9)
+    _, loss, active = hindsight_losses(net, params, emb, obs, task, action, mask, 0.9)
     assert float(loss) == pytest.approx(want, rel=1e-5)
     assert float(active) == pytest.approx(((gap > 0) * np.asarray(mask)).sum() / 4)
     # Where the value already reaches the return, the step teaches nothing: the same windows
@@ -301,7 +301,7 @@ def test_hindsight_sil_loss_weights_imitation_by_how_far_the_return_beats_the_va
     high = {"params": {**params["params"], "Dense_1": {**params["params"]["Dense_1"],  # the value head
                                                      "bias": params["params"]["Dense_1"]["bias"] + 10.0}}}
     assert float(jnp.min(net.apply(high, obs, emb[task])[1])) > 1.0
-    loss_high, active_high = hindsight_sil_loss(net, high, emb, obs, task, action, mask, 0.9)
+    _, loss_high, active_high = hindsight_losses(net, high, emb, obs, task, action, mask, 0.9)
     assert float(loss_high) == 0.0 and float(active_high) == 0.0
 
 

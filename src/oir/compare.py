@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 
-from oir.suites import HELD_OUT_PARAPHRASE, HELD_OUT_TASK, STANDARD_SUITE
+from oir.suites import HELD_OUT_PARAPHRASE, HELD_OUT_TASK, STANDARD_SUITE, SuiteLine, load_suite
 from oir.train import ConfigError, TrainConfig, validate
 
 # method -> what it changes in TrainConfig (llm-* need --llm-url)
@@ -219,7 +219,6 @@ def _ensure_evaluated(cfg: CompareConfig, run: Path, say) -> dict:
     """The run's final evaluation on ``cfg.split`` (the ``oir eval`` code), cached in the run dir."""
     from oir.evaluate import report, run_suite
     from oir.policy import policy_from_run
-    from oir.suites import load_suite
 
     path = run / f"eval-{cfg.split}.json"
     settings = {"suite": str(cfg.suite), "split": cfg.split, "episodes": cfg.episodes, "max_steps": cfg.max_steps}
@@ -291,12 +290,10 @@ def _ms(xs, digits: int = 1) -> str:
     return f"{np.mean(xs):,.{digits}f} ± {np.std(xs):,.{digits}f}" if len(xs) > 1 else f"{xs[0]:,.{digits}f}"
 
 
-def _holdout_rates(cfg: CompareConfig, runs: list[Run]) -> dict[Path, dict[str, float | None]]:
+def _holdout_rates(suite: list[SuiteLine], runs: list[Run]) -> dict[Path, dict[str, float | None]]:
     """Each run's success on held-out tasks and held-out paraphrases, from its per-line results
     (so evaluations cached before the split was reported count too)."""
-    from oir.suites import load_suite
-
-    kind = {x.id: x.holdout for x in load_suite(cfg.suite)}
+    kind = {x.id: x.holdout for x in suite}
     out = {}
     for r in runs:
         rates: dict[str, list[float]] = {HELD_OUT_TASK: [], HELD_OUT_PARAPHRASE: []}
@@ -339,7 +336,8 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
            f"{_cpus()} CPU(s), {_device()}. Final evaluation: the {split} split of `{cfg.suite.name}`, "
            f"{cfg.episodes} episode(s) per line, cap {cfg.max_steps} steps, the same worlds for every run. "
            "OIR runs never see the suite in training (narrator+suite adds its train lines to the relabels); no-relabel trains on its train split.", ""]
-    holdout = _holdout_rates(cfg, runs)
+    suite = load_suite(cfg.suite)
+    holdout = _holdout_rates(suite, runs)
     base_tasks = _mean_or_none([holdout[r.dir][HELD_OUT_TASK] for r in base]) if base else None
     md += [f"## Success on the {split} split (mean ± std over seeds)", ""]
     md += ["**Held-out tasks** are test tasks whose spec no train line has: no method trained on them. "
@@ -377,8 +375,8 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
         md.append(f"| {m} | " + " | ".join(_ms([_pct(r.eval["success_by_category"].get(c)) for r in by[m]])
                                           for c in cats) + " |")
     md += [""]
-    md += _held_out_task_section(cfg, by)
-    md += _coverage_section(cfg, by, split)
+    md += _held_out_task_section(suite, by)
+    md += _coverage_section(suite, by, split)
     md += _similarity_section(cfg, by, holdout)
     for name, title, text in _plots(cfg, by, split):
         md += [f"## {title}", "", f"![{title}]({name})", "", text, ""]
@@ -397,15 +395,13 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
     return path
 
 
-def _held_out_task_section(cfg: CompareConfig, by: dict[str, list[Run]]) -> list[str]:
+def _held_out_task_section(suite: list[SuiteLine], by: dict[str, list[Run]]) -> list[str]:
     """Success per held-out task, every method side by side.
 
     The held-out-task figure averages a few tasks, and on Craftax it is bimodal (tasks every agent
     solves, tasks none does): this shows which tasks a difference comes from."""
-    from oir.suites import load_suite
-
     tasks: dict[str, str] = {}  # held-out task id -> its canonical text
-    for x in load_suite(cfg.suite):
+    for x in suite:
         if x.holdout == HELD_OUT_TASK and (x.task_id not in tasks or not x.paraphrase):
             tasks[x.task_id] = x.text
     if not tasks:
@@ -423,15 +419,14 @@ def _held_out_task_section(cfg: CompareConfig, by: dict[str, list[Run]]) -> list
     return [*out, ""]
 
 
-def _coverage_section(cfg: CompareConfig, by: dict[str, list[Run]], split: str) -> list[str]:
+def _coverage_section(suite: list[SuiteLine], by: dict[str, list[Run]], split: str) -> list[str]:
     """Success on the suite's tasks, grouped by whether the run's relabels held that spec.
 
     OIR can only learn what its relabeler proposes: this shows where its success comes from, and
     how the baseline does on the same tasks."""
-    from oir.suites import load_suite
     from oir.tasks import parse_spec
 
-    spec_of = {x.task_id: x.spec for x in load_suite(cfg.suite)}
+    spec_of = {x.task_id: x.spec for x in suite}
     base = by.get("no-relabel", [])
     out = []
     for m, rs in by.items():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -56,6 +57,11 @@ class PPOConfig:
     # imitation's fault). Off by default; docs/results.md has its measurement.
     relabel_sil_coef: float = 0.0
 
+    @property
+    def imitates(self) -> bool:
+        """Whether PPO trains on relabeled windows (it can only imitate them)."""
+        return self.relabel_bc_coef > 0 or self.relabel_sil_coef > 0
+
 
 class Transition(struct.PyTreeNode):
     obs: jax.Array
@@ -102,32 +108,31 @@ def ppo_loss(cfg: PPOConfig, logits, value, action, old_log_prob, old_value, adv
     return total, (pg_loss, v_loss, entropy)
 
 
-def hindsight_bc_loss(net, params, emb, obs, task, action, mask) -> jax.Array:
-    """Mean -log pi(a | s, instruction) over the unmasked steps of ``[T, B]`` relabeled windows."""
-    logits, _ = net.apply(params, obs, emb[task])
-    logp = jnp.take_along_axis(jax.nn.log_softmax(logits), action[..., None], axis=-1)[..., 0]
-    return -(logp * mask).sum() / jnp.maximum(mask.sum(), 1.0)
+class HindsightLosses(NamedTuple):
+    bc: jax.Array  # mean -log pi(a | s, g) over unmasked window steps (GCSL)
+    sil: jax.Array  # self-imitation loss on the same steps (SIL)
+    sil_active: jax.Array  # share of unmasked steps whose return beats the value
 
 
-def hindsight_sil_loss(net, params, emb, obs, task, action, mask, gamma: float):
-    """Self-imitation on ``[T, B]`` relabeled windows whose last row is the success step.
+def hindsight_losses(net, params, emb, obs, task, action, mask, gamma: float) -> HindsightLosses:
+    """Both imitation terms on ``[T, B]`` relabeled windows whose last row is the success step,
+    from one forward pass.
 
-    Returns ``(loss, active)``: ``loss`` is ``-log pi(a|s,g) * max(R - V, 0) + 0.5 max(R - V, 0)^2``
-    averaged over unmasked steps, with ``R = gamma ** (steps to success)`` the window's return
-    under its hindsight instruction ``g`` (reward 1 at success, as the task env gives) and the
-    weight ``max(R - V, 0)`` held constant for the policy term. The clip is SIL's argument for
-    using another policy's actions (Oh et al. show it as lower-bound soft Q-learning): it only
-    pulls toward returns that were reached, here under the hindsight instruction, whatever
-    instruction the actions were chosen for.
-    ``active`` is the share of unmasked steps whose return beats the value.
+    ``bc`` is hindsight behaviour cloning (GCSL): ``-log pi(a | s, g)`` under the window's hindsight
+    instruction ``g``. ``sil`` is self-imitation: ``-log pi(a|s,g) * max(R - V, 0) + 0.5 max(R - V, 0)^2``
+    with ``R = gamma ** (steps to success)`` the window's return under ``g`` (reward 1 at success,
+    as the task env gives) and the weight ``max(R - V, 0)`` held constant for the policy term. The
+    clip is SIL's argument for using another policy's actions (Oh et al. show it as lower-bound soft
+    Q-learning): it only pulls toward returns that were reached, here under the hindsight
+    instruction, whatever instruction the actions were chosen for. All are means over unmasked steps.
     """
     logits, value = net.apply(params, obs, emb[task])
     logp = jnp.take_along_axis(jax.nn.log_softmax(logits), action[..., None], axis=-1)[..., 0]
     steps_left = jnp.arange(obs.shape[0] - 1, -1, -1, dtype=jnp.float32)[:, None]
     gap = jnp.maximum(gamma**steps_left - value, 0.0)
     n = jnp.maximum(mask.sum(), 1.0)
-    loss = (-(logp * jax.lax.stop_gradient(gap)) + 0.5 * gap**2) * mask
-    return loss.sum() / n, ((gap > 0) * mask).sum() / n
+    sil = (-(logp * jax.lax.stop_gradient(gap)) + 0.5 * gap**2) * mask
+    return HindsightLosses(-(logp * mask).sum() / n, sil.sum() / n, ((gap > 0) * mask).sum() / n)
 
 
 def make_act(cfg: PPOConfig, preset: NetPreset):
@@ -145,7 +150,7 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
     """Returns ``(init, update, act)``.
 
     ``update(runner, rb) -> (runner, metrics, chunk)`` is jitted. With ``relabel``, ``chunk`` goes
-    to the host; with ``relabel`` and ``relabel_bc_coef > 0`` the rollout is also written to the
+    to the host; with ``relabel`` and ``cfg.imitates`` the rollout is also written to the
     replay and ``rb`` holds relabeled windows (otherwise ``rb`` is ignored and may be None).
     A window's actions were chosen for another instruction, so the clipped surrogate cannot use
     them (their probabilities under the hindsight instruction are not the behaviour policy's).
@@ -169,7 +174,7 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
 
     # Windows (and the replay they are cut from) only when they are imitated: at coefficient 0
     # they would cost a gather and a forward and backward pass per minibatch for nothing.
-    imitate = relabel is not None and (cfg.relabel_bc_coef > 0 or cfg.relabel_sil_coef > 0)
+    imitate = relabel is not None and cfg.imitates
 
     def init(key, bank, weights, emb, hit=None) -> Runner:
         return init_runner(net, tx, env, key, bank, weights, emb, relabel.history if imitate else 0, hit)
@@ -216,11 +221,8 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
             total, parts = ppo_loss(cfg, logits, value, tr.action, tr.log_prob, tr.value, adv, target)
             if bc_data is None:
                 return total, parts
-            if cfg.relabel_bc_coef > 0:
-                total = total + cfg.relabel_bc_coef * hindsight_bc_loss(net, params, r.emb, *bc_data)
-            if cfg.relabel_sil_coef > 0:
-                total = total + cfg.relabel_sil_coef * hindsight_sil_loss(net, params, r.emb, *bc_data, cfg.gamma)[0]
-            return total, parts
+            h = hindsight_losses(net, params, r.emb, *bc_data, cfg.gamma)
+            return total + cfg.relabel_bc_coef * h.bc + cfg.relabel_sil_coef * h.sil, parts
 
         key, k_epochs = jax.random.split(key)
         train, (_, (pg, vl, ent)) = minibatch_epochs(
@@ -231,10 +233,9 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
         if relabel:
             chunk = chunk_of(outs, nearby, (traj.obs, traj.action) if relabel.late and imitate else None)
         if imitate:
-            sil, active = hindsight_sil_loss(net, train.params, r.emb, *bc_data, cfg.gamma)
-            metrics |= {"relabel_windows": rb.valid.sum(),
-                        "relabel_bc_loss": hindsight_bc_loss(net, train.params, r.emb, *bc_data),
-                        "relabel_sil_loss": sil, "relabel_sil_active": active}
+            h = hindsight_losses(net, train.params, r.emb, *bc_data, cfg.gamma)
+            metrics |= {"relabel_windows": rb.valid.sum(), "relabel_bc_loss": h.bc,
+                        "relabel_sil_loss": h.sil, "relabel_sil_active": h.sil_active}
         new = r.replace(train=train, env=env_state, obs=obs, key=key, update=r.update + 1, replay=replay)
         return new, metrics, chunk
 

@@ -454,7 +454,7 @@ def _during_eval(cfg: TrainConfig, encoder, act):
 
 def _trains_windows(cfg: TrainConfig) -> bool:
     """Whether the learner trains on relabeled windows (PPO only when it imitates them)."""
-    return cfg.algo == "pqn" or cfg.ppo.relabel_bc_coef > 0 or cfg.ppo.relabel_sil_coef > 0
+    return cfg.algo == "pqn" or cfg.ppo.imitates
 
 
 def _shapes(cfg: TrainConfig) -> RelabelShapes | None:
