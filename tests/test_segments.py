@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import jax.numpy as jnp
 import numpy as np
 from hypothesis import given, settings
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 
 from oir.events import COUNTER_INDEX, NUM_EVENTS, NUM_LEVELS
 from oir.narrate import NUM_NEARBY
+from oir.relabel import NarratorRelabeler
 from oir.segments import (
     Chunk,
     RelabelBatch,
@@ -212,56 +215,67 @@ def test_vectorized_cutter_gives_exactly_the_segments_of_a_plain_loop(seed, n_ch
             assert np.array_equal(sub.segment(j).events, got.segment(k).events) and sub.segment(j).events[:, :3].any()
 
 
-def test_a_relabel_that_comes_after_its_steps_left_the_replay_still_becomes_the_right_window():
-    """A slow relabeler answers 40 steps after the segment ended, with a replay of 16 steps: the
-    late-window store still gives each relabel its window (obs and actions of the steps up to its
-    success step, reward there, steps before the segment masked); without the store it expires."""
-    import threading
+class _Gated(NarratorRelabeler):
+    """The narrator, answering only once ``gate`` is set: a slow relabeler."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate = threading.Event()
+
+    def propose_batch(self, segments):
+        self.gate.wait(30)
+        return super().propose_batch(segments)
+
+
+LATE_DIM, LATE_W, LATE_H = 1345, 8, 16
+
+
+def _steps_chunk(step0: int, done: dict) -> Chunk:
+    """``chunk`` with wood collected at steps 2, 6, ..., obs = (step index, env), action = step % 17."""
+    c = chunk(4, step0, done, task=0)  # free play: the only row a fresh buffer has
+    events = np.zeros_like(c.events)
+    events[:, :, COUNTER_INDEX["collect_wood"]] = (c.levels[:, :, 0] % 4 == 2)
+    obs = np.zeros((4, N, LATE_DIM), np.float16)
+    obs[:, :, 0] = np.arange(step0, step0 + 4)[:, None]
+    obs[:, :, 1] = np.arange(N)[None, :]
+    return c.replace(events=events, obs=obs, action=(np.arange(step0, step0 + 4)[:, None] % 17 + 0 * obs[:, :, 0]).astype(np.int8))
+
+
+def _late_run(late_mb: float, ends: dict):
+    """Segments ending at step 5 (``ends``: ``{(1, env): False}``), answered 40 steps later by a
+    slow relabeler, with a replay of 16 steps."""
     from types import SimpleNamespace
 
     from oir.encode import make_encoder
     from oir.hindsight import Hindsight, RelabelingConfig
-    from oir.relabel import NarratorRelabeler
 
-    class Gated(NarratorRelabeler):
-        gate = threading.Event()
+    relabeler = _Gated()
+    cfg = RelabelingConfig(history=LATE_H, window=LATE_W, batch=8, capacity=64, late_store_mb=late_mb)
+    hs = Hindsight(cfg, relabeler, make_encoder("hash", cache=None), num_envs=N)
+    hs.start(SimpleNamespace(obs=np.zeros((N, LATE_DIM), np.float32)), FRESH, late_mb=late_mb)
+    hs.observe(_steps_chunk(0, {}), 4)
+    hs.observe(_steps_chunk(4, ends), 8)
+    for step0 in range(8, 48, 4):  # 40 more steps: the replay (16) has overwritten them
+        hs.observe(_steps_chunk(step0, {}), step0 + 4)
+    relabeler.gate.set()
+    hs.worker.flush()
+    hs.observe(_steps_chunk(48, {}), 52)  # takes the relabels
+    hs.worker.close()
+    return hs
 
-        def propose_batch(self, segments):
-            self.gate.wait(30)
-            return super().propose_batch(segments)
 
-    dim, w, h = 1345, 8, 16
-
-    def steps_chunk(step0: int, done: dict) -> Chunk:
-        c = chunk(4, step0, done, task=0)  # free play: the only row a fresh buffer has
-        events = np.zeros_like(c.events)
-        events[:, :, COUNTER_INDEX["collect_wood"]] = (c.levels[:, :, 0] % 4 == 2)  # wood at steps 2, 6, ...
-        obs = np.zeros((4, N, dim), np.float16)
-        obs[:, :, 0] = np.arange(step0, step0 + 4)[:, None]  # obs = the step's own index
-        obs[:, :, 1] = np.arange(N)[None, :]
-        return c.replace(events=events, obs=obs, action=(np.arange(step0, step0 + 4)[:, None] % 17 + 0 * obs[:, :, 0]).astype(np.int8))
-
-    def run(late_mb: float):
-        Gated.gate.clear()
-        cfg = RelabelingConfig(history=h, window=w, batch=8, capacity=64, late_store_mb=late_mb)
-        hs = Hindsight(cfg, Gated(), make_encoder("hash", cache=None), num_envs=N)
-        hs.start(SimpleNamespace(obs=np.zeros((N, dim), np.float32)), FRESH, late_mb=late_mb)
-        hs.observe(steps_chunk(0, {}), 4)
-        hs.observe(steps_chunk(4, {(1, 0): False}), 8)  # env 0's segment: steps 0..5, wood at 2
-        for step0 in range(8, 48, 4):  # 40 more steps: the replay (16) has overwritten it
-            hs.observe(steps_chunk(step0, {}), step0 + 4)
-        Gated.gate.set()
-        hs.worker.flush()
-        hs.observe(steps_chunk(48, {}), 52)  # takes the relabels
-        return hs
-
-    hs = run(late_mb=4.0)
+def test_a_relabel_that_comes_after_its_steps_left_the_replay_still_becomes_the_right_window():
+    """A slow relabeler answers 40 steps after the segment ended, with a replay of 16 steps: the
+    late-window store still gives each relabel its window (obs and actions of the steps up to its
+    success step, reward there, steps before the segment masked); without the store it expires."""
+    w = LATE_W
+    hs = _late_run(4.0, {(1, 0): False})  # env 0's segment: steps 0..5, wood at 2
     m = hs.metrics(1.0)
     assert m["relabel_verified"] > 0 and m["relabels_expired"] == 0
     assert m["relabel_windows_late"] == m["relabel_windows_added"] > 0
     rb = hs.next_batch(12, 4)
     assert rb.late is not None and bool(rb.late.all())  # only late windows live: the replay's are gone
-    replay = replay_init(h, N, dim)  # zeros: every value below comes from the host's store
+    replay = replay_init(LATE_H, N, LATE_DIM)  # zeros: every value below comes from the host's store
     obs, action, reward, done, mask = (np.asarray(x) for x in relabel_windows(replay, rb, w))
     for j in range(rb.late.shape[0]):
         live = np.flatnonzero(mask[:, j])
@@ -273,11 +287,21 @@ def test_a_relabel_that_comes_after_its_steps_left_the_replay_still_becomes_the_
         assert not mask[: w - len(live), j].any()  # before the segment: masked
     assert {int(obs[w - 1, j, 0]) for j in range(rb.late.shape[0])} >= {2}  # "collect wood" ends at step 2
 
-    hs = run(late_mb=0.0)  # no store: the same relabels expire
+    hs = _late_run(0.0, {(1, 0): False})  # no store: the same relabels expire
     m = hs.metrics(1.0)
     assert m["relabel_verified"] > 0 and m["relabels_expired"] > 0 and m["relabel_windows_added"] == 0
-    for x in (hs, ):
-        x.worker.close()
+
+
+def test_a_full_late_store_refuses_new_segments_instead_of_evicting_the_ones_the_relabeler_answers_next():
+    """Two segments end together and the store holds the steps of one (6 steps x 2,691 bytes; its
+    half of 0.042 MB is 22,512 bytes): the first is handed to the slow relabeler and becomes
+    windows, the second is never handed over. Evicting the first to keep the second, as the store
+    once did, expired the relabels of the segment the relabeler answered first."""
+    hs = _late_run(0.042, {(1, 0): False, (1, 1): False})
+    m = hs.metrics(1.0)
+    assert m["relabel_late_segments_refused"] == 1 and m["relabel_late_segments_evicted"] == 0
+    assert m["relabel_verified"] > 0 and m["relabels_expired"] == 0
+    assert m["relabel_windows_late"] == m["relabel_windows_added"] > 0
 
 
 def test_late_windows_pickle_only_what_they_hold():

@@ -182,6 +182,15 @@ class Hindsight:
         self.env_steps = env_steps
         if self.cfg.save_segments:
             self._keep(eventful.segments())
+        if self.late is not None:
+            # Hand over only segments whose steps the store can hold until their relabels come. A
+            # slow relabeler answers in order, so making room by evicting the oldest waiting
+            # segment would discard the steps of its very next answer (direct LLM mode did: 96 of
+            # 97 verified relabels expired).
+            per_step = eventful.obs.shape[-1] * eventful.obs.itemsize + eventful.action.itemsize
+            fit = self.late.fitting(eventful.lengths * per_step)
+            self.counts["late_segments_refused"] += len(eventful) - fit
+            eventful = eventful.select(slice(0, fit))
         taken = self.worker.submit(eventful.without_steps())
         for k in range(taken if self.late is not None else 0):
             self.late.keep((int(eventful.env[k]), int(eventful.start[k])), *eventful.steps_of(k))
@@ -334,6 +343,8 @@ class Hindsight:
         }
         if self.late is not None:
             out["relabel_late_segments_evicted"] = self.late.evicted
+            # not handed to the relabeler: the store was full of segments waiting for theirs
+            out["relabel_late_segments_refused"] = c["late_segments_refused"]
         if self.pool.used_frac is not None:
             out["relabel_used_frac"] = self.pool.used_frac
         if self.event_emb is not None:

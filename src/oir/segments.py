@@ -412,8 +412,9 @@ class LateWindows:
     device replay has overwritten a segment's steps. One memory budget (``mb``) holds:
 
     * the steps (observations and actions) of each segment waiting for its relabels, put when it
-      is handed to the relabeler and taken when its relabels come; the oldest is dropped first
-      when the budget's half for them is full (counted in ``evicted``);
+      is handed to the relabeler and taken when its relabels come. The relabeler gets only the
+      segments that :meth:`fitting` says fit; ``keep`` past the budget drops the oldest
+      (``evicted``), the next one a first-in first-out relabeler would answer;
     * the windows cut from them, a ring of the newest ``capacity`` ones, sampled uniformly.
     """
 
@@ -459,6 +460,10 @@ class LateWindows:
             self.evicted += 1
         self.segments[key] = (obs.copy(), action.copy())
         self.segment_bytes += size
+
+    def fitting(self, sizes: np.ndarray) -> int:
+        """How many segments of ``sizes`` bytes, taken in order, fit beside those already waiting."""
+        return int(np.searchsorted(np.cumsum(sizes), self.segment_budget - self.segment_bytes, side="right"))
 
     def take(self, key: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
         got = self.segments.pop(key, None)
