@@ -227,6 +227,25 @@ def test_relabel_processes_give_the_same_relabels_as_the_worker_thread():
     assert procs.process_deaths == 0 and procs.errors == 0
 
 
+def test_a_relabeler_that_raises_is_one_warning_line_and_the_worker_goes_on(capsys):
+    from oir.relabel import AsyncRelabeler
+
+    class Broken(NarratorRelabeler):
+        def propose_batch(self, segments):
+            raise RuntimeError("the model is on fire\nsecond line")
+
+    batch = _recorded_batch(30)
+    worker = AsyncRelabeler(Broken(), batch=10)
+    try:
+        got = _relabel_all(worker, [batch.select(slice(0, 10)), batch.select(slice(10, 20)), batch.select(slice(20, 30))])
+    finally:
+        worker.close()
+    err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert err == ["oir: warning: the relabeler failed on 10 segments (RuntimeError: the model is on fire); "
+                   "training goes on without their relabels (relabel_errors counts such batches)"]
+    assert worker.errors == 3 and got == [] and worker.pending() == 0
+
+
 def test_a_relabel_process_that_dies_is_one_warning_line_and_nothing_is_lost(capsys):
     import os
     import signal

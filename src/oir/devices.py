@@ -108,4 +108,29 @@ def data_parallel(runner, update: Callable, mesh: Mesh):
             chunk = jax.lax.with_sharding_constraint(chunk, jax.tree.map(lambda _: gather, chunk))
         return jax.lax.with_sharding_constraint(r, shardings), metrics, chunk
 
-    return jax.device_put(runner, shardings), sharded
+    runner = jax.device_put(runner, shardings)
+    if jax.process_count() == 1:
+        return runner, sharded
+
+    # Every process compiles the update on its own, seconds apart on a busy machine, and gloo
+    # stops waiting for a peer to connect after about half a minute (a multi-process test failed
+    # so, with both cores compiling). So each process compiles, all meet at the coordinator, and
+    # only then does the first update, with its collectives, run.
+    compiled = []
+
+    def first_compiles(r, rb):
+        if not compiled:
+            compiled.append(sharded.lower(r, rb).compile())
+            _barrier("oir-update-compiled")
+        return compiled[0](r, rb)
+
+    return runner, first_compiles
+
+
+def _barrier(name: str, timeout_s: int = 1800) -> None:
+    """Wait until every process of the run reaches ``name`` (the coordination service's barrier,
+    not a collective: it has its own timeout)."""
+    # The barrier has no public API yet; Orbax and JAX's own multi-process tests use this one.
+    from jax._src import distributed
+
+    distributed.global_state.client.wait_at_barrier(name, timeout_s * 1000)

@@ -659,6 +659,10 @@ class AsyncRelabeler:
             except Exception as e:  # a broken relabeler must not stop training
                 self.errors += 1
                 self.last_error = f"{type(e).__name__}: {e}"
+                if self.errors == 1:  # said once; relabel_errors counts the rest
+                    first = (self.last_error.splitlines() or [""])[0][:200]
+                    print(f"oir: warning: the relabeler failed on {len(batch)} segments ({first}); training "
+                          "goes on without their relabels (relabel_errors counts such batches)", file=sys.stderr)
             self.busy_s += time.perf_counter() - start
             self._done(len(batch))
 
