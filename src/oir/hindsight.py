@@ -187,8 +187,7 @@ class Hindsight:
             # slow relabeler answers in order, so making room by evicting the oldest waiting
             # segment would discard the steps of its very next answer (direct LLM mode did: 96 of
             # 97 verified relabels expired).
-            per_step = eventful.obs.shape[-1] * eventful.obs.itemsize + eventful.action.itemsize
-            fit = self.late.fitting(eventful.lengths * per_step)
+            fit = self.late.fitting(eventful)
             self.counts["late_segments_refused"] += len(eventful) - fit
             eventful = eventful.select(slice(0, fit))
         taken = self.worker.submit(eventful.without_steps())

@@ -461,9 +461,12 @@ class LateWindows:
         self.segments[key] = (obs.copy(), action.copy())
         self.segment_bytes += size
 
-    def fitting(self, sizes: np.ndarray) -> int:
-        """How many segments of ``sizes`` bytes, taken in order, fit beside those already waiting."""
-        return int(np.searchsorted(np.cumsum(sizes), self.segment_budget - self.segment_bytes, side="right"))
+    def fitting(self, batch: SegmentBatch) -> int:
+        """How many of ``batch``'s segments, taken in order, :meth:`keep` can hold beside those
+        already waiting without dropping any."""
+        per_step = batch.obs.shape[-1] * batch.obs.itemsize + batch.action.itemsize
+        free = self.segment_budget - self.segment_bytes
+        return int(np.searchsorted(np.cumsum(batch.lengths * per_step), free, side="right"))
 
     def take(self, key: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
         got = self.segments.pop(key, None)
