@@ -26,6 +26,7 @@ import jax
 import numpy as np
 
 from oir.devices import to_host
+from oir.errors import first_line
 
 TMP_MARK = ".orbax-checkpoint-tmp"
 
@@ -63,11 +64,6 @@ class CheckpointError(RuntimeError):
     """The final parameters could not be written: printed as one ``oir: error:`` line."""
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0][:160]}" if text else type(e).__name__
-
-
 class Checkpoints:
     """The last ``keep`` resumable checkpoints of a run, saved in the background.
 
@@ -89,7 +85,7 @@ class Checkpoints:
 
     def _failed_save(self, update: int, e: BaseException, manager_ok: bool = False) -> None:
         self.failed += 1
-        _warn(f"checkpoint after update {update} could not be written to {self.dir} ({_first_line(e)}); "
+        _warn(f"checkpoint after update {update} could not be written to {self.dir} ({first_line(e)}); "
               "training goes on, the previous checkpoint is kept")
         for tmp in self.dir.glob(f"{update}{TMP_MARK}*"):  # ours, not a crash's: no warning on resume
             shutil.rmtree(tmp, ignore_errors=True)
@@ -162,7 +158,7 @@ class Checkpoints:
             try:
                 got = self.manager.restore(step, args=ocp.args.Composite(**items))
             except Exception as e:  # any unreadable file: fall back to the previous checkpoint
-                _warn(f"checkpoint {self.dir / str(step)} is unreadable ({_first_line(e)}); "
+                _warn(f"checkpoint {self.dir / str(step)} is unreadable ({first_line(e)}); "
                       "trying the one before it")
                 continue
             meta = {k: v.item() for k, v in got["state"]["meta"].items()}
@@ -177,7 +173,7 @@ class Checkpoints:
             if self.manager is not None:
                 self.manager.close()
         except Exception as e:  # closing must not hide the run's own outcome
-            _warn(f"closing the checkpoints in {self.dir}: {_first_line(e)}")
+            _warn(f"closing the checkpoints in {self.dir}: {first_line(e)}")
 
 
 def save_params(path: Path, runner) -> None:
@@ -192,7 +188,7 @@ def save_params(path: Path, runner) -> None:
                                  "update": runner.update}), force=True)
         ckpt.wait_until_finished()
     except Exception as e:  # orbax raises many types for a failed write
-        raise CheckpointError(f"the final parameters could not be written to {path} ({_first_line(e)})") from None
+        raise CheckpointError(f"the final parameters could not be written to {path} ({first_line(e)})") from None
 
 
 def load_params(run_dir: Path):

@@ -14,6 +14,12 @@ class CliError(Exception):
     """Bad input from the user: printed as one line."""
 
 
+def first_line(e: BaseException) -> str:
+    """``Type: first line of the message`` (160 characters at most): an exception said in a warning line."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:160]}" if text else type(e).__name__
+
+
 def check_writable(path: Path | None, option: str = "--out") -> None:
     """Fail before the work, not after it, when ``option``'s file cannot be written (leaves no file)."""
     if path is None:

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from oir.buffer import normalize_text
+from oir.errors import first_line
 from oir.events import (
     ACHIEVEMENTS,
     COUNTER_INDEX,
@@ -660,8 +661,7 @@ class AsyncRelabeler:
                 self.errors += 1
                 self.last_error = f"{type(e).__name__}: {e}"
                 if self.errors == 1:  # said once; relabel_errors counts the rest
-                    first = (self.last_error.splitlines() or [""])[0][:200]
-                    print(f"oir: warning: the relabeler failed on {len(batch)} segments ({first}); training "
+                    print(f"oir: warning: the relabeler failed on {len(batch)} segments ({first_line(e)}); training "
                           "goes on without their relabels (relabel_errors counts such batches)", file=sys.stderr)
             self.busy_s += time.perf_counter() - start
             self._done(len(batch))
