@@ -129,6 +129,27 @@ def test_unused_first_sampling_trains_on_every_relabel_before_it_expires():
     assert uniform.used_frac < 0.9  # at random some are drawn twice, others never
 
 
+def test_rare_first_sampling_gives_rare_relabels_half_the_batch():
+    pool = RelabelPool(capacity=256, history=H, window=4, sampling="rare-first")
+    rarity = np.ones(8)
+    rarity[5], rarity[6] = 9.0, 3.0  # rows 5 and 6 ask for achievements relabeling rarely finds
+    for k in range(100):  # start=k names the relabel; all 100 are live at now=200
+        pool.add(env=k % N, start=k, end=199, task=5 if k == 7 else 6 if k in (20, 40) else 1)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        batch, live = pool.sample(rng, 4, now=200, rarity=rarity)
+        assert live == 100 and batch["valid"].all()
+        assert set(batch["task"][:2].tolist()) <= {5, 6}  # 2 of the 3 rare ones, every time
+        assert len(set(batch["start"].tolist())) == 4  # no relabel twice in a batch
+    # Drawn in proportion to the weight: row 5 (9 against 3 + 3) first in about 60% of batches.
+    firsts = [pool.sample(np.random.default_rng(s), 2, now=200, rarity=rarity)[0]["task"][0] for s in range(200)]
+    assert 0.45 < np.mean(np.array(firsts) == 5) < 0.75
+    # None rare (all weights 1), or no weights given: the whole batch is drawn uniformly.
+    for weights in (np.ones(8), None):
+        batch, _ = pool.sample(rng, 4, now=200, rarity=weights)
+        assert batch["valid"].all() and len(set(batch["start"].tolist())) == 4
+
+
 def test_long_windows_are_masked_at_segment_starts():
     """A 24-step window over a ring of 32 steps: everything before the segment's start is masked,
     also when the window reaches back across the ring's wrap."""

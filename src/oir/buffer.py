@@ -368,19 +368,21 @@ class InstructionBuffer:
                 p = p * self.rarity_weights()
             return np.where(self._used_mask(include_reserved=False), p, 0.0).astype(np.float32)
 
-    def rarity_weights(self) -> np.ndarray:
-        """float64[capacity]: ``(median / found of the row's rarest achievement) ** rarity``, in
-        [1, 10]; the median over achievements found at all. An instruction asking for what
-        relabeling rarely finds (the pickaxe made once by chance) is drawn more often. 1 for rows
-        that ask for no achievement."""
+    def rarity_weights(self, power: float | None = None) -> np.ndarray:
+        """float64[capacity]: ``(median / found of the row's rarest achievement) ** power``, in
+        [1, 10]; the median over achievements found at all; ``power`` defaults to ``rarity``. An
+        instruction asking for what relabeling rarely finds (the pickaxe made once by chance) is
+        drawn more often. 1 for rows that ask for no achievement."""
+        power = self.rarity if power is None else power
         w = np.ones(self.capacity)
-        seen = self.found[self.found > 0]
-        if not len(seen):
-            return w
-        median = float(np.median(seen))
-        for row, asks in self._asks.items():
-            if len(asks):
-                w[row] = np.clip((median / max(int(self.found[asks].min()), 1)) ** self.rarity, 1.0, 10.0)
+        with self._lock:  # the relabel worker adds rows while the trainer samples windows
+            seen = self.found[self.found > 0]
+            if not len(seen):
+                return w
+            median = float(np.median(seen))
+            for row, asks in self._asks.items():
+                if len(asks):
+                    w[row] = np.clip((median / max(int(self.found[asks].min()), 1)) ** power, 1.0, 10.0)
         return w
 
     def _used_mask(self, include_reserved: bool) -> np.ndarray:

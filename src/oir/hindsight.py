@@ -53,7 +53,9 @@ class RelabelingConfig:
 
     batch: int = 16  # relabeled windows the PQN learner trains on per update, beside the rollout
     window: int = 16  # steps per relabeled window, ending at the step its spec first held (masked before the segment's start)
-    sampling: str = "uniform"  # which live relabels make the batch: uniform, or unused-first (never trained on, nearest to expiry)
+    # Which live relabels make the batch: uniform; unused-first (never trained on, nearest to
+    # expiry); rare-first (up to half the batch asks for achievements relabeling rarely finds).
+    sampling: str = "uniform"
     history: int = 1024  # steps of every env kept in the replay (more than --max-task-steps)
     capacity: int = 8192  # most unique instructions in the buffer
     free_play: float = 0.1  # share of instructions that are free play once the buffer has some
@@ -157,7 +159,8 @@ class Hindsight:
         k = 0  # late windows in this batch: in proportion to how many there are beside the replay's
         if late is not None and late.size:
             k = int(self.rng.binomial(b, late.size / (late.size + self.counts["relabels_live"])))
-        cols, live = self.pool.sample(self.rng, b - k, now=(update + 1) * num_steps)
+        rarity = self.buffer.rarity_weights(power=1.0) if self.cfg.sampling == "rare-first" else None
+        cols, live = self.pool.sample(self.rng, b - k, now=(update + 1) * num_steps, rarity=rarity)
         self.counts["relabels_live"] = live
         if late is not None:
             more = late.sample(self.rng, k)

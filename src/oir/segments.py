@@ -284,7 +284,7 @@ class SegmentTracker:
         return out
 
 
-POOL_SAMPLING = ("uniform", "unused-first")
+POOL_SAMPLING = ("uniform", "unused-first", "rare-first")
 
 
 class RelabelPool:
@@ -293,6 +293,10 @@ class RelabelPool:
     ``uniform`` draws live relabels at random. ``unused-first`` fills the batch with live relabels
     never trained on yet, the nearest to leaving the replay first, and only then draws among the
     rest: a relabel arrives once, and the replay keeps its steps for a limited time.
+    ``rare-first`` gives up to half the batch to live relabels asking for a rare achievement
+    (``rarity`` > 1 for their instruction row, :meth:`oir.buffer.InstructionBuffer.rarity_weights`),
+    drawn in proportion to that weight, and draws the rest uniformly: the stone mined once by
+    chance is trained on several times while its steps last, not once in twenty-five draws.
 
     ``used_frac``: of the relabels whose fate is settled (trained on at least once, or left the
     replay or the pool unused), the share that was trained on.
@@ -332,8 +336,11 @@ class RelabelPool:
         settled = self.used_count + self.expired_unused
         return self.used_count / settled if settled else None
 
-    def sample(self, rng: np.random.Generator, batch: int, now: int) -> tuple[dict[str, np.ndarray], int]:
+    def sample(
+        self, rng: np.random.Generator, batch: int, now: int, rarity: np.ndarray | None = None
+    ) -> tuple[dict[str, np.ndarray], int]:
         """``batch`` relabels whose window is still in the replay (``now``: steps written so far).
+        ``rarity``: a weight >= 1 per instruction row, for ``rare-first`` (None: none is rare).
 
         Returns the batch (padding rows invalid) and how many live relabels there were.
         """
@@ -350,6 +357,14 @@ class RelabelPool:
             rest = np.setdiff1d(live, fresh, assume_unique=True)
             more = rng.choice(rest, size=min(batch - len(fresh), len(rest)), replace=False) if len(rest) else rest
             pick = np.concatenate([fresh, more]).astype(np.int64)
+        elif self.sampling == "rare-first" and rarity is not None and len(live):
+            w = rarity[d[live, 3]]
+            rare = live[w > 1.0]
+            k = min(batch // 2, len(rare))
+            first_pick = rng.choice(rare, size=k, replace=False, p=w[w > 1.0] / w[w > 1.0].sum()) if k else rare[:0]
+            rest = np.setdiff1d(live, first_pick, assume_unique=True)
+            more = rng.choice(rest, size=min(batch - k, len(rest)), replace=False) if len(rest) else rest
+            pick = np.concatenate([first_pick, more]).astype(np.int64)
         else:
             pick = rng.choice(live, size=min(batch, len(live)), replace=False) if len(live) else live
         new = pick[~self.used[pick]]
