@@ -141,6 +141,7 @@ def test_rare_first_sampling_gives_rare_relabels_half_the_batch():
         assert live == 100 and batch["valid"].all()
         assert set(batch["task"][:2].tolist()) <= {5, 6}  # 2 of the 3 rare ones, every time
         assert len(set(batch["start"].tolist())) == 4  # no relabel twice in a batch
+    assert pool.rare_drawn == 40
     # Drawn in proportion to the weight: row 5 (9 against 3 + 3) first in about 60% of batches.
     firsts = [pool.sample(np.random.default_rng(s), 2, now=200, rarity=rarity)[0]["task"][0] for s in range(200)]
     assert 0.45 < np.mean(np.array(firsts) == 5) < 0.75

@@ -349,6 +349,8 @@ class Hindsight:
             out["relabel_late_segments_refused"] = c["late_segments_refused"]
         if self.pool.used_frac is not None:
             out["relabel_used_frac"] = self.pool.used_frac
+        if self.pool.sampling == "rare-first":
+            out["relabel_rare_draws"] = self.pool.rare_drawn
         if self.event_emb is not None:
             out["relabel_unsupported"] = c["unsupported"]
             out |= {f"relabel_{k}": c[k] for k in SIMILARITY_COUNTS}

@@ -314,6 +314,7 @@ class RelabelPool:
         self.added = 0
         self.used_count = 0
         self.expired_unused = 0
+        self.rare_drawn = 0  # draws of rare relabels by rare-first sampling
 
     def add(self, env: int, start: int, end: int, task: int) -> None:
         if self.size == len(self.data) and not self.settled[self.next]:
@@ -328,7 +329,7 @@ class RelabelPool:
         # Pools pickled in checkpoints before use was tracked: count from the resume on.
         cap = len(state["data"])
         state = {"sampling": "uniform", "used": np.zeros(cap, bool), "settled": np.ones(cap, bool),
-                 "used_count": 0, "expired_unused": 0, **state}
+                 "used_count": 0, "expired_unused": 0, "rare_drawn": 0, **state}
         self.__dict__.update(state)
 
     @property
@@ -362,6 +363,7 @@ class RelabelPool:
             rare = live[w > 1.0]
             k = min(batch // 2, len(rare))
             first_pick = rng.choice(rare, size=k, replace=False, p=w[w > 1.0] / w[w > 1.0].sum()) if k else rare[:0]
+            self.rare_drawn += k
             rest = np.setdiff1d(live, first_pick, assume_unique=True)
             more = rng.choice(rest, size=min(batch - k, len(rest)), replace=False) if len(rest) else rest
             pick = np.concatenate([first_pick, more]).astype(np.int64)
