@@ -92,12 +92,14 @@ def test_instruction_switch_keeps_world_and_counts_from_the_switch(task_env):
     _, s, out = step(jax.random.PRNGKey(6), s, act(Action.DO))
     assert bool(out.success.all()) and np.asarray(out.reward).tolist() == [1.0] * N
     assert int(out.world.events[:, WOOD].sum()) == N
+    assert np.asarray(out.world.unlocked).tolist() == [1] * N  # the episode's first wood
     assert np.asarray(s.task).tolist() == [1] * N
     assert np.asarray(s.vec.env.timestep).tolist() == [1] * N  # same world, not reset
     assert int(s.progress.counts.sum()) == 0 and int(s.progress.t.sum()) == 0
 
     _, s, out = step(jax.random.PRNGKey(7), regrow(s), act(Action.DO))
     assert not bool(out.task_done.any()) and np.asarray(s.progress.counts[:, WOOD]).tolist() == [1] * N
+    assert int(out.world.unlocked.sum()) == 0  # wood again: not a new achievement
     _, s, out = step(jax.random.PRNGKey(8), regrow(s), act(Action.DO))
     assert bool(out.success.all()) and np.asarray(out.task_steps).tolist() == [2] * N
 
@@ -121,7 +123,8 @@ def test_sampling_follows_weights(task_env):
 
 @pytest.fixture(scope="module")
 def fresh_env():
-    env = TaskEnv(VecEnv(N, reset_pool=2), max_task_steps=3, fresh_start=1.0)
+    # Fresh starts and the achievement bonus, both off by default, share this one compile.
+    env = TaskEnv(VecEnv(N, reset_pool=2), max_task_steps=3, fresh_start=1.0, achievement_bonus=0.5)
     return env, jax.jit(env.reset), jax.jit(env.step)
 
 
@@ -146,3 +149,18 @@ def test_fresh_start_gives_a_fresh_world_after_success_but_not_after_a_timeout(f
 def test_fresh_start_share_must_be_a_probability():
     with pytest.raises(ValueError, match="fresh_start"):
         TaskEnv(VecEnv(N), fresh_start=1.5)
+    with pytest.raises(ValueError, match="achievement_bonus"):
+        TaskEnv(VecEnv(N), achievement_bonus=-1.0)
+
+
+def test_achievement_bonus_pays_first_unlocks_only_and_is_never_a_success(fresh_env):
+    _env, reset, step = fresh_env
+    _, s = reset(jax.random.PRNGKey(20), TaskBank.from_specs([NEVER]))
+    for i in range(N):
+        s = edit_env(s, i, lambda e: scene(e, target=BlockType.TREE))
+    _, s, out = step(jax.random.PRNGKey(21), s, act(Action.DO))  # the episode's first wood
+    assert np.asarray(out.reward).tolist() == [0.5] * N and not np.asarray(out.success).any()
+    s = s.replace(vec=s.vec.replace(env=s.vec.env.replace(
+        map=s.vec.env.map.at[:, T[0], T[1]].set(BlockType.TREE.value))))
+    _, s, out = step(jax.random.PRNGKey(22), s, act(Action.DO))  # wood again: no bonus
+    assert int(out.world.events[:, WOOD].sum()) == N and np.asarray(out.reward).tolist() == [0.0] * N

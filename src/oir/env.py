@@ -61,6 +61,7 @@ class VecStep:
     events: jax.Array  # int32[N, NUM_EVENTS]: what happened this step
     levels: jax.Array  # int32[N, NUM_LEVELS]: inventory and vitals after the step
     episode_length: jax.Array  # int32[N]: length of the episode that just ended, else 0
+    unlocked: jax.Array  # int32[N]: achievements got for the first time in this episode (Craftax's reward for them)
 
 
 class VecEnv:
@@ -113,6 +114,7 @@ class VecEnv:
             events=events,
             levels=levels,
             episode_length=jnp.where(done, length, 0),
+            unlocked=(env_state.achievements & ~state.env.achievements).sum(-1).astype(jnp.int32),
         )
         return obs, state.replace(env=env_state, episode_length=jnp.where(done, 0, length)), out
 
@@ -177,14 +179,21 @@ class TaskEnv:
     ``suggest(key, obs, world, levels, table) -> int32[N]``: instructions are drawn from the state
     instead of the bank's weights (ELLM, :mod:`oir.ellm`); ``table``, the initial
     ``TaskState.table`` it reads (an LLM suggester's answers, which the host replaces as they come).
+    ``achievement_bonus``: added to the reward for every achievement got for the first time in
+    the episode, whatever the instruction (Craftax's own reward for it, scaled): an exploration
+    bonus that reaches the tech tree's rare steps, which the instruction's reward alone seldom
+    pays for. It never makes a success.
     """
 
     def __init__(self, vec: VecEnv, max_task_steps: int = 1000, fresh_start: float = 0.0, suggest=None,
-                 table=None):
+                 table=None, achievement_bonus: float = 0.0):
         if max_task_steps < 1:
             raise ValueError(f"max_task_steps must be at least 1, got {max_task_steps}")
         if not 0.0 <= fresh_start <= 1.0:
             raise ValueError(f"fresh_start must be in [0, 1], got {fresh_start}")
+        if achievement_bonus < 0.0:
+            raise ValueError(f"achievement_bonus must be >= 0, got {achievement_bonus}")
+        self.achievement_bonus = achievement_bonus
         self.vec = vec
         self.num_envs = vec.num_envs
         self.max_task_steps = max_task_steps
@@ -244,6 +253,8 @@ class TaskEnv:
             reward = similarity_reward(world.events, state.hit[state.task])
             success = reward > 0
             fail, reason = jnp.zeros_like(fail), jnp.zeros_like(reason)
+        if self.achievement_bonus > 0:
+            reward = reward + self.achievement_bonus * world.unlocked
         timeout = (progress.t >= self.max_task_steps) & ~success & ~fail
         task_done = success | fail | timeout | world.done
         fresh = jnp.zeros_like(task_done)

@@ -105,6 +105,10 @@ class TrainConfig:
     # Share of instructions ended by success or failure whose next one starts in a fresh world,
     # as evaluation episodes do (0: every instruction starts where the last one left the agent).
     fresh_start: float = 0.0
+    # Reward added for each achievement got for the first time in an episode, whatever the
+    # instruction (Craftax's own reward, scaled; 0: off): a shared exploration bonus, given to
+    # OIR and the no-relabel baseline alike, that never counts as a success (env.TaskEnv).
+    achievement_bonus: float = 0.0
     eval_episodes: int = 1  # episodes per suite line in the final evaluation (0: skip)
     eval_max_steps: int = 500
     eval_suite: Path | None = None  # evaluate during training on this suite (all its lines)...
@@ -201,6 +205,7 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.steps >= 1, f"--steps must be at least 1, got {cfg.steps}")
     need(cfg.max_task_steps >= 1, f"--max-task-steps must be at least 1, got {cfg.max_task_steps}")
     need(0.0 <= cfg.fresh_start <= 1.0, f"--fresh-start must be in [0, 1], got {cfg.fresh_start}")
+    need(cfg.achievement_bonus >= 0.0, f"--achievement-bonus must be >= 0, got {cfg.achievement_bonus}")
     need(cfg.eval_episodes >= 0 and cfg.eval_max_steps >= 1, "--eval-episodes must be >= 0 and --eval-max-steps >= 1")
     need(cfg.suite.is_file(), f"suite file not found: {cfg.suite}")
     need(cfg.eval_every >= 0, f"--eval-every must be >= 0, got {cfg.eval_every}")
@@ -284,7 +289,7 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
     algo_cfg = getattr(cfg, cfg.algo)
     suggester = _llm_suggester(cfg, encoder) if cfg.suggest == "llm" else None
     env = TaskEnv(VecEnv(cfg.num_envs), cfg.max_task_steps, cfg.fresh_start, ellm.suggest if cfg.suggest else None,
-                  ellm.empty_table() if suggester else None)
+                  ellm.empty_table() if suggester else None, cfg.achievement_bonus)
     per_update = cfg.num_envs * algo_cfg.num_steps
     num_updates = math.ceil(cfg.steps / per_update)
     try:
