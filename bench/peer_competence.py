@@ -28,16 +28,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import tyro
-from peers import CB_NUM_STEPS, CB_SCRIPT, ENV_NAME, _child_env
+from peers import CB_NUM_STEPS, CB_SCRIPT, ENV_NAME, _child_env, _run
 
 # Writes every wandb.log(...) as one JSON line of floats; init() and run.dir are all ppo.py needs.
 _WANDB_STAND_IN = '''
@@ -107,13 +105,12 @@ def main(args: Args) -> int:
         env["OIR_PEER_LOG"] = str(log.resolve())
         cmd = [str(args.python), CB_SCRIPT, "--env_name", ENV_NAME, "--num_envs", str(args.num_envs),
                "--total_timesteps", str(args.steps), "--seed", str(args.seed), "--use_wandb"]
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=args.cb_dir, env=env, capture_output=True, text=True, check=False)
-        wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-10:])
-        print(f"peer_competence: ppo.py exited with {proc.returncode}:\n{tail}", file=sys.stderr)
+        # The whole subprocess, timed and its failure cut to a tail, as the speed benchmark's peers.
+        result = _run("cb_ppo", cmd, args.cb_dir, env, args.steps, timeout_s=86400.0)
+    if not result["ok"]:
+        print(f"peer_competence: ppo.py failed, {result['error']}", file=sys.stderr)
         return 1
+    wall = result["wall_s"]
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     per_row = CB_NUM_STEPS * args.num_envs
     table = summarize(rows, per_row, args.marks)

@@ -360,9 +360,9 @@ class RelabelPool:
             pick = np.concatenate([fresh, more]).astype(np.int64)
         elif self.sampling == "rare-first" and rarity is not None and len(live):
             w = rarity[d[live, 3]]
-            rare = live[w > 1.0]
+            rare, w = live[w > 1.0], w[w > 1.0]
             k = min(batch // 2, len(rare))
-            first_pick = rng.choice(rare, size=k, replace=False, p=w[w > 1.0] / w[w > 1.0].sum()) if k else rare[:0]
+            first_pick = rng.choice(rare, size=k, replace=False, p=w / w.sum()) if k else rare[:0]
             self.rare_drawn += k
             rest = np.setdiff1d(live, first_pick, assume_unique=True)
             more = rng.choice(rest, size=min(batch - k, len(rest)), replace=False) if len(rest) else rest
