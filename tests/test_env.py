@@ -34,6 +34,12 @@ def edit_env(state, i, fn):
     return state.replace(vec=state.vec.replace(env=env))
 
 
+def regrow(state):
+    """The faced cell of every env back to a tree (collecting wood turned it to grass)."""
+    return state.replace(vec=state.vec.replace(env=state.vec.env.replace(
+        map=state.vec.env.map.at[:, T[0], T[1]].set(BlockType.TREE.value))))
+
+
 def act(action: Action):
     return jnp.full((N,), action.value, jnp.int32)
 
@@ -83,10 +89,6 @@ def test_instruction_switch_keeps_world_and_counts_from_the_switch(task_env):
     s = s.replace(cdf=TaskEnv.weights_cdf(jnp.array([0.0, 1.0])))  # from now on, only TWO_WOOD
     for i in range(N):
         s = edit_env(s, i, lambda e: scene(e, target=BlockType.TREE))
-
-    def regrow(state):
-        return state.replace(vec=state.vec.replace(env=state.vec.env.replace(
-            map=state.vec.env.map.at[:, T[0], T[1]].set(BlockType.TREE.value))))
 
     # Step 1: wood is collected while AT_ONCE succeeds; it must not count for the next task.
     _, s, out = step(jax.random.PRNGKey(6), s, act(Action.DO))
@@ -160,7 +162,5 @@ def test_achievement_bonus_pays_first_unlocks_only_and_is_never_a_success(fresh_
         s = edit_env(s, i, lambda e: scene(e, target=BlockType.TREE))
     _, s, out = step(jax.random.PRNGKey(21), s, act(Action.DO))  # the episode's first wood
     assert np.asarray(out.reward).tolist() == [0.5] * N and not np.asarray(out.success).any()
-    s = s.replace(vec=s.vec.replace(env=s.vec.env.replace(
-        map=s.vec.env.map.at[:, T[0], T[1]].set(BlockType.TREE.value))))
-    _, s, out = step(jax.random.PRNGKey(22), s, act(Action.DO))  # wood again: no bonus
+    _, s, out = step(jax.random.PRNGKey(22), regrow(s), act(Action.DO))  # wood again: no bonus
     assert int(out.world.events[:, WOOD].sum()) == N and np.asarray(out.reward).tolist() == [0.0] * N
