@@ -164,3 +164,21 @@ def test_achievement_bonus_pays_first_unlocks_only_and_is_never_a_success(fresh_
     assert np.asarray(out.reward).tolist() == [0.5] * N and not np.asarray(out.success).any()
     _, s, out = step(jax.random.PRNGKey(22), regrow(s), act(Action.DO))  # wood again: no bonus
     assert int(out.world.events[:, WOOD].sum()) == N and np.asarray(out.reward).tolist() == [0.0] * N
+
+
+def test_achievement_bonus_set_during_training_pays_the_new_value(fresh_env):
+    env, reset, step = fresh_env
+    _, s = reset(jax.random.PRNGKey(23), TaskBank.from_specs([NEVER]))
+    for i in range(N):
+        s = edit_env(s, i, lambda e: scene(e, target=BlockType.TREE))
+    _, _, out = step(jax.random.PRNGKey(24), s, act(Action.DO))
+    assert np.asarray(out.reward).tolist() == [0.5] * N
+    compiled = step._cache_size()
+    _, _, out = step(jax.random.PRNGKey(24), env.with_bonus(s, 0.125), act(Action.DO))  # a faded bonus
+    assert np.asarray(out.reward).tolist() == [0.125] * N
+    _, _, out = step(jax.random.PRNGKey(24), env.with_bonus(s, 0.0), act(Action.DO))  # faded out
+    assert np.asarray(out.reward).tolist() == [0.0] * N and int(out.world.unlocked.sum()) == N
+    assert step._cache_size() == compiled  # the value changed, not the compiled step
+    _, plain = TaskEnv(VecEnv(N)).reset(jax.random.PRNGKey(0), TaskBank.from_specs([NEVER]))
+    with pytest.raises(ValueError, match="without an achievement bonus"):
+        env.with_bonus(plain, 0.1)

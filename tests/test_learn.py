@@ -234,10 +234,19 @@ def test_oir_train_end_to_end_writes_the_run(tmp_path, tiny_suite, algo, capsys)
     (["--relabel", "narrator", "--max-task-steps", "2000"],
      "--relabeling.history (1024) must exceed --max-task-steps (2000)"),
     (["--num-envs", "3", "--pqn.num-minibatches", "5"], "num_envs x num_steps (48) must divide into 5 minibatches"),
+    (["--achievement-bonus", "0.5", "--achievement-bonus-fade", "1.5"], "--achievement-bonus-fade must be in [0, 1], got 1.5"),
 ])
 def test_bad_train_config_is_one_line(tmp_path, capsys, args, message):
     assert main(["train", "--steps", "64", "--out", str(tmp_path / "run"), *args]) == 2
     assert capsys.readouterr().err.strip() == f"oir: error: {message}"
+
+
+def test_achievement_bonus_fades_linearly_to_zero_by_its_share_of_the_run():
+    from oir.train import TrainConfig, faded_bonus
+
+    cfg = TrainConfig(achievement_bonus=0.5, achievement_bonus_fade=0.5)
+    assert [faded_bonus(cfg, u, 10) for u in (0, 1, 4, 5, 9)] == pytest.approx([0.5, 0.4, 0.1, 0.0, 0.0])
+    assert faded_bonus(TrainConfig(achievement_bonus=0.5), 9, 10) == 0.5  # no fade: it stays
 
 
 def test_watkins_cuts_the_trace_after_a_non_greedy_action():

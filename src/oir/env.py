@@ -153,6 +153,9 @@ class TaskState:
     hit: jax.Array | None = None  # float32[M, NUM_EVENTS]
     # ELLM with an LLM suggester: its answers per state signature (oir.ellm.SuggestTable), else None.
     table: Any = None
+    # float32[]: the achievement bonus paid now (None: off). A value, not a constant, so that the
+    # host can fade it over training without a recompile (TaskEnv.with_bonus).
+    bonus: jax.Array | None = None
 
 
 @struct.dataclass
@@ -238,8 +241,21 @@ class TaskEnv:
             cdf=cdf,
             hit=None if hit is None else jnp.asarray(hit, jnp.float32),
             table=self.table,
+            bonus=jnp.float32(self.achievement_bonus) if self.achievement_bonus > 0 else None,
         )
         return obs, state
+
+    @staticmethod
+    def with_bonus(state: TaskState, bonus: float) -> TaskState:
+        """``state`` paying ``bonus`` per first achievement from now on. Only for an env built with a
+        bonus. The new value is placed as the old one was (committed to its devices, replicated across
+        processes, or not), since a jitted update compiles again for another placement."""
+        if state.bonus is None:
+            raise ValueError("this TaskEnv was built without an achievement bonus; it cannot be set")
+        value = jnp.asarray(bonus, jnp.float32)
+        if getattr(state.bonus, "committed", False):
+            value = jax.device_put(value, state.bonus.sharding)
+        return state.replace(bonus=value)
 
     def step(self, key: jax.Array, state: TaskState, action: jax.Array) -> tuple[jax.Array, TaskState, TaskStep]:
         k_env, k_task = jax.random.split(key)
@@ -253,8 +269,8 @@ class TaskEnv:
             reward = similarity_reward(world.events, state.hit[state.task])
             success = reward > 0
             fail, reason = jnp.zeros_like(fail), jnp.zeros_like(reason)
-        if self.achievement_bonus > 0:
-            reward = reward + self.achievement_bonus * world.unlocked
+        if state.bonus is not None:
+            reward = reward + state.bonus * world.unlocked
         timeout = (progress.t >= self.max_task_steps) & ~success & ~fail
         task_done = success | fail | timeout | world.done
         fresh = jnp.zeros_like(task_done)

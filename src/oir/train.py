@@ -109,6 +109,9 @@ class TrainConfig:
     # instruction (Craftax's own reward, scaled; 0: off): a shared exploration bonus, given to
     # OIR and the no-relabel baseline alike, that never counts as a success (env.TaskEnv).
     achievement_bonus: float = 0.0
+    # Fade that bonus linearly to 0 by this share of the run (0: it stays): it opens the tech
+    # tree early, then leaves the instruction's reward alone for the easy tasks it crowds out.
+    achievement_bonus_fade: float = 0.0
     eval_episodes: int = 1  # episodes per suite line in the final evaluation (0: skip)
     eval_max_steps: int = 500
     eval_suite: Path | None = None  # evaluate during training on this suite (all its lines)...
@@ -206,6 +209,8 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.max_task_steps >= 1, f"--max-task-steps must be at least 1, got {cfg.max_task_steps}")
     need(0.0 <= cfg.fresh_start <= 1.0, f"--fresh-start must be in [0, 1], got {cfg.fresh_start}")
     need(cfg.achievement_bonus >= 0.0, f"--achievement-bonus must be >= 0, got {cfg.achievement_bonus}")
+    need(0.0 <= cfg.achievement_bonus_fade <= 1.0,
+         f"--achievement-bonus-fade must be in [0, 1], got {cfg.achievement_bonus_fade}")
     need(cfg.eval_episodes >= 0 and cfg.eval_max_steps >= 1, "--eval-episodes must be >= 0 and --eval-max-steps >= 1")
     need(cfg.suite.is_file(), f"suite file not found: {cfg.suite}")
     need(cfg.eval_every >= 0, f"--eval-every must be >= 0, got {cfg.eval_every}")
@@ -348,6 +353,8 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
         row = {"update": u + 1, "env_steps": steps, "sps": sps, "wall_s": wall,
                **{k: float(v) for k, v in metrics.items()}, **(hs.metrics(wall) if hs else {}),
                **(suggester.metrics() if suggester else {}), **evals}
+        if cfg.achievement_bonus > 0:
+            row["achievement_bonus"] = faded_bonus(cfg, u, num_updates)
         evals.clear()
         log.write(row)
         bar.advance(steps, row)
@@ -370,6 +377,8 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
                 checkpoint_s += time.perf_counter() - t_save  # what the training thread waited
             if during and u and _crossed(u, per_update, cfg.eval_every):
                 evals.update(during(runner.train.params))  # the parameters after u updates
+            if cfg.achievement_bonus > 0 and cfg.achievement_bonus_fade > 0:
+                runner = runner.replace(env=env.with_bonus(runner.env, faded_bonus(cfg, u, num_updates)))
             rb = hs.next_batch(u, algo_cfg.num_steps) if hs and _trains_windows(cfg) else None
             runner, metrics, chunk = update(runner, rb)
             if pending:
@@ -431,6 +440,14 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
 def _resume_hint(out: Path) -> str:
     """How a run that failed to write goes on, when a checkpoint of it exists."""
     return f"; `oir train --resume {out}` goes on from its last checkpoint" if committed_steps(out / "checkpoints") else ""
+
+
+def faded_bonus(cfg: TrainConfig, u: int, num_updates: int) -> float:
+    """The achievement bonus during update ``u`` (0-based) of ``num_updates``: ``cfg.achievement_bonus``
+    falling linearly to 0 by ``cfg.achievement_bonus_fade`` of the run (constant when that is 0)."""
+    if cfg.achievement_bonus_fade <= 0:
+        return cfg.achievement_bonus
+    return cfg.achievement_bonus * max(0.0, 1.0 - u / (cfg.achievement_bonus_fade * num_updates))
 
 
 def _crossed(u: int, per_update: int, every: int) -> bool:
