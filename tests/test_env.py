@@ -94,7 +94,8 @@ def test_instruction_switch_keeps_world_and_counts_from_the_switch(task_env):
     _, s, out = step(jax.random.PRNGKey(6), s, act(Action.DO))
     assert bool(out.success.all()) and np.asarray(out.reward).tolist() == [1.0] * N
     assert int(out.world.events[:, WOOD].sum()) == N
-    assert np.asarray(out.world.unlocked).tolist() == [1] * N  # the episode's first wood
+    assert np.asarray(out.world.unlocked.sum(-1)).tolist() == [1] * N  # the episode's first wood...
+    assert bool(out.world.unlocked[:, WOOD].all())  # ...and nothing else
     assert np.asarray(s.task).tolist() == [1] * N
     assert np.asarray(s.vec.env.timestep).tolist() == [1] * N  # same world, not reset
     assert int(s.progress.counts.sum()) == 0 and int(s.progress.t.sum()) == 0
@@ -125,8 +126,9 @@ def test_sampling_follows_weights(task_env):
 
 @pytest.fixture(scope="module")
 def fresh_env():
-    # Fresh starts and the achievement bonus, both off by default, share this one compile.
-    env = TaskEnv(VecEnv(N, reset_pool=2), max_task_steps=3, fresh_start=1.0, achievement_bonus=0.5)
+    # Fresh starts and the achievement bonus (count-based, K = 1), all off by default, share this one compile.
+    env = TaskEnv(VecEnv(N, reset_pool=2), max_task_steps=3, fresh_start=1.0, achievement_bonus=0.5,
+                  achievement_bonus_counts=1)
     return env, jax.jit(env.reset), jax.jit(env.step)
 
 
@@ -153,6 +155,8 @@ def test_fresh_start_share_must_be_a_probability():
         TaskEnv(VecEnv(N), fresh_start=1.5)
     with pytest.raises(ValueError, match="achievement_bonus"):
         TaskEnv(VecEnv(N), achievement_bonus=-1.0)
+    with pytest.raises(ValueError, match="achievement_bonus_counts"):
+        TaskEnv(VecEnv(N), achievement_bonus=0.5, achievement_bonus_counts=-1)
 
 
 def test_achievement_bonus_pays_first_unlocks_only_and_is_never_a_success(fresh_env):
@@ -164,6 +168,19 @@ def test_achievement_bonus_pays_first_unlocks_only_and_is_never_a_success(fresh_
     assert np.asarray(out.reward).tolist() == [0.5] * N and not np.asarray(out.success).any()
     _, s, out = step(jax.random.PRNGKey(22), regrow(s), act(Action.DO))  # wood again: no bonus
     assert int(out.world.events[:, WOOD].sum()) == N and np.asarray(out.reward).tolist() == [0.0] * N
+
+
+def test_count_based_bonus_falls_with_the_runs_unlocks_of_that_achievement(fresh_env):
+    _env, reset, step = fresh_env
+    _, s = reset(jax.random.PRNGKey(25), TaskBank.from_specs([NEVER]))
+    assert np.asarray(s.unlocks).sum() == 0  # a new run has found nothing
+    for i in range(N):
+        s = edit_env(s, i, lambda e: scene(e, target=BlockType.TREE))
+    # Wood got 4 times before in this run, stone never: with K = 1 wood pays 0.5 * sqrt(1 / 4).
+    s = s.replace(unlocks=s.unlocks.at[WOOD].set(4.0).at[COUNTER_INDEX["collect_stone"]].set(0.0))
+    _, s, out = step(jax.random.PRNGKey(26), s, act(Action.DO))
+    assert np.asarray(out.reward).tolist() == [0.25] * N and not np.asarray(out.success).any()
+    assert float(s.unlocks[WOOD]) == 4.0 + N and float(s.unlocks.sum()) == 4.0 + N  # every env's unlock counted
 
 
 def test_achievement_bonus_set_during_training_pays_the_new_value(fresh_env):

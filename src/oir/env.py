@@ -31,7 +31,7 @@ from craftax.craftax_classic.envs.craftax_symbolic_env import (
 from flax import struct
 
 from oir import tasks
-from oir.events import levels_of, step_with_events
+from oir.events import ACHIEVEMENTS, levels_of, step_with_events
 
 NUM_ACTIONS = 17
 
@@ -61,7 +61,7 @@ class VecStep:
     events: jax.Array  # int32[N, NUM_EVENTS]: what happened this step
     levels: jax.Array  # int32[N, NUM_LEVELS]: inventory and vitals after the step
     episode_length: jax.Array  # int32[N]: length of the episode that just ended, else 0
-    unlocked: jax.Array  # int32[N]: achievements got for the first time in this episode (Craftax's reward for them)
+    unlocked: jax.Array  # bool[N, NUM_ACHIEVEMENTS]: got for the first time in this episode (Craftax's reward for them)
 
 
 class VecEnv:
@@ -114,7 +114,7 @@ class VecEnv:
             events=events,
             levels=levels,
             episode_length=jnp.where(done, length, 0),
-            unlocked=(env_state.achievements & ~state.env.achievements).sum(-1).astype(jnp.int32),
+            unlocked=env_state.achievements & ~state.env.achievements,
         )
         return obs, state.replace(env=env_state, episode_length=jnp.where(done, 0, length)), out
 
@@ -156,6 +156,9 @@ class TaskState:
     # float32[]: the achievement bonus paid now (None: off). A value, not a constant, so that the
     # host can fade it over training without a recompile (TaskEnv.with_bonus).
     bonus: jax.Array | None = None
+    # float32[NUM_ACHIEVEMENTS]: first-in-episode unlocks of each achievement so far in the run, all
+    # envs (None: the bonus does not decay with them; TaskEnv's achievement_bonus_counts).
+    unlocks: jax.Array | None = None
 
 
 @struct.dataclass
@@ -185,18 +188,25 @@ class TaskEnv:
     ``achievement_bonus``: added to the reward for every achievement got for the first time in
     the episode, whatever the instruction (Craftax's own reward for it, scaled): an exploration
     bonus that reaches the tech tree's rare steps, which the instruction's reward alone seldom
-    pays for. It never makes a success.
+    pays for. It never makes a success. ``achievement_bonus_counts`` K > 0 makes it count-based: an
+    achievement got n > K times so far in the run (first unlocks, all envs) pays
+    ``achievement_bonus * sqrt(K / n)``, so a common one (wood) soon pays little and leaves the easy
+    instructions alone, while a rare one (stone, coal) keeps its full bonus, the classic count-based
+    exploration bonus (Strehl and Littman 2008; Bellemare et al. 2016).
     """
 
     def __init__(self, vec: VecEnv, max_task_steps: int = 1000, fresh_start: float = 0.0, suggest=None,
-                 table=None, achievement_bonus: float = 0.0):
+                 table=None, achievement_bonus: float = 0.0, achievement_bonus_counts: int = 0):
         if max_task_steps < 1:
             raise ValueError(f"max_task_steps must be at least 1, got {max_task_steps}")
         if not 0.0 <= fresh_start <= 1.0:
             raise ValueError(f"fresh_start must be in [0, 1], got {fresh_start}")
         if achievement_bonus < 0.0:
             raise ValueError(f"achievement_bonus must be >= 0, got {achievement_bonus}")
+        if achievement_bonus_counts < 0:
+            raise ValueError(f"achievement_bonus_counts must be >= 0, got {achievement_bonus_counts}")
         self.achievement_bonus = achievement_bonus
+        self.achievement_bonus_counts = achievement_bonus_counts
         self.vec = vec
         self.num_envs = vec.num_envs
         self.max_task_steps = max_task_steps
@@ -242,6 +252,8 @@ class TaskEnv:
             hit=None if hit is None else jnp.asarray(hit, jnp.float32),
             table=self.table,
             bonus=jnp.float32(self.achievement_bonus) if self.achievement_bonus > 0 else None,
+            unlocks=(jnp.zeros(len(ACHIEVEMENTS), jnp.float32)
+                     if self.achievement_bonus > 0 and self.achievement_bonus_counts > 0 else None),
         )
         return obs, state
 
@@ -269,8 +281,13 @@ class TaskEnv:
             reward = similarity_reward(world.events, state.hit[state.task])
             success = reward > 0
             fail, reason = jnp.zeros_like(fail), jnp.zeros_like(reason)
+        unlocks = state.unlocks
         if state.bonus is not None:
-            reward = reward + state.bonus * world.unlocked
+            per = jnp.broadcast_to(state.bonus, (len(ACHIEVEMENTS),))
+            if unlocks is not None:
+                per = per * jnp.minimum(1.0, jnp.sqrt(self.achievement_bonus_counts / jnp.maximum(unlocks, 1.0)))
+                unlocks = unlocks + world.unlocked.sum(0)
+            reward = reward + (world.unlocked * per).sum(-1)
         timeout = (progress.t >= self.max_task_steps) & ~success & ~fail
         task_done = success | fail | timeout | world.done
         fresh = jnp.zeros_like(task_done)
@@ -282,7 +299,7 @@ class TaskEnv:
             obs, vec = self.vec.restart(jax.random.fold_in(k_task, 2), vec, obs, fresh)
         new_task = jnp.where(task_done, self._draw(k_task, state.cdf, obs, vec, state.table), state.task)
         new_state = state.replace(
-            vec=vec, task=new_task, progress=tasks.progress_restart(progress, task_done)
+            vec=vec, task=new_task, progress=tasks.progress_restart(progress, task_done), unlocks=unlocks
         )
         out = TaskStep(
             reward=reward,

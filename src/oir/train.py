@@ -34,7 +34,7 @@ from oir.devices import DeviceError, data_parallel, make_mesh, to_host
 from oir.encode import ENCODERS, make_encoder
 from oir.env import TaskEnv, VecEnv
 from oir.evaluate import report, run_suite, text_policy
-from oir.events import levels_of
+from oir.events import ACHIEVEMENTS, levels_of
 from oir.hindsight import Hindsight, RelabelingConfig, late_store_mb
 from oir.learn import RelabelShapes
 from oir.llm import JSON_MODES
@@ -112,6 +112,9 @@ class TrainConfig:
     # Fade that bonus linearly to 0 by this share of the run (0: it stays): it opens the tech
     # tree early, then leaves the instruction's reward alone for the easy tasks it crowds out.
     achievement_bonus_fade: float = 0.0
+    # Count-based: an achievement got n > K times so far in the run pays the bonus x sqrt(K / n)
+    # (0: every achievement pays it in full), so common ones stop crowding out the easy tasks.
+    achievement_bonus_counts: int = 0
     eval_episodes: int = 1  # episodes per suite line in the final evaluation (0: skip)
     eval_max_steps: int = 500
     eval_suite: Path | None = None  # evaluate during training on this suite (all its lines)...
@@ -209,6 +212,8 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.max_task_steps >= 1, f"--max-task-steps must be at least 1, got {cfg.max_task_steps}")
     need(0.0 <= cfg.fresh_start <= 1.0, f"--fresh-start must be in [0, 1], got {cfg.fresh_start}")
     need(cfg.achievement_bonus >= 0.0, f"--achievement-bonus must be >= 0, got {cfg.achievement_bonus}")
+    need(cfg.achievement_bonus_counts >= 0,
+         f"--achievement-bonus-counts must be >= 0, got {cfg.achievement_bonus_counts}")
     need(0.0 <= cfg.achievement_bonus_fade <= 1.0,
          f"--achievement-bonus-fade must be in [0, 1], got {cfg.achievement_bonus_fade}")
     need(cfg.eval_episodes >= 0 and cfg.eval_max_steps >= 1, "--eval-episodes must be >= 0 and --eval-max-steps >= 1")
@@ -294,7 +299,7 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
     algo_cfg = getattr(cfg, cfg.algo)
     suggester = _llm_suggester(cfg, encoder) if cfg.suggest == "llm" else None
     env = TaskEnv(VecEnv(cfg.num_envs), cfg.max_task_steps, cfg.fresh_start, ellm.suggest if cfg.suggest else None,
-                  ellm.empty_table() if suggester else None, cfg.achievement_bonus)
+                  ellm.empty_table() if suggester else None, cfg.achievement_bonus, cfg.achievement_bonus_counts)
     per_update = cfg.num_envs * algo_cfg.num_steps
     num_updates = math.ceil(cfg.steps / per_update)
     try:
@@ -412,6 +417,9 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
                "devices": len(runner.obs.sharding.device_set),  # what the envs really ran on
                "processes": jax.process_count(),
                "relabeler": RELABELER_NAMES.get(cfg.relabel, "none"), "reward": cfg.reward}
+    if runner.env.unlocks is not None:  # the count-based bonus's counts: how often each achievement was found
+        counts = [int(c) for c in to_host(runner.env.unlocks)]
+        summary["achievement_unlocks"] = dict(zip(ACHIEVEMENTS, counts, strict=True))
     if cfg.suggest:
         summary["suggester"] = SUGGESTER_NAMES[cfg.suggest]
     if suggester:
