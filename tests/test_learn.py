@@ -236,6 +236,8 @@ def test_oir_train_end_to_end_writes_the_run(tmp_path, tiny_suite, algo, capsys)
     (["--num-envs", "3", "--pqn.num-minibatches", "5"], "num_envs x num_steps (48) must divide into 5 minibatches"),
     (["--achievement-bonus", "0.5", "--achievement-bonus-fade", "1.5"], "--achievement-bonus-fade must be in [0, 1], got 1.5"),
     (["--achievement-bonus", "0.5", "--achievement-bonus-counts", "-1"], "--achievement-bonus-counts must be >= 0, got -1"),
+    (["--achievement-bonus-counts", "500"],
+     "--achievement-bonus-fade and --achievement-bonus-counts shape a bonus: they need --achievement-bonus > 0"),
 ])
 def test_bad_train_config_is_one_line(tmp_path, capsys, args, message):
     assert main(["train", "--steps", "64", "--out", str(tmp_path / "run"), *args]) == 2

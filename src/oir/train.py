@@ -216,6 +216,8 @@ def validate(cfg: TrainConfig) -> None:
          f"--achievement-bonus-counts must be >= 0, got {cfg.achievement_bonus_counts}")
     need(0.0 <= cfg.achievement_bonus_fade <= 1.0,
          f"--achievement-bonus-fade must be in [0, 1], got {cfg.achievement_bonus_fade}")
+    need(cfg.achievement_bonus > 0 or not (cfg.achievement_bonus_fade or cfg.achievement_bonus_counts),
+         "--achievement-bonus-fade and --achievement-bonus-counts shape a bonus: they need --achievement-bonus > 0")
     need(cfg.eval_episodes >= 0 and cfg.eval_max_steps >= 1, "--eval-episodes must be >= 0 and --eval-max-steps >= 1")
     need(cfg.suite.is_file(), f"suite file not found: {cfg.suite}")
     need(cfg.eval_every >= 0, f"--eval-every must be >= 0, got {cfg.eval_every}")
