@@ -12,7 +12,7 @@ from test_relabel import segment_with
 from oir.llm.client import ChatClient
 from oir.llm.relabeler import LLMRelabeler
 from oir.llm.templates import RETIRE_AFTER, TemplateError, TemplateLibrary, lift, parse_template
-from oir.relabel import verify
+from oir.relabel import JointRelabeler, NarratorRelabeler, verify
 
 WOOD_THEN_TABLE = {
     "text": "collect {n} wood, then place a crafting table",
@@ -348,3 +348,54 @@ def relabeler_prompt(relabeler):
     from oir.llm.prompt import render_prompt
 
     return render_prompt(["x"], relabeler.prompt_version)
+
+
+def test_narrator_plus_llm_puts_the_model_s_relabels_first_and_counts_what_they_add():
+    server = LLMServer().start()
+    server.respond = lambda req: Reply(content=json.dumps({"segments": [{"id": 1, "proposals": [
+        {"text": "Chop 3 logs, then build a workbench",  # the narrator states wood then a table, not 3 wood first
+         "task": {"all": [{"counter": "collect_wood", "at_least": 3}, {"counter": "place_table", "at_least": 1}],
+                  "ordered": True}},
+        {"text": "Collect 3 logs", "task": {"all": [{"counter": "collect_wood", "at_least": 3}]}},  # so does it
+    ]}]}))
+    llm = LLMRelabeler(ChatClient(server.url, "test-model", timeout=5.0), templates=TemplateLibrary(),
+                       template_source="lifted")
+    joint = JointRelabeler(llm, NarratorRelabeler(8))
+    try:
+        nothing = segment_with({}, 10)
+        props = joint.propose_batch([WOOD3_TABLE, nothing])
+        kept, flawed = verify(WOOD3_TABLE, props[0])
+        texts = [r.text for r in kept]
+        assert texts[:2] == ["Chop 3 logs, then build a workbench", "Collect 3 logs"]
+        # The narrator's "3 wood" states the model's spec again: dropped, the model's wording kept.
+        assert "Gather 3 pieces of wood." not in texts and flawed == {"duplicate": 1}
+        assert "Harvest wood, then build one workbench." in texts and props[1] == []
+        stats = joint.stats()
+        assert stats["joint_llm_verified"] == 2 and stats["joint_llm_novel"] == 1
+        assert stats["joint_llm_share"] == 0.5 and stats["joint_llm_novel_share"] == 0.5
+        assert stats["llm_calls"] == 1 and joint.library is llm.library
+        assert "added to the narrator" in joint.describe()
+    finally:
+        joint.close()
+        server.stop()
+
+
+def test_a_narrator_plus_llm_training_run_relabels_with_both(tmp_path):
+    from test_oir import counts_add_up, run
+
+    server = LLMServer().start()
+    server.respond = lambda req: Reply(content=json.dumps({"segments": [
+        {"id": i, "proposals": [{"text": "Keep your health above zero.", "task": {"all": [{"counter": "health", "at_least": 1}]}}]}
+        for i in range(1, len(req.narrations) + 1)]}))
+    try:
+        out, summary, _ = run(tmp_path, "joint", "--relabel", "narrator+llm", "--llm-url", server.url,
+                              "--llm-model", "test-model", "--llm-mode", "templates",
+                              "--llm-template-source", "lifted", "--llm-cache", "off")
+    finally:
+        server.stop()
+    rel = summary["relabeling"]
+    assert "added to the narrator" in summary["llm"] and "narrator" in summary["relabeler"]
+    assert rel["llm_calls"] >= 1 and rel["joint_llm_share"] > 0 and rel["joint_llm_novel_share"] > 0
+    assert counts_add_up(rel) and (out / "templates.jsonl").exists()
+    texts = {json.loads(x)["text"] for x in (out / "instructions.jsonl").read_text().splitlines()}
+    assert "Keep your health above zero." in texts and len(texts) > 1  # the narrator's too

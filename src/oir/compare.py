@@ -24,6 +24,7 @@ from typing import Literal
 
 import numpy as np
 
+from oir.relabel import LLM_RELABELS
 from oir.suites import HELD_OUT_PARAPHRASE, HELD_OUT_TASK, STANDARD_SUITE, SuiteLine, load_suite
 from oir.train import ConfigError, TrainConfig, validate
 
@@ -37,6 +38,7 @@ METHODS: dict[str, dict] = {
     "llm-verified": {"relabel": "llm", "reward": "verified"},
     "llm-direct": {"relabel": "llm", "reward": "verified", "llm_mode": "direct"},  # every segment asked (the paper's way)
     "llm-similarity": {"relabel": "llm", "reward": "similarity"},
+    "narrator+llm": {"relabel": "narrator+llm", "reward": "verified"},
     "llm-templates": {"relabel": "llm", "reward": "verified", "llm_mode": "templates", "llm_template_source": "written"},
     "llm-lifted": {"relabel": "llm", "reward": "verified", "llm_mode": "templates", "llm_template_source": "lifted"},
     # ELLM (oir.ellm): goals from the offline rule-based suggester, paid the caption's cosine
@@ -51,6 +53,7 @@ LABELS = {
     "llm-verified": "OIR, LLM relabels (with --llm-url local: lifted into templates), verified reward",
     "llm-direct": "OIR, the LLM's relabels of each segment, verified reward",
     "llm-similarity": "OIR, LLM relabels, similarity reward",
+    "narrator+llm": "OIR, the LLM's relabels (as llm-verified) added to the narrator's, verified reward",
     "llm-templates": "OIR, relabels from LLM-written templates, verified reward",
     "llm-lifted": "OIR, relabels from templates lifted from the LLM's verified relabels, verified reward",
     "ellm": "ELLM: goals suggested from the state (rule-based suggester), cosine reward",
@@ -254,7 +257,8 @@ def compare(cfg: CompareConfig, say=print, command: str = "") -> Path:
         raise ConfigError("--steps, --episodes and --max-steps must be at least 1, --eval-every at least 0")
     skipped = {}
     if not cfg.llm_url:
-        for m in [m for m in methods if "llm" in (method_config(m).get("relabel"), method_config(m).get("suggest"))]:
+        asks_llm = [m for m in methods if method_config(m).get("relabel") in LLM_RELABELS or method_config(m).get("suggest") == "llm"]
+        for m in asks_llm:
             skipped[m] = "needs --llm-url (an OpenAI-compatible server, or local); not run, not faked"
             say(f"skipping {m}: {skipped[m]}")
             methods.remove(m)

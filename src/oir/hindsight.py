@@ -34,6 +34,7 @@ from oir.narrate import EVENT_TEXTS, nearby_from_obs
 from oir.relabel import (
     BELOW_DELTA,
     FLAW_REASONS,
+    LLM_RELABELS,
     SIMILARITY_COUNTS,
     AsyncRelabeler,
     Relabeler,
@@ -88,7 +89,7 @@ def late_store_mb(cfg: RelabelingConfig, relabel: str, trains_windows: bool) -> 
     none when the learner trains on no windows."""
     if not trains_windows:
         return 0.0
-    return (256.0 if relabel == "llm" else 0.0) if cfg.late_store_mb < 0 else cfg.late_store_mb
+    return (256.0 if relabel in LLM_RELABELS else 0.0) if cfg.late_store_mb < 0 else cfg.late_store_mb
 
 
 class Hindsight:

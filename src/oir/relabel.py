@@ -54,6 +54,8 @@ from oir.tasks import (
 )
 
 FLAW_REASONS = ("does-not-hold", "unknown-counter", "malformed-json", "empty", "duplicate", "no-spec", "text-mismatch")
+# --relabel values that ask a language model (the others: none, narrator)
+LLM_RELABELS = ("llm", "narrator+llm")
 # Similarity rewards only: the text never came within delta of any step's state text.
 BELOW_DELTA = "below-delta"
 # The spec a text-only relabel is stored with (similarity rewards accept text without a spec, as
@@ -466,6 +468,66 @@ def _drawn(n: int, seed: int, salt: int) -> list[int]:
 
 # ---------------------------------------------------------------------------------------------
 # Similarity rewards (the paper's ablation) and asynchronous relabeling.
+
+
+class JointRelabeler:
+    """An LLM relabeler's proposals first, then the narrator's, for every segment.
+
+    The LLM adds to the rule-based narrator rather than replacing it: a small local model writes
+    a handful of templates in a run, far fewer instructions than the narrator states, so alone it
+    trains on a narrower language (docs/results.md). Its proposals go first, so where both state
+    one spec, :func:`verify` keeps the LLM's wording and drops the narrator's as a duplicate.
+
+    ``stats`` says what the LLM really added: the segments with at least one LLM proposal that
+    verifies (``joint_llm_share``), and those where one of them states a spec the narrator did not
+    propose there (``joint_llm_novel_share``). Those are checked here on the trace, apart from the
+    training path's own verification, which sees all proposals.
+    """
+
+    name = "narrator+llm"
+
+    def __init__(self, llm: Relabeler, narrator: Relabeler):
+        self.llm, self.narrator = llm, narrator
+        self._lock = threading.Lock()
+        self._counts: Counter = Counter()
+
+    @property
+    def library(self):
+        """The LLM's template library, if it has one (the run saves it as templates.jsonl)."""
+        return getattr(self.llm, "library", None)
+
+    def describe(self) -> str:
+        llm = self.llm.describe() if hasattr(self.llm, "describe") else self.llm.name
+        return f"{llm}, added to the narrator relabeler (rule-based, not a language model)"
+
+    def propose_batch(self, segments: list[Segment]) -> list[list[Any]]:
+        from_llm = self.llm.propose_batch(segments)
+        from_narrator = self.narrator.propose_batch(segments)
+        counts: Counter = Counter()
+        for seg, mine, theirs in zip(segments, from_llm, from_narrator, strict=True):
+            kept, _ = verify(seg, mine)
+            stated = {parse_task(p["task"]).key() for p in theirs if isinstance(p, dict) and p.get("task") is not None}
+            novel = sum(r.spec.key() not in stated for r in kept)
+            counts.update(segments=1, llm_verified=len(kept), llm_novel=novel,
+                          llm_segments=bool(kept), llm_novel_segments=bool(novel))
+        with self._lock:
+            self._counts.update(counts)
+        return [mine + theirs for mine, theirs in zip(from_llm, from_narrator, strict=True)]
+
+    def stats(self) -> dict[str, float]:
+        with self._lock:
+            c = Counter(self._counts)
+        n = max(c["segments"], 1)
+        return {**self.narrator.stats(), **self.llm.stats(),
+                "joint_llm_verified": float(c["llm_verified"]), "joint_llm_novel": float(c["llm_novel"]),
+                # of the segments relabeled, those with a verified LLM relabel; those where one of
+                # them states a spec the narrator did not
+                "joint_llm_share": c["llm_segments"] / n, "joint_llm_novel_share": c["llm_novel_segments"] / n}
+
+    def close(self) -> None:
+        for part in (self.llm, self.narrator):
+            if hasattr(part, "close"):
+                part.close()
 
 
 def similarity_hits(instr_emb: np.ndarray, event_emb: np.ndarray, delta: float) -> np.ndarray:

@@ -41,20 +41,21 @@ from oir.llm import JSON_MODES
 from oir.llm.templates import TEMPLATE_SOURCES, TemplateLibrary, templates_problem
 from oir.narrate import EVENT_TEXTS, nearby_from_obs
 from oir.networks import PRESETS
-from oir.relabel import NarratorRelabeler
+from oir.relabel import LLM_RELABELS, JointRelabeler, NarratorRelabeler
 from oir.segments import POOL_SAMPLING
 from oir.suites import STANDARD_SUITE, load_suite
 from oir.tasks import TaskBank
 
 ALGOS = {"pqn": pqn, "ppo": ppo}  # --algo -> the module with make() and make_act()
-RELABELS = ("none", "narrator", "llm")
+RELABELS = ("none", "narrator", *LLM_RELABELS)
 REWARDS = ("verified", "similarity")
 SUGGESTERS = ("rules", "llm")  # ELLM goal suggesters (oir.ellm)
 SUGGESTER_NAMES = {"rules": "ELLM goals from the rule-based suggester (offline; not a language model)",
                    "llm": "ELLM goals from an LLM suggester"}
 SUGGEST_EVERY = 4  # updates between reading the envs' states for the LLM suggester and pushing its table
 RELABELER_NAMES = {"narrator": "narrator relabeler (rule-based, offline; not a language model)",
-                   "llm": "LLM relabeler"}
+                   "llm": "LLM relabeler",
+                   "narrator+llm": "LLM relabeler, added to the narrator relabeler (rule-based; not a language model)"}
 
 
 @dataclass
@@ -62,7 +63,7 @@ class TrainConfig:
     """Train an instruction-following policy on Craftax-Classic."""
 
     algo: str = "pqn"  # pqn or ppo
-    relabel: str = "none"  # none (baseline: suite train split), narrator or llm (OIR)
+    relabel: str = "none"  # none (baseline: suite train split), narrator, llm or narrator+llm (OIR)
     reward: str = "verified"  # verified (the relabel's spec holds) or similarity (text cosine >= delta)
     delta: float = 0.5  # similarity threshold for --reward similarity
     suggest: str = ""  # ELLM (needs --reward similarity): goals from "rules" (offline suggester) or "llm" (--llm-url)
@@ -165,7 +166,8 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.llm_timeout > 0 and cfg.llm_batch >= 0 and cfg.llm_concurrency >= 1,
          "--llm-timeout must be positive, --llm-batch at least 0 (the default) and --llm-concurrency at least 1")
     need(-1.0 <= cfg.delta <= 1.0, f"--delta must be a cosine in [-1, 1], got {cfg.delta}")
-    need(cfg.relabel != "llm" or bool(cfg.llm_url), "--relabel llm needs --llm-url (an OpenAI-compatible server, or local)")
+    need(cfg.relabel not in LLM_RELABELS or bool(cfg.llm_url),
+         f"--relabel {cfg.relabel} needs --llm-url (an OpenAI-compatible server, or local)")
     need(cfg.suggest != "llm" or bool(cfg.llm_url), "--suggest llm needs --llm-url (an OpenAI-compatible server, or local)")
     need(cfg.llm_mode in ("", "direct", "templates"), f"unknown --llm-mode {cfg.llm_mode!r} (choose from direct, templates)")
     need(cfg.llm_template_source in ("", *TEMPLATE_SOURCES),
@@ -205,7 +207,7 @@ def validate(cfg: TrainConfig) -> None:
          f"--process-id must be in [0, --num-processes), got {cfg.process_id} of {cfg.num_processes}")
     if cfg.num_processes > 1:
         need(":" in cfg.coordinator, f"--num-processes {cfg.num_processes} needs --coordinator HOST:PORT (process 0's)")
-        need("llm" not in (cfg.relabel, cfg.suggest),
+        need(cfg.relabel not in LLM_RELABELS and cfg.suggest != "llm",
              "--num-processes > 1 relabels with the narrator only (an LLM answers each process at other times)")
         need(cfg.resume is None, "a run of several processes cannot be resumed yet (it saves no checkpoints)")
     need(cfg.steps >= 1, f"--steps must be at least 1, got {cfg.steps}")
@@ -607,9 +609,12 @@ def _template_library(cfg) -> TemplateLibrary | None:
 
 
 def _make_relabeler(cfg: TrainConfig):
+    narrator = NarratorRelabeler(cfg.relabeling.max_proposals)
     if cfg.relabel == "narrator":
-        return NarratorRelabeler(cfg.relabeling.max_proposals)
+        return narrator
     relabeler, reason = llm_relabeler(cfg)
+    if cfg.relabel == JointRelabeler.name:
+        relabeler = JointRelabeler(relabeler, narrator)
     if reason is not None:
         if cfg.llm_url.strip() == LOCAL_URL:
             if cfg.llm_required:
