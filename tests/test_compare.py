@@ -69,7 +69,7 @@ def test_compare_trains_reuses_and_reports(tmp_path, suite, capsys):
 
 @pytest.mark.parametrize("args,message", [
     (["--methods", "narrator,gpt"], "unknown method 'gpt' (choose from no-relabel, narrator, "
-                                    "narrator+suite, narrator-similarity, llm-verified, llm-direct, llm-similarity, llm-templates, llm-lifted, ellm, ellm-llm; "
+                                    "narrator+suite, narrator-similarity, llm-verified, llm-direct, llm-similarity, narrator+llm, llm-templates, llm-lifted, ellm, ellm-llm; "
                                     "similarity methods take @DELTA, e.g. narrator-similarity@0.7)"),
     (["--methods", "narrator@0.7"], "method 'narrator@0.7': only similarity-reward methods take @DELTA"),
     (["--methods", "narrator-similarity@high"],

@@ -386,7 +386,7 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
                 checkpoint_s += time.perf_counter() - t_save  # what the training thread waited
             if during and u and _crossed(u, per_update, cfg.eval_every):
                 evals.update(during(runner.train.params))  # the parameters after u updates
-            if cfg.achievement_bonus > 0 and cfg.achievement_bonus_fade > 0:
+            if cfg.achievement_bonus_fade > 0:  # the config check refuses a fade without a bonus
                 runner = runner.replace(env=env.with_bonus(runner.env, faded_bonus(cfg, u, num_updates)))
             rb = hs.next_batch(u, algo_cfg.num_steps) if hs and _trains_windows(cfg) else None
             runner, metrics, chunk = update(runner, rb)
