@@ -357,8 +357,7 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
         tasks_rate = [holdout[r.dir][HELD_OUT_TASK] for r in rs]
         rel = [r.summary.get("relabeling") for r in rs]
         uniq = _ms([x["unique_instructions"] for x in rel]) if all(rel) else "—"
-        flawed = (_ms([100 * x["relabel_flawed"] / max(x["relabel_proposed"], 1) for x in rel])
-                  if all(rel) else "—")
+        flawed = _ms([100 * _wrong(x) / max(x["relabel_proposed"], 1) for x in rel]) if all(rel) else "—"
         walls = [r.summary["wall_s"] for r in rs]
         md.append(
             f"| {m} | {_ms([_pct(x) for x in tasks_rate])} "
@@ -371,7 +370,9 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
             f"| {_ms([w / 60 for w in walls])} | {_ms([r.metrics[-1]['sps'] for r in rs], 0)} "
             f"| {'' if base_wall is None else f'{np.mean(walls) / base_wall:.2f}'} |")
     md += ["", "Wall time includes the training-time evaluations (the same for every method). steps/s is "
-           "the training loop's throughput after the first (compiling) update.", ""]
+           "the training loop's throughput after the first (compiling) update. Flawed relabels: proposals "
+           "whose spec did not hold or could not be read; a spec proposed twice for one segment is "
+           "dropped as a duplicate and not counted here.", ""]
     cats = sorted({c for r in runs for c in r.eval["success_by_category"] if c != "all"})
     md += [f"### Per category ({split} split, success %)", "",
            "| method | " + " | ".join(cats) + " |", "|---|" + "---:|" * len(cats)]
@@ -382,6 +383,7 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
     md += _held_out_task_section(suite, by)
     md += _coverage_section(suite, by, split)
     md += _similarity_section(cfg, by, holdout)
+    md += _llm_section(by)
     for name, title, text in _plots(cfg, by, split):
         md += [f"## {title}", "", f"![{title}]({name})", "", text, ""]
     md += ["## Not in this report", ""]
@@ -397,6 +399,46 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
         [{"method": r.method, "seed": r.seed, "dir": str(r.dir), "summary": r.summary,
           "eval": {k: v for k, v in r.eval.items() if k not in ("lines", "tasks")}} for r in runs], indent=1))
     return path
+
+
+def _wrong(rel: dict) -> float:
+    """Flawed relabels but duplicates: a spec stated twice for one segment is right, only repeated."""
+    return rel["relabel_flawed"] - rel.get("relabel_flawed_duplicate", 0)
+
+
+def _llm_section(by: dict[str, list[Run]]) -> list[str]:
+    """What the language model did in each LLM run: calls, templates, and the share it relabeled."""
+    def rel(r: Run) -> dict:
+        return r.summary.get("relabeling") or {}
+
+    llm = {m: rs for m, rs in by.items() if all("llm_calls" in rel(r) for r in rs)}
+    if not llm:
+        return []
+    narrator = [r.summary["wall_s"] for r in by.get("narrator", [])]
+    md = ["## The language model's part", "",
+          "| method | LLM calls | per 1M steps | templates (retired) | segments relabeled through templates % "
+          "| segments with a verified LLM relabel % | ... one the narrator did not propose there % "
+          "| model's own relabels verified / proposed | relabels expired | wall × narrator |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for m, rs in llm.items():
+        xs = [rel(r) for r in rs]
+        joint = all("joint_llm_share" in x for x in xs)
+        own = [(x.get("llm_lift_verified"), x.get("llm_lift_proposed")) for x in xs]
+        wall = np.mean([r.summary["wall_s"] for r in rs]) / np.mean(narrator) if narrator else None
+        md.append(
+            f"| {m} | {_ms([x['llm_calls'] for x in xs])} | {_ms([x.get('llm_calls_per_1m_steps') for x in xs])} "
+            f"| {_ms([x.get('llm_templates') for x in xs], 0)} ({_ms([x.get('llm_templates_retired') for x in xs], 0)}) "
+            f"| {_ms([_pct(x.get('llm_template_share')) for x in xs])} "
+            f"| {_ms([_pct(x['joint_llm_share']) for x in xs]) if joint else '—'} "
+            f"| {_ms([_pct(x['joint_llm_novel_share']) for x in xs]) if joint else '—'} "
+            f"| {', '.join(f'{v:,.0f} / {p:,.0f}' for v, p in own if p is not None) or '—'} "
+            f"| {_ms([x.get('relabels_expired') for x in xs], 0)} "
+            f"| {'' if wall is None else f'{wall:.2f}'} |")
+    md += ["", "Means ± std over seeds. Templates: written by the model or lifted from its verified relabels "
+           "(`templates.jsonl` in each run dir holds them). The last two shares are of the segments handed "
+           "to the relabeler with something in them, and exist for `narrator+llm` only: a verified LLM "
+           "relabel there may state a spec the narrator also proposed, in the LLM's wording.", ""]
+    return md
 
 
 def _held_out_task_section(suite: list[SuiteLine], by: dict[str, list[Run]]) -> list[str]:
