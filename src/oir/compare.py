@@ -672,9 +672,14 @@ def _plots(cfg: CompareConfig, by: dict[str, list[Run]], split: str) -> list[tup
         fig.tight_layout()
         fig.savefig(cfg.out / "flawed_rate.png", dpi=110)
         plt.close(fig)
+        def total(rs: list[Run], count) -> float:
+            return sum(count(r.summary["relabeling"]) for r in rs)
+
         totals = ", ".join(
-            f"{m}: {sum(r.summary['relabeling']['relabel_flawed'] for r in rs):,} flawed of "
-            f"{sum(r.summary['relabeling']['relabel_proposed'] for r in rs):,} proposed" for m, rs in relabeling.items())
+            f"{m}: {total(rs, _wrong):,.0f} flawed of {total(rs, lambda x: x['relabel_proposed']):,.0f} proposed"
+            + (f", {dup:,.0f} more dropped as duplicates"
+               if (dup := total(rs, lambda x: x.get("relabel_flawed_duplicate", 0))) else "")
+            for m, rs in relabeling.items())
         out.append(("flawed_rate.png", "Flawed relabels over training, by reason",
                     "Share of proposed relabels that verification rejected, per tenth of training, all seeds "
                     f"pooled ({totals}). The narrator proposes only what its own event log shows, so its "
