@@ -98,6 +98,22 @@ def test_half_written_and_unreadable_checkpoints_are_skipped_for_the_previous_on
     assert [r["td_loss"] for r in rows(run)] == [r["td_loss"] for r in ref_rows]
 
 
+def test_checkpoints_none_of_which_this_build_reads_are_one_error_line(finished, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    for f in (run / "checkpoints").rglob("state/*"):  # as from a build whose runner had other fields
+        if f.is_file():
+            f.write_bytes(b"garbage")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"oir: error: none of the 2 checkpoints in {run / 'checkpoints'} can be read by this build "
+                       "of oir (written by another version, or damaged); start the run again")
+    assert sum("is unreadable" in line for line in err) == 2 and len(err) == 3
+
+
 def test_config_json_reproduces_a_run(finished, tmp_path):
     again = tmp_path / "again"
     assert main(["train", "--config", str(finished / "config.json"), "--out", str(again)]) == 0

@@ -329,6 +329,10 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
     if resume:
         got = ckpts.restore(runner)
         if got is None:
+            found = committed_steps(out / "checkpoints")
+            if found:  # orbax found them but none matched this build's runner (warned above)
+                raise ConfigError(f"none of the {len(found)} checkpoints in {out / 'checkpoints'} can be read by "
+                                  "this build of oir (written by another version, or damaged); start the run again")
             raise ConfigError(f"{out} has no checkpoint to resume from (in {out / 'checkpoints'})")
         runner, done, wall0 = got.runner, got.update, got.meta["wall_s"]
         if hs:
