@@ -237,6 +237,10 @@ def test_oir_train_end_to_end_writes_the_run(tmp_path, tiny_suite, algo, capsys)
     (["--num-envs", "3", "--pqn.num-minibatches", "5"], "num_envs x num_steps (48) must divide into 5 minibatches"),
     (["--achievement-bonus", "0.5", "--achievement-bonus-fade", "1.5"], "--achievement-bonus-fade must be in [0, 1], got 1.5"),
     (["--achievement-bonus", "0.5", "--achievement-bonus-counts", "-1"], "--achievement-bonus-counts must be >= 0, got -1"),
+    (["--relabel", "narrator", "--relabeling.suite-share", "0.5"],
+     "--relabeling.suite-share needs --relabeling.seed-suite (oir compare: method narrator+suite)"),
+    (["--relabel", "narrator", "--relabeling.seed-suite", "--relabeling.suite-share", "1"],
+     "--relabeling.suite-share must be in [0, 1), got 1.0"),
     (["--achievement-bonus-counts", "500"],
      "--achievement-bonus-fade and --achievement-bonus-counts shape a bonus: they need --achievement-bonus > 0"),
 ])

@@ -195,6 +195,34 @@ def test_rows_the_worker_added_are_not_drawn_before_their_spec_reaches_the_devic
         hs.worker.close()
 
 
+def test_a_suite_share_draws_that_share_of_instructions_from_the_suite_lines_uniformly():
+    from types import SimpleNamespace
+
+    from oir.encode import make_encoder
+    from oir.hindsight import FREE_PLAY_ROW, Hindsight, RelabelingConfig
+    from oir.relabel import NarratorRelabeler
+
+    wood = lambda n: parse_spec({"all": [{"counter": "collect_wood", "at_least": n}]})  # noqa: E731
+    lines = [SimpleNamespace(text=t, spec=wood(n)) for t, n in (("Chop a tree.", 1), ("Get two logs.", 2))]
+    hs = Hindsight(RelabelingConfig(capacity=16, seed_suite=True, suite_share=0.5), NarratorRelabeler(),
+                   make_encoder("hash", cache=None), num_envs=2)
+    try:
+        assert hs.seed(lines) == 2
+        suite = np.flatnonzero(hs.suite_rows)
+        assert len(suite) == 2 and hs.weights()[FREE_PLAY_ROW] == pytest.approx(hs.weights()[suite].sum() * 0.1 / 0.9)
+        added = hs.buffer.add_many([(f"Collect {k} wood then rest.", wood(k), 0) for k in (3, 4, 5)])
+        rows = [row for row, _ in added]
+        hs._mirror_new()
+        w = hs.weights()
+        assert w[suite[0]] == w[suite[1]]  # uniform, as the baseline draws them
+        assert w[suite].sum() == pytest.approx(w[rows].sum())  # half of what is not free play
+        assert w[FREE_PLAY_ROW] / w.sum() == pytest.approx(0.1)
+        hs.buffer.record(np.eye(16, dtype=np.int64)[suite[0]] * 4, np.eye(16, dtype=np.int64)[suite[0]] * 4)
+        assert hs.weights()[suite[0]] == w[suite[0]]  # mastered or not: priorities do not move them
+    finally:
+        hs.worker.close()
+
+
 def test_training_time_evaluation_writes_curves_into_metrics(tmp_path):
     suite = tmp_path / "tiny.jsonl"
     alive = {"all": [{"counter": "health", "at_least": 1}]}  # holds after one step, whatever the agent does

@@ -77,6 +77,20 @@ def test_pool_samples_only_windows_still_in_the_replay():
     assert live == 2 and batch["valid"].sum() == 2
 
 
+def test_windows_of_a_row_whose_embedding_is_not_on_the_device_wait_in_the_pool():
+    pool = RelabelPool(capacity=8, history=H, window=4)
+    pool.add(env=0, start=10, end=20, task=1)
+    pool.add(env=1, start=10, end=20, task=2)  # row 2: added since the last sync
+    ready = np.array([True, True, False])
+    rng = np.random.default_rng(0)
+    batch, live = pool.sample(rng, 4, now=24, ready=ready)
+    assert live == 1 and batch["valid"].sum() == 1 and batch["task"][0] == 1
+    assert pool.used_count == 1 and pool.expired_unused == 0  # waiting, not drawn and not expired
+    ready[2] = True
+    batch, live = pool.sample(rng, 4, now=24, ready=ready)
+    assert live == 2 and sorted(batch["task"][batch["valid"]].tolist()) == [1, 2] and pool.used_count == 2
+
+
 def test_relabel_windows_end_at_the_success_step_and_mask_steps_before_the_segment():
     replay = replay_init(H, N, 2)
     # obs[:, env, 0] = per-env step index, written in two rollouts of 8 steps
@@ -295,6 +309,8 @@ def test_a_relabel_that_comes_after_its_steps_left_the_replay_still_becomes_the_
     m = hs.metrics(1.0)
     assert m["relabel_verified"] > 0 and m["relabels_expired"] == 0
     assert m["relabel_windows_late"] == m["relabel_windows_added"] > 0
+    assert not hs.next_batch(12, 4).valid.any()  # the rows' embeddings are not on the device yet
+    hs._mirror_new()  # what the next sync does before it uploads them
     rb = hs.next_batch(12, 4)
     assert rb.late is not None and bool(rb.late.all())  # only late windows live: the replay's are gone
     replay = replay_init(LATE_H, N, LATE_DIM)  # zeros: every value below comes from the host's store

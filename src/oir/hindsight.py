@@ -78,6 +78,11 @@ class RelabelingConfig:
     # Also train on the suite's train lines: relabels are added to them (the paper's set-up,
     # `oir compare` method narrator+suite). Off, OIR never sees a human instruction.
     seed_suite: bool = False
+    # With seed_suite: this share of the instructions (free play aside) is drawn uniformly from the
+    # suite's lines, as the no-relabel baseline draws them, and the rest by priority from the
+    # relabels. 0: the lines are rows like any relabel, and as the buffer grows to thousands of
+    # relabels they fall to a few percent of the rollouts.
+    suite_share: float = 0.0
     # Curriculum toward the rare: instruction priorities times (median / how often relabeling found
     # the instruction's rarest achievement) ** rarity, in [1, 10] (0: off; oir.buffer).
     rarity: float = 0.0
@@ -130,11 +135,17 @@ class Hindsight:
         # row drawn before its spec arrives would be an empty (instantly true) task.
         self.on_device = np.zeros(cfg.capacity, bool)
         self.on_device[FREE_PLAY_ROW] = True
+        self.suite_rows = np.zeros(cfg.capacity, bool)  # rows the suite's lines took (seed)
 
     # -- device tables --------------------------------------------------------------------
     def weights(self) -> np.ndarray:
         """Sampling weights: buffer priorities, plus the free-play row's share."""
         w = self.buffer.priorities().astype(np.float64) * self.on_device
+        share, suite = self.cfg.suite_share, self.suite_rows
+        if share > 0 and suite.any():
+            w[suite] = 0.0
+            relabels = w.sum()
+            w[suite] = 1.0 if relabels == 0 else relabels * share / (1.0 - share) / suite.sum()
         rest = w.sum()
         w[FREE_PLAY_ROW] = 1.0 if rest == 0 else rest * self.cfg.free_play / (1.0 - self.cfg.free_play)
         return w.astype(np.float32)
@@ -161,10 +172,12 @@ class Hindsight:
         if late is not None and late.size:
             k = int(self.rng.binomial(b, late.size / (late.size + self.counts["relabels_live"])))
         rarity = self.buffer.rarity_weights(power=1.0) if self.cfg.sampling == "rare-first" else None
-        cols, live = self.pool.sample(self.rng, b - k, now=(update + 1) * num_steps, rarity=rarity)
+        # A row added since the last sync has no embedding on the device yet: its windows wait.
+        cols, live = self.pool.sample(self.rng, b - k, now=(update + 1) * num_steps, rarity=rarity,
+                                      ready=self.on_device)
         self.counts["relabels_live"] = live
         if late is not None:
-            more = late.sample(self.rng, k)
+            more = late.sample(self.rng, k, ready=self.on_device)
             w, dim = self.cfg.window, late.obs.shape[-1]
             cols = {c: np.concatenate([v, more[c]]) for c, v in cols.items()}
             cols["obs"] = np.concatenate([np.zeros((w, b - k, dim), np.float16), more["obs"]], axis=1)
@@ -264,7 +277,8 @@ class Hindsight:
         paper's set-up, where relabels are added to a labelled instruction set. Call before
         :meth:`initial`; returns how many rows they took (merged or filtered lines take none)."""
         before = len(self.buffer)
-        self.buffer.add_many([(x.text, x.spec, 0) for x in lines])
+        rows = [row for row, outcome in self.buffer.add_many([(x.text, x.spec, 0) for x in lines]) if outcome == "new"]
+        self.suite_rows[rows] = True
         self._mirror_new()
         return len(self.buffer) - before
 
@@ -287,7 +301,7 @@ class Hindsight:
 
     # -- checkpoints ----------------------------------------------------------------------
     _STATE = ("buffer", "pool", "rng", "counts", "host_s", "tracker", "bank", "emb", "hit", "syncs", "kept",
-              "on_device", "env_steps", "late")
+              "on_device", "env_steps", "late", "suite_rows")
 
     def state(self) -> bytes:
         """The host state, pickled, with the segments the worker has not started on (they are
@@ -312,6 +326,8 @@ class Hindsight:
             self.worker.submit(batch)
         for k in self._STATE:
             setattr(self, k, state.get(k))  # "late": None in checkpoints from before the store
+        if self.suite_rows is None:  # checkpoints from before the suite share
+            self.suite_rows = np.zeros(self.cfg.capacity, bool)
         if self.hit is not None:
             self.hit = self.hit.astype(np.float32)  # checkpoints before ELLM's paid rewards held bools
         self.buffer.encoder = self.encoder

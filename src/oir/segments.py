@@ -338,10 +338,14 @@ class RelabelPool:
         return self.used_count / settled if settled else None
 
     def sample(
-        self, rng: np.random.Generator, batch: int, now: int, rarity: np.ndarray | None = None
+        self, rng: np.random.Generator, batch: int, now: int, rarity: np.ndarray | None = None,
+        ready: np.ndarray | None = None,
     ) -> tuple[dict[str, np.ndarray], int]:
         """``batch`` relabels whose window is still in the replay (``now``: steps written so far).
         ``rarity``: a weight >= 1 per instruction row, for ``rare-first`` (None: none is rare).
+        ``ready``: per instruction row, whether the learner has its embedding yet (None: all); a
+        relabel of a row that is not ready waits in the pool, neither drawn nor expired, since
+        the learner would see the row's all-zero placeholder embedding instead of its text.
 
         Returns the batch (padding rows invalid) and how many live relabels there were.
         """
@@ -351,7 +355,7 @@ class RelabelPool:
         gone = ~alive & ~self.settled[: self.size]  # left the replay unused (used ones are settled)
         self.expired_unused += int(gone.sum())
         self.settled[: self.size] |= gone
-        live = np.flatnonzero(alive)
+        live = np.flatnonzero(alive if ready is None else alive & ready[d[:, 3]])
         if self.sampling == "unused-first":
             fresh = live[~self.used[live]]
             fresh = fresh[np.argsort(first[fresh], kind="stable")][:batch]  # the nearest to expiry first
@@ -504,9 +508,11 @@ class LateWindows:
         self.next = (self.next + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
-    def sample(self, rng: np.random.Generator, k: int) -> dict[str, np.ndarray]:
-        """``k`` windows at random, in :class:`RelabelBatch` columns (``[window, k]`` steps)."""
+    def sample(self, rng: np.random.Generator, k: int, ready: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """``k`` windows at random, in :class:`RelabelBatch` columns (``[window, k]`` steps);
+        ``ready`` as in :meth:`RelabelPool.sample` (a window of a row not ready is drawn invalid)."""
         idx = rng.choice(self.size, size=k, replace=self.size < k) if self.size and k else np.zeros(0, np.int64)
+        valid = np.ones(k, bool) if ready is None else ready[self.task[idx]]
         return {"env": np.zeros(k, np.int32), "start": self.first[idx], "end": np.full(k, self.window - 1, np.int32),
-                "task": self.task[idx], "valid": np.ones(k, bool),
+                "task": self.task[idx], "valid": valid,
                 "obs": self.obs[idx].transpose(1, 0, 2), "action": self.action[idx].T.astype(np.int32)}

@@ -196,6 +196,9 @@ def validate(cfg: TrainConfig) -> None:
     need(rl.sampling in POOL_SAMPLING, f"unknown --relabeling.sampling {rl.sampling!r} (choose from {', '.join(POOL_SAMPLING)})")
     need(0.0 <= rl.free_play < 1.0, f"--relabeling.free-play must be in [0, 1), got {rl.free_play}")
     need(rl.rarity >= 0.0, f"--relabeling.rarity must be >= 0, got {rl.rarity}")
+    need(0.0 <= rl.suite_share < 1.0, f"--relabeling.suite-share must be in [0, 1), got {rl.suite_share}")
+    need(rl.suite_share == 0 or rl.seed_suite or cfg.relabel == "none",
+         "--relabeling.suite-share needs --relabeling.seed-suite (oir compare: method narrator+suite)")
     need(cfg.ppo.relabel_bc_coef >= 0 and cfg.ppo.relabel_sil_coef >= 0,
          "--ppo.relabel-bc-coef and --ppo.relabel-sil-coef must be >= 0")
     need(cfg.encoder in ENCODERS, f"unknown --encoder {cfg.encoder!r} (choose from {', '.join(ENCODERS)})")
