@@ -38,6 +38,16 @@ def test_run_suite_batches_every_line_and_episode(tiny_suite):
     assert s.coverage == 0.5 and s.paraphrase_gap == 0.0
 
 
+def test_the_default_cap_is_for_tasks_without_a_budget_a_longer_budget_runs_to_its_end():
+    hungry = {"counter": "food", "at_most": 8}  # food first drops after some 25-30 steps
+    specs = (("capped", {"all": [hungry]}), ("budget", {"all": [hungry], "within": 60}),
+             ("diamonds", TINY[2]["task"]))  # the shapes of the test above: its compile is reused
+    lines = [SuiteLine(i, i, "get hungry", parse_spec(spec), "test", "c", False, 1) for i, spec in specs]
+    capped, budget, _ = run_suite(lines, random_policy, episodes=2, max_steps=12, chunk=6)
+    assert capped.successes == 0  # cut at the default cap of 12 steps
+    assert budget.successes == 2 and all(12 < t <= 60 for t in budget.steps_to_success)
+
+
 def line(task_id: str, paraphrase: bool, category: str = "c") -> SuiteLine:
     spec = parse_spec({"all": [{"counter": "collect_wood", "at_least": 1}]})
     return SuiteLine(f"{task_id}{'~p' if paraphrase else ''}", task_id, "x", spec, "test", category, paraphrase, 1)

@@ -58,7 +58,9 @@ def _make_chunk(env: VecEnv, policy: Callable, chunk: int, max_steps: int):
             won_now = live & success
             won = won | won_now
             won_at = jnp.where(won_now, prog.t, won_at)
-            ended = ended | success | fail | world.done | (prog.t >= max_steps)
+            # The default cap is for tasks without a budget; one with a budget fails at its end.
+            cap = jnp.where(bank.within == tasks.NO_BUDGET, max_steps, tasks.NO_BUDGET)
+            ended = ended | success | fail | world.done | (prog.t >= cap)
             return (vec, obs, prog, ended, won, won_at), None
 
         key, carry = carry[0], carry[1:]
@@ -83,7 +85,8 @@ def run_suite(
     seed: int = 0,
     chunk: int = 50,
 ) -> list[LineResult]:
-    """Success of ``policy`` on every line, ``episodes`` fresh worlds each, in one batch."""
+    """Success of ``policy`` on every line, ``episodes`` fresh worlds each, in one batch; an
+    episode ends at its task's budget (``within``), or after ``max_steps`` when it has none."""
     if not lines:
         raise ValueError("the suite has no lines to evaluate")
     if episodes < 1 or max_steps < 1:
@@ -104,7 +107,8 @@ def run_suite(
         step_chunk, params = _CHUNKS[key_], (policy.params, policy.emb)
     else:
         step_chunk, params = _make_chunk(env, lambda _, k, o, ln: policy(k, o, ln), chunk, max_steps), ()
-    for _ in range(-(-max_steps // chunk)):
+    horizon = max([max_steps, *(x.spec.within or 0 for x in lines)])  # a budget may exceed the cap
+    for _ in range(-(-horizon // chunk)):
         carry = step_chunk(carry, bank, line, params)
         if bool(carry[4].all()):
             break

@@ -303,7 +303,7 @@ def first_successes(specs: Sequence[TaskSpec], counters: np.ndarray) -> list[int
 
 FAIL_NONE, FAIL_ORDER, FAIL_BUDGET = 1, 2, 3
 FAIL_REASONS = {FAIL_NONE: "none", FAIL_ORDER: "order", FAIL_BUDGET: "budget"}
-_NO_BUDGET = np.iinfo(np.int32).max
+NO_BUDGET = np.iinfo(np.int32).max
 
 
 @struct.dataclass
@@ -356,7 +356,7 @@ class TaskBank:
         a = pack([s.all for s in specs], MAX_ALL)
         n = pack([s.none for s in specs], MAX_NONE)
         ordered = np.zeros(m, bool)
-        within = np.full(m, _NO_BUDGET, np.int32)
+        within = np.full(m, NO_BUDGET, np.int32)
         for r, s in enumerate(specs):
             ordered[r] = s.ordered
             if s.within is not None:
