@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -81,6 +83,20 @@ def test_simultaneous_deaths_get_distinct_worlds_and_pool_refills(task_env):
     assert not np.array_equal(np.asarray(s2.vec.pool.map), old_pool)
 
 
+def test_restarts_past_the_pools_end_take_the_refilled_pools_worlds_not_ones_handed_out(task_env):
+    _env, reset, step = task_env  # a pool of 2 worlds
+    _, s = reset(jax.random.PRNGKey(11), TaskBank.from_specs([NEVER]))
+    die = lambda s, envs: functools.reduce(  # noqa: E731
+        lambda s, i: edit_env(s, i, lambda e: e.replace(player_health=jnp.asarray(0, jnp.int32))), envs, s)
+    _, s, _ = step(jax.random.PRNGKey(12), die(s, [0]), act(Action.NOOP))  # takes slot 0
+    assert int(s.vec.pool_next) == 1
+    _, s, out = step(jax.random.PRNGKey(13), die(s, [1, 2]), act(Action.NOOP))  # slot 1, then the new pool's 0
+    assert np.asarray(out.world.done).tolist() == [False, True, True, False]
+    maps = np.asarray(s.vec.env.map)
+    assert not any(np.array_equal(maps[i], maps[j]) for i, j in ((0, 1), (0, 2), (1, 2)))
+    assert int(s.vec.pool_next) == 1
+
+
 def test_instruction_switch_keeps_world_and_counts_from_the_switch(task_env):
     _env, reset, step = task_env
     bank = TaskBank.from_specs([AT_ONCE, TWO_WOOD])
@@ -141,7 +157,8 @@ def test_fresh_start_gives_a_fresh_world_after_success_but_not_after_a_timeout(f
     _, s, out = step(jax.random.PRNGKey(2), s, act(Action.NOOP))
     assert np.asarray(out.success).all() and np.asarray(out.fresh).all() and not np.asarray(out.world.done).any()
     assert (np.asarray(s.vec.env.timestep) == 0).all() and (np.asarray(s.vec.episode_length) == 0).all()
-    assert pool_next + N >= 2 and int(s.vec.pool_next) == 0  # took N >= 2 pool worlds: a refilled pool
+    # A burst of N = 4 restarts over a pool of 2: the refilled pool's worlds are all handed out too.
+    assert pool_next + N >= 2 and int(s.vec.pool_next) == 2
     # A task that never holds times out after 3 steps: the world goes on.
     _, s = reset(jax.random.PRNGKey(3), TaskBank.from_specs([NEVER]))
     for k in range(3):

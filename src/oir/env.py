@@ -120,24 +120,26 @@ class VecEnv:
 
     def restart(self, key: jax.Array, state: VecState, obs: jax.Array, mask: jax.Array) -> tuple[jax.Array, VecState]:
         """The envs in ``mask`` take fresh worlds from the pool (refilled in one call once used up)."""
-        # Restarted envs take consecutive pool slots, so a burst of up to P restarts in one step
-        # still gets P distinct worlds.
-        slot = (state.pool_next + jnp.cumsum(mask) - 1) % self.reset_pool
+        p = self.reset_pool
+        # Restarted envs take consecutive slots; those past the pool's end take the refilled
+        # pool's first slots, so no world is handed out twice (a burst of more than P restarts in
+        # one step wraps inside the new pool).
+        slot = state.pool_next + jnp.cumsum(mask) - 1
         used = state.pool_next + mask.sum()
+        refill = used >= p
+        new_obs, new_pool = jax.lax.cond(refill, lambda: self._worlds(key, p), lambda: (state.pool_obs, state.pool))
 
         def take(args):
             env_state, obs = args
-            fresh = jax.tree.map(lambda p: p[slot], state.pool)
+            old = slot < p
+            at = lambda a, b: jnp.where(old.reshape((-1,) + (1,) * (a.ndim - 1)), a[slot % p], b[(slot - p) % p])  # noqa: E731
+            fresh = jax.tree.map(at, state.pool, new_pool)
             pick = lambda f, s: jnp.where(mask.reshape((-1,) + (1,) * (s.ndim - 1)), f, s)  # noqa: E731
-            return jax.tree.map(pick, fresh, env_state), pick(state.pool_obs[slot], obs)
+            return jax.tree.map(pick, fresh, env_state), pick(at(state.pool_obs, new_obs), obs)
 
         env_state, obs = jax.lax.cond(mask.any(), take, lambda a: a, (state.env, obs))
-        pool_obs, pool, pool_next = jax.lax.cond(
-            used >= self.reset_pool,
-            lambda: (*self._worlds(key, self.reset_pool), jnp.zeros((), jnp.int32)),
-            lambda: (state.pool_obs, state.pool, used.astype(jnp.int32)),
-        )
-        return obs, state.replace(env=env_state, pool=pool, pool_obs=pool_obs, pool_next=pool_next,
+        pool_next = jnp.where(refill, jnp.minimum(used - p, p), used).astype(jnp.int32)
+        return obs, state.replace(env=env_state, pool=new_pool, pool_obs=new_obs, pool_next=pool_next,
                                   episode_length=jnp.where(mask, 0, state.episode_length))
 
 
