@@ -199,5 +199,4 @@ def load_params(run_dir: Path):
     try:
         return ocp.StandardCheckpointer().restore(path)["params"]
     except Exception as e:  # orbax raises many types for a damaged dir
-        msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise ValueError(f"cannot read the checkpoint in {path}: {msg}") from None
+        raise ValueError(f"cannot read the checkpoint in {path}: {first_line(e, typed=False)}") from None

@@ -28,6 +28,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from oir.errors import first_line
+
 AXIS = "envs"
 
 
@@ -42,9 +44,8 @@ def start_processes(coordinator: str, num_processes: int, process_id: int) -> No
     try:
         jax.distributed.initialize(coordinator, num_processes, process_id)
     except Exception as e:  # XLA raises runtime errors of its own types for an unreachable coordinator
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise DeviceError(f"cannot join the run at --coordinator {coordinator} as process {process_id} "
-                          f"of {num_processes} ({first})") from None
+                          f"of {num_processes} ({first_line(e, typed=False, limit=200)})") from None
 
 
 def to_host(tree):

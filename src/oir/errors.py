@@ -14,10 +14,13 @@ class CliError(Exception):
     """Bad input from the user: printed as one line."""
 
 
-def first_line(e: BaseException) -> str:
-    """``Type: first line of the message`` (160 characters at most): an exception said in a warning line."""
+def first_line(e: BaseException, typed: bool = True, limit: int = 160) -> str:
+    """``Type: first line of the message`` (``limit`` characters of it at most; without the type
+    unless ``typed``; the type alone when there is no message): an exception said in one line."""
     text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0][:160]}" if text else type(e).__name__
+    if not text:
+        return type(e).__name__
+    return f"{type(e).__name__}: {text.splitlines()[0][:limit]}" if typed else text.splitlines()[0][:limit]
 
 
 def check_writable(path: Path | None, option: str = "--out") -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from oir.errors import CliError, check_writable
+from oir.errors import CliError, check_writable, first_line
 
 if TYPE_CHECKING:
     import numpy as np
@@ -319,8 +319,7 @@ def play(cfg: PlayConfig, console: Console) -> int:
     except (FileNotFoundError, ValueError) as e:  # a bad config.json or checkpoint: already one line
         raise CliError(str(e)) from None
     except Exception as e:  # anything else the loading raises (the encoder, say): one line too
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise CliError(f"cannot load the run in {cfg.run}: {first}") from None
+        raise CliError(f"cannot load the run in {cfg.run}: {first_line(e, typed=False, limit=400)}") from None
     console.print(f"[bold]oir play[/]: {cfg.run} ({run_cfg.algo}, {run_cfg.encoder} encoder), seed {cfg.seed}, "
                   f"up to {cfg.steps} steps: {cfg.instruction.strip()!r}", soft_wrap=True, highlight=False)
     frames, durations, outcome = run_play(cfg, spec, policy)
