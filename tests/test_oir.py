@@ -169,8 +169,9 @@ def test_similarity_run_counts_unsupported_rewards(tmp_path):
 def test_ppo_grows_its_buffer_and_imitates_relabeled_windows(tmp_path, algo):
     _out, summary, rows = run(tmp_path, algo, "--algo", algo, "--relabel", "narrator",
                              "--ppo.num-steps", "16", "--ppo.num-minibatches", "2", "--ppo.relabel-bc-coef", "0.1",
-                             "--ppo.relabel-sil-coef", "0.1")
+                             "--ppo.relabel-sil-coef", "0.1", "--relabeling.world-span", "48")
     assert summary["relabeling"]["unique_instructions"] > 0
+    assert summary["relabeling"]["relabel_flawed"] == 0  # world spans: nothing held before its instruction
     assert max(r["relabel_windows"] for r in rows) > 0  # hindsight imitation trained on windows
     assert all(np.isfinite(r["relabel_bc_loss"]) and np.isfinite(r["relabel_sil_loss"]) for r in rows)
     assert all(0.0 <= r["relabel_sil_active"] <= 1.0 for r in rows)

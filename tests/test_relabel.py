@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -76,14 +77,37 @@ levels_st = st.lists(st.lists(st.integers(0, 9), min_size=NUM_LEVELS, max_size=N
 
 
 @settings(max_examples=200, deadline=None)
-@given(events_st, levels_st, st.integers(1, 40))
-def test_narrator_never_proposes_a_flawed_relabel(events_at, levels, cap):
-    """Random events and random inventory and vitals traces: every proposal of every kind holds."""
+@given(events_st, levels_st, st.integers(1, 40), st.sampled_from([0, 0, 1, 7, 20, 39, 40]))
+def test_narrator_never_proposes_a_flawed_relabel(events_at, levels, cap, after):
+    """Random events and random inventory and vitals traces, in a world span or not: every
+    proposal of every kind holds, and first holds after the earlier instructions' steps."""
     seg = segment_with(events_at, length=40)
-    seg = Segment(seg.events, np.array(levels, np.int32), seg.nearby)
+    seg = Segment(seg.events, np.array(levels, np.int32), seg.nearby, after=after)
     kept, flawed = verify(seg, NarratorRelabeler(max_proposals=cap).propose(seg))
     assert not flawed
-    assert all(1 <= r.step <= seg.length for r in kept)
+    assert all(after < r.step <= seg.length for r in kept)
+
+
+def test_a_world_span_states_the_count_reached_across_instructions_and_nothing_stated_before():
+    """Saplings planted at steps 3 and 8 under earlier instructions and at 14 under this one
+    (which began after step 10, and drank at 12): three planted is stated, one planted is not
+    (it was stated with the earlier instruction)."""
+    seg = segment_with({2: ["collect_sapling"], 3: ["place_plant"], 8: ["place_plant"], 12: ["collect_drink"],
+                        14: ["place_plant"]}, 16)
+    seg = Segment(seg.events, seg.levels, seg.nearby, after=10)
+    proposals = NarratorRelabeler(max_proposals=100).propose(seg)
+    kept, flawed = verify(seg, proposals)
+    assert not flawed and len(kept) == len(proposals)
+    steps = {json.dumps(r.spec.to_json(), sort_keys=True): r.step for r in kept}
+    three = json.dumps({"all": [{"at_least": 3, "counter": "place_plant"}]}, sort_keys=True)
+    assert steps.pop(three) == 14
+    drink = {json.dumps(r.spec.to_json(), sort_keys=True) for r in kept if "collect_drink" in r.spec.key()}
+    assert len(drink) >= 4  # drinking, plant then drink, its budget and a vital kept up: all at step 12
+    assert set(steps.values()) == {12}
+    assert not any(r.spec.to_json() == {"all": [{"counter": "place_plant", "at_least": 1}]} for r in kept)
+    # A proposal that first held before the instruction is flawed as held-before.
+    stale = {"text": "Plant a sapling.", "task": {"all": [{"counter": "place_plant", "at_least": 1}]}}
+    assert verify(seg, [stale]) == ([], Counter({"held-before": 1}))
 
 
 def test_every_narrator_form_verifies_on_a_constructed_trace():

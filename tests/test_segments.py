@@ -356,3 +356,49 @@ def test_late_windows_pickle_only_what_they_hold():
     back = pickle.loads(blob)
     assert back.obs.shape == lw.obs.shape and back.size == 1 and back.task[0] == 7 and back.first[0] == 1
     assert (back.obs[0, 1:] == obs[:3]).all() and (back.action[0, 1:] == action[:3]).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 6), st.floats(0.0, 0.6), st.integers(4, 12), st.sampled_from([5, 20, 52]))
+def test_world_spans_reach_back_to_the_worlds_first_step_and_no_further(seed, n_chunks, p_done, t_len, span):
+    """With a world span, each segment is its world's steps up to its instruction's end (at most
+    ``span`` of them, never fewer than its own), from the state before the first of them (a fresh
+    world's levels at a world start), and ``after`` counts the steps of earlier instructions.
+    Checked against every env's whole history, kept in plain lists."""
+    rng = np.random.default_rng(seed)
+    n, h = 5, 64
+    nearby0 = rng.random((n, NUM_NEARBY)) < 0.3
+    tr = SegmentTracker(n, h, FRESH, nearby0, span=span)
+    events, levels, nearby = [], [], []  # per step: [n, ...] after it
+    world = np.zeros(n, np.int64)  # each env's world's first step
+    own = np.zeros(n, np.int64)  # each env's instruction's first step
+    for _ in range(n_chunks):
+        done = rng.random((t_len, n)) < p_done
+        world_done = done & (rng.random((t_len, n)) < 0.3)
+        world_new = world_done | (done & (rng.random((t_len, n)) < 0.2))
+        c = Chunk(rng.integers(0, 50, (t_len, n)).astype(np.int32), done, done & ~world_done,
+                  world_done, rng.integers(0, 3, (t_len, n, NUM_EVENTS)).astype(np.int8),
+                  rng.integers(0, 10, (t_len, n, NUM_LEVELS)).astype(np.int8), rng.random((t_len, n, NUM_NEARBY)) < 0.3,
+                  world_new)
+        got = tr.push(c)
+        want = []
+        for t in range(t_len):
+            events.append(c.events[t]), levels.append(c.levels[t]), nearby.append(c.nearby[t])
+            g = len(events) - 1
+            for i in np.flatnonzero(done[t]):
+                s = min(own[i], max(world[i], g - span + 1))
+                lv0 = FRESH if s == world[i] else levels[s - 1][i]
+                nb0 = nearby0[i] if s == 0 else nearby[s - 1][i]
+                want.append((i, s, own[i] - s, np.stack([e[i] for e in events[s:]]),
+                             np.stack([lv0, *(x[i] for x in levels[s:])]), np.stack([nb0, *(x[i] for x in nearby[s:])])))
+                own[i] = g + 1
+            world[world_new[t]] = g + 1
+        assert len(got) == len(want)
+        for k, (env, start, after, ev, lv, nb) in enumerate(want):
+            seg = got.segment(k)
+            assert (got.env[k], got.start[k], got.after[k], seg.after) == (env, start, after, after)
+            assert np.array_equal(seg.events, ev) and np.array_equal(seg.levels, lv) and np.array_equal(seg.nearby, nb)
+        sub = got.select(got.eventful(3))  # eventful: something to state after the earlier instructions
+        for j, k in enumerate(np.flatnonzero(got.eventful(3))):
+            assert sub.segment(j).after == got.after[k] and sub.segment(j).events[got.after[k]:, :3].any()
+        assert not any(got.segment(k).events[got.after[k]:, :3].any() for k in np.flatnonzero(~got.eventful(3)))

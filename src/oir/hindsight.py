@@ -86,6 +86,12 @@ class RelabelingConfig:
     # Curriculum toward the rare: instruction priorities times (median / how often relabeling found
     # the instruction's rarest achievement) ** rarity, in [1, 10] (0: off; oir.buffer).
     rarity: float = 0.0
+    # Relabel each instruction's steps together with those before it in the same world, up to
+    # this many steps in all (0: one instruction's steps). Counts and orders reached across
+    # instructions are then stated (three saplings planted under three instructions); only
+    # statements that first hold within the instruction's own steps are kept. At most
+    # history - the rollout's steps.
+    world_span: int = 0
 
 
 def late_store_mb(cfg: RelabelingConfig, relabel: str, trains_windows: bool) -> float:
@@ -159,7 +165,8 @@ class Hindsight:
         chunks then carry them: :func:`late_store_mb`)."""
         obs = np.asarray(to_host(runner.obs))
         dim = obs.shape[-1] if late_mb > 0 else 0
-        self.tracker = SegmentTracker(self.n, self.cfg.history, fresh_levels, nearby_from_obs(obs), obs_dim=dim)
+        self.tracker = SegmentTracker(self.n, self.cfg.history, fresh_levels, nearby_from_obs(obs), obs_dim=dim,
+                                      span=self.cfg.world_span)
         if dim:
             self.late = LateWindows(late_mb, self.cfg.window, dim)
 
@@ -209,7 +216,9 @@ class Hindsight:
             eventful = eventful.select(slice(0, fit))
         taken = self.worker.submit(eventful.without_steps())
         for k in range(taken if self.late is not None else 0):
-            self.late.keep((int(eventful.env[k]), int(eventful.start[k])), *eventful.steps_of(k))
+            # keyed by the last step: segments of one world span share their first
+            self.late.keep((int(eventful.env[k]), int(eventful.start[k] + eventful.lengths[k] - 1)),
+                           *eventful.steps_of(k))
         if self.cfg.synchronous:
             self.worker.flush()
         for res in self.worker.drain():
@@ -244,7 +253,7 @@ class Hindsight:
         for reason, k in res.flawed.items():
             self.counts[f"flawed_{reason}"] += k
         info = res.info
-        steps = self.late.take((info.env, info.start)) if self.late is not None else None
+        steps = self.late.take((info.env, info.end)) if self.late is not None else None
         for r, row in zip(res.relabels, res.rows or [None] * len(res.relabels), strict=True):
             if row is None or (row == info.task and info.success):
                 continue  # dropped by the buffer, or the instruction it followed (already rewarded online)

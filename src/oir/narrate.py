@@ -97,6 +97,9 @@ class Segment:
     levels: np.ndarray  # int [T + 1, NUM_LEVELS]
     nearby: np.ndarray  # bool [T + 1, NUM_NEARBY]
     ended: bool = False  # the game ended at the last step
+    # Steps at its start that came before its own instruction (a world span): what first held
+    # there was stated with an earlier segment, so relabels must first hold after them.
+    after: int = 0
 
     def __post_init__(self):
         t = self.events.shape[0]
@@ -170,6 +173,8 @@ def _step_entries(events: np.ndarray, levels_after: np.ndarray) -> list[str]:
 def narrate(seg: Segment) -> str:
     """The text of one segment. Consecutive repeats of one event are merged: ``t=3..7 ... x3``."""
     lines = [f"Segment of {seg.length} steps.", "Start: " + _summary(seg.levels[0], seg.nearby[0]) + "."]
+    if seg.after:
+        lines[0] += f" Its instruction began after step {seg.after}."
     # (first step, last step, phrase without the trailing level, count, phrase with level)
     log: list[list] = []
     steps = np.flatnonzero(seg.events[:, : len(ACHIEVEMENTS)].any(axis=1))

@@ -53,7 +53,8 @@ from oir.tasks import (
     parse_spec,
 )
 
-FLAW_REASONS = ("does-not-hold", "unknown-counter", "malformed-json", "empty", "duplicate", "no-spec", "text-mismatch")
+FLAW_REASONS = ("does-not-hold", "unknown-counter", "malformed-json", "empty", "duplicate", "no-spec", "text-mismatch",
+                "held-before")
 # --relabel values that ask a language model (the others: none, narrator)
 LLM_RELABELS = ("llm", "narrator+llm")
 # Similarity rewards only: the text never came within delta of any step's state text.
@@ -157,7 +158,9 @@ def verify(
     ``reward_step(text, spec)`` replaces the spec check for similarity rewards: the 1-based step
     to reward, or None (counted as ``below-delta``). A proposal without a spec (text only) is
     ``no-spec`` when verifying; with similarity rewards it is kept, with :data:`UNVERIFIED_SPEC`.
-    Specs that are given must parse in both modes.
+    Specs that are given must parse in both modes. A spec that first held within the segment's
+    ``after`` steps (an earlier instruction's, in a world span) is ``held-before``: it was stated
+    with that instruction's segment.
     """
     counters = segment.counters()
     flawed: Counter = Counter()
@@ -199,6 +202,9 @@ def verify(
             step = reward_step(text, spec)
         if step is None:
             flawed["does-not-hold" if reward_step is None else BELOW_DELTA] += 1
+            continue
+        if step <= segment.after:
+            flawed["held-before"] += 1
             continue
         seen_text.add(norm)
         seen_spec.add(key)
@@ -345,6 +351,7 @@ class NarratorRelabeler:
         happened_idx = _ACHIEVEMENT_COLS[totals[_ACHIEVEMENT_COLS] > 0]
         if not len(happened_idx):
             return []
+        after = segment.after  # a world span: state only what first holds after the earlier instructions
         steps = (cum[:, happened_idx] > 0).argmax(axis=0) + 1
         first = {EVENT_NAMES[i]: int(t) for i, t in zip(happened_idx.tolist(), steps.tolist(), strict=True)}
         happened = list(first)  # in ACHIEVEMENTS order (the columns are)
@@ -355,9 +362,12 @@ class NarratorRelabeler:
         order = sorted(happened, key=lambda a: (first[a], ACHIEVEMENTS.index(a)))
         kinds: dict[str, list[dict]] = {}
 
-        def add(kind: str, args: tuple, task: dict, words: Callable[[random.Random], str]) -> None:
-            """Propose ``task`` worded by ``words(rng)``, whose randomness is a function of the task
-            and the segment's variant only: so the text is too, and is looked up once made."""
+        def add(kind: str, args: tuple, task: dict, words: Callable[[random.Random], str], step: int) -> None:
+            """Propose ``task`` (first true at ``step``) worded by ``words(rng)``, whose randomness is a
+            function of the task and the segment's variant only: so the text is too, and is looked up
+            once made."""
+            if step <= after:
+                return
             key = (kind, args, variant)  # args: what the kind's task is made from
             text = _TEXTS.get(key)
             if text is None:
@@ -380,8 +390,9 @@ class NarratorRelabeler:
         for a in order:
             n = int(totals[COUNTER_INDEX[a]])
             for k in sorted({n, 1} if n > 1 else {1}, reverse=True):
+                reached = first[a] if k == 1 else int((cum[:, COUNTER_INDEX[a]] >= k).argmax()) + 1
                 add("count" if k == n else "prefix", (a, k), {"all": [_clause(a, k)]},
-                    lambda r, a=a, k=k: phrase(r, a, k))
+                    lambda r, a=a, k=k: phrase(r, a, k), reached)
         # Pairs and triples of first occurrences, in the order they were first done.
         for size in (2, 3):
             for i in range(len(order) - size + 1):
@@ -393,7 +404,8 @@ class NarratorRelabeler:
                     parts = [phrase(r, x, 1) for x in run]
                     return r.choice(_SEQUENCE_GLUE[size]).format(*parts)
 
-                add(f"sequence{size}", tuple(run), {"all": [_clause(x, 1) for x in run], "ordered": True}, sequence)
+                add(f"sequence{size}", tuple(run), {"all": [_clause(x, 1) for x in run], "ordered": True}, sequence,
+                    first[run[-1]])
         # A prohibition that held until the goal was reached, natural ones first.
         for a in order:
             banned = next((b for b in (*_NATURAL_NONE.get(a, ()), *_GENERIC_NONE)
@@ -401,24 +413,28 @@ class NarratorRelabeler:
             if banned is None:
                 continue
             add("prohibition", (a, banned), {"all": [_clause(a, 1)], "none": [_clause(banned, 1)]},
-                lambda r, a=a, banned=banned: f"{phrase(r, a, 1)} {r.choice(_NONE_GLUE)} {_NONE_WORDS[banned]}")
+                lambda r, a=a, banned=banned: f"{phrase(r, a, 1)} {r.choice(_NONE_GLUE)} {_NONE_WORDS[banned]}",
+                first[a])
         # Inventory the agent built up in this segment (levels are absolute: only gains it made).
         peaks = segment.levels[1:, _INVENTORY_COLS].max(axis=0).tolist()
         held0 = segment.levels[0, _INVENTORY_COLS].tolist()
-        for item, peak, before in zip(INVENTORY_ITEMS, peaks, held0, strict=True):
+        for col, item, peak, before in zip(_INVENTORY_COLS, INVENTORY_ITEMS, peaks, held0, strict=True):
             if peak >= 2 and peak > before:
                 add("inventory", (item, peak), {"all": [{"counter": f"inventory_{item}", "at_least": peak}]},
                     lambda r, item=item, peak=peak: f"{r.choice(['hold', 'carry', 'build up a stock of'])} "
-                    f"{_NUMBERS.get(peak, str(peak))} {_ITEM_WORDS.get(item, item.replace('_', ' ') + 's')} at once")
-        # A vital kept up while the first thing was done.
-        a = order[0]
-        lows = dict(zip(VITALS, segment.levels[1:first[a] + 1, _VITAL_COLS].min(axis=0).tolist(), strict=True))
-        kept_up = [v for v in VITALS if lows[v] >= 2]  # the one that came nearest to a floor of 2
+                    f"{_NUMBERS.get(peak, str(peak))} {_ITEM_WORDS.get(item, item.replace('_', ' ') + 's')} at once",
+                    int((segment.levels[1:, col] >= peak).argmax()) + 1)
+        # A vital kept up while the first thing was done (the first new thing, in a world span).
+        a = next((x for x in order if first[x] > after), None)
+        lows = {} if a is None else dict(zip(VITALS, segment.levels[1:first[a] + 1, _VITAL_COLS].min(axis=0).tolist(),
+                                              strict=True))
+        kept_up = [v for v in lows if lows[v] >= 2]  # the one that came nearest to a floor of 2
         vital = min(kept_up, key=lambda v: (lows[v], VITALS.index(v))) if kept_up else None
         floor = min(lows[vital], 5) if vital else 0
         if vital:
             add("vitals", (a, vital, floor), {"all": [_clause(a, 1)], "none": [{"counter": vital, "at_most": floor - 1}]},
-                lambda r: f"{phrase(r, a, 1)} {r.choice(['keeping your', 'with your'])} {vital} at {floor} or more")
+                lambda r: f"{phrase(r, a, 1)} {r.choice(['keeping your', 'with your'])} {vital} at {floor} or more",
+                first[a])
         # Where things were placed.
         for i in _PLACEMENT_COLS[totals[_PLACEMENT_COLS] > 0].tolist():
             placed, near = EVENT_NAMES[i][len("place_"):].split("_near_")
@@ -427,11 +443,12 @@ class NarratorRelabeler:
                 verb, where = r.choice(["put", "place", "set"]), r.choice(["next to", "beside", "right by"])
                 return f"{verb} {_PLACE_WORDS[placed]} {where} {_NEAR_WORDS[near]}"
 
-            add("placement", (i,), {"all": [_clause(EVENT_NAMES[i], 1)]}, placement)
-        # How quickly the first thing was done.
-        budget = 25 * -(-first[a] // 25)
-        add("budget", (a, budget), {"all": [_clause(a, 1)], "within": budget},
-            lambda r: f"{phrase(r, a, 1)} {r.choice(['within', 'in no more than'])} {budget} steps")
+            add("placement", (i,), {"all": [_clause(EVENT_NAMES[i], 1)]}, placement, int((cum[:, i] > 0).argmax()) + 1)
+        # How quickly the first (new) thing was done.
+        if a is not None:
+            budget = 25 * -(-first[a] // 25)
+            add("budget", (a, budget), {"all": [_clause(a, 1)], "within": budget},
+                lambda r: f"{phrase(r, a, 1)} {r.choice(['within', 'in no more than'])} {budget} steps", first[a])
         return _round_robin(list(kinds.values()), self.max_proposals, seed)
 
     def propose_batch(self, segments: list[Segment]) -> list[list[dict]]:

@@ -10,7 +10,10 @@ segment's relabels arrive some updates after it ended; two structures keep what 
   Windows whose steps have left the ring are dropped (counted as expired).
 * :class:`SegmentTracker` (host): a ring of the same steps' events, levels and surroundings,
   cut into :class:`~oir.narrate.Segment` objects for the narrator and relabelers when each
-  env's instruction ends.
+  env's instruction ends. With a *world span* a segment reaches back over the instructions
+  before it in the same world, so counts and orders reached across instructions can be stated;
+  only statements that first hold within the ending instruction's own steps are kept
+  (``Segment.after``), so nothing is stated twice.
 
 Step indices are per env: step ``g`` of every env is the ``g``-th env step since training began;
 its row in both rings is ``g % history``.
@@ -133,6 +136,9 @@ class SegmentBatch:
     nearby: np.ndarray  # bool[sum(lengths) + K, NUM_NEARBY]
     obs: np.ndarray | None = None  # float16[sum(lengths), obs_dim]: with a late-window store only
     action: np.ndarray | None = None  # int8[sum(lengths)]
+    # With a world span: steps at each segment's start that came before its instruction began
+    # (earlier instructions' steps, already relabeled). None: 0 for every segment.
+    after: np.ndarray | None = None  # int64[K]
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -148,7 +154,7 @@ class SegmentBatch:
         steps = (np.zeros((0, obs_dim), np.float16), np.zeros(0, np.int8)) if obs_dim else (None, None)
         return cls(z, z, z.astype(np.int32), z.astype(bool), z.astype(bool), z,
                    np.zeros((0, NUM_EVENTS), np.int8), np.zeros((0, NUM_LEVELS), np.int8),
-                   np.zeros((0, NUM_NEARBY), bool), *steps)
+                   np.zeros((0, NUM_NEARBY), bool), *steps, after=z)
 
     @classmethod
     def from_segments(cls, segments: list[Segment], env=None, start=None, task=None, success=None) -> SegmentBatch:
@@ -161,7 +167,8 @@ class SegmentBatch:
                    np.array([s.ended for s in segments], bool), np.array([s.length for s in segments], np.int64),
                    np.concatenate([s.events for s in segments]).astype(np.int8),
                    np.concatenate([s.levels for s in segments]).astype(np.int8),
-                   np.concatenate([s.nearby for s in segments]).astype(bool))
+                   np.concatenate([s.nearby for s in segments]).astype(bool),
+                   after=np.array([s.after for s in segments], np.int64))
 
     @classmethod
     def concat(cls, batches: list[SegmentBatch]) -> SegmentBatch:
@@ -169,6 +176,8 @@ class SegmentBatch:
             return batches[0]
         def cat(name):
             parts = [getattr(b, name) for b in batches]
+            if name == "after" and any(p is not None for p in parts):
+                parts = [np.zeros(len(b), np.int64) if p is None else p for b, p in zip(batches, parts, strict=True)]
             return None if any(p is None for p in parts) else np.concatenate(parts)
 
         return cls(*(cat(f.name) for f in fields(cls)))
@@ -176,7 +185,8 @@ class SegmentBatch:
     def segment(self, k: int) -> Segment:
         e0, n = int(self.offsets[k]), int(self.lengths[k])
         return Segment(self.events[e0:e0 + n].astype(np.int32), self.levels[e0 + k:e0 + k + n + 1].astype(np.int32),
-                       self.nearby[e0 + k:e0 + k + n + 1], bool(self.ended[k]))
+                       self.nearby[e0 + k:e0 + k + n + 1], bool(self.ended[k]),
+                       0 if self.after is None else int(self.after[k]))
 
     def segments(self) -> list[Segment]:
         return [self.segment(k) for k in range(len(self))]
@@ -186,8 +196,11 @@ class SegmentBatch:
                             bool(self.success[k])) for k in range(len(self))]
 
     def eventful(self, first: int) -> np.ndarray:
-        """bool[K]: whether any of the first ``first`` events (the achievements) happened in it."""
+        """bool[K]: whether any of the first ``first`` events (the achievements) happened in it
+        (after its ``after`` steps: only those can be stated)."""
         hit = self.events[:, :first].any(axis=1).astype(np.int64)
+        if self.after is not None:
+            hit *= np.arange(len(hit)) - np.repeat(self.offsets, self.lengths) >= np.repeat(self.after, self.lengths)
         return np.bincount(np.repeat(np.arange(len(self)), self.lengths), hit, len(self)) > 0
 
     def select(self, keep) -> SegmentBatch:
@@ -198,7 +211,8 @@ class SegmentBatch:
         state_rows = _ranges(offs + idx, lengths + 1)
         steps = (None, None) if self.obs is None else (self.obs[rows], self.action[rows])
         return SegmentBatch(self.env[idx], self.start[idx], self.task[idx], self.success[idx], self.ended[idx],
-                            lengths, self.events[rows], self.levels[state_rows], self.nearby[state_rows], *steps)
+                            lengths, self.events[rows], self.levels[state_rows], self.nearby[state_rows], *steps,
+                            after=None if self.after is None else self.after[idx])
 
     def without_steps(self) -> SegmentBatch:
         """The batch without observations and actions: what relabeling reads (and processes receive)."""
@@ -218,10 +232,18 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 class SegmentTracker:
-    """Cuts every env's steps into segments at instruction ends (host side, vectorized numpy)."""
+    """Cuts every env's steps into segments at instruction ends (host side, vectorized numpy).
 
-    def __init__(self, num_envs: int, history: int, fresh_levels: np.ndarray, nearby0: np.ndarray, obs_dim: int = 0):
-        self.n, self.h = num_envs, history
+    ``span > 0``: each segment begins at its world's first step, or ``span`` steps before its
+    end if that is later (never after its instruction's first step), with ``after`` set to the
+    steps before its instruction began. ``span`` + a rollout's length must not exceed ``history``.
+    """
+
+    span = 0  # checkpoints from before world spans unpickle without one
+
+    def __init__(self, num_envs: int, history: int, fresh_levels: np.ndarray, nearby0: np.ndarray, obs_dim: int = 0,
+                 span: int = 0):
+        self.n, self.h, self.span = num_envs, history, span
         # The steps themselves too (a late-window store is on): host rings like the device replay's.
         self.obs = np.zeros((history, num_envs, obs_dim), np.float16) if obs_dim else None
         self.action = np.zeros((history, num_envs), np.int8) if obs_dim else None
@@ -232,6 +254,8 @@ class SegmentTracker:
         self.start = np.zeros(num_envs, np.int64)
         self.start_levels = np.tile(self.fresh, (num_envs, 1))
         self.start_nearby = np.asarray(nearby0, bool).copy()
+        self.nearby0 = self.start_nearby.copy()
+        self.world_start = np.zeros(num_envs, np.int64)  # per-env step index of its world's first step
         self.step = 0  # per-env steps pushed so far
 
     def push(self, chunk: Chunk) -> SegmentBatch:
@@ -245,6 +269,11 @@ class SegmentTracker:
         new = np.asarray(chunk.world_done if chunk.world_new is None else chunk.world_new)
         t, i = np.nonzero(chunk.task_done)  # row-major: time order, then env
         k = len(t)
+        if self.span:  # world_since[r]: the first step of the world that step r of the chunk is in
+            marks = np.where(new, self.step + np.arange(t_len)[:, None] + 1, -1)
+            since = np.maximum(np.maximum.accumulate(marks, axis=0), self.world_start)
+            world_since = np.concatenate([self.world_start[None], since[:-1]])
+            self.world_start = since[-1]
         if not k:
             self.step += t_len
             return SegmentBatch.empty(0 if self.obs is None else self.obs.shape[-1])
@@ -261,6 +290,17 @@ class SegmentTracker:
         start_levels = np.where(first[:, None], self.start_levels[i], after_prev)
         start_nearby = np.where(first[:, None], self.start_nearby[i], chunk.nearby[prev, i])
         start = np.maximum(start, g - self.h + 1)  # cannot happen while history > max_task_steps; guard anyway
+        after = np.zeros(k, np.int64)
+        if self.span:  # reach back to the world's start: the state before it is a fresh world's
+            ws = world_since[t, i]
+            span_start = np.minimum(start, np.maximum(ws, g - self.span + 1))
+            back = (span_start < start)[:, None]
+            row = (span_start - 1) % self.h
+            start_levels = np.where(back, np.where((span_start == ws)[:, None], self.fresh, self.levels[row, i]),
+                                    start_levels)
+            start_nearby = np.where(back, np.where((span_start == 0)[:, None], self.nearby0[i], self.nearby[row, i]),
+                                    start_nearby)
+            after, start = start - span_start, span_start
         lengths = g - start + 1
         offs = np.cumsum(lengths) - lengths
         ring = _ranges(start, lengths) % self.h
@@ -274,7 +314,7 @@ class SegmentTracker:
                            chunk.success[t, i].astype(bool), chunk.world_done[t, i].astype(bool),
                            lengths, self.events[ring, envs], levels, nearby,
                            None if self.obs is None else self.obs[ring, envs],
-                           None if self.obs is None else self.action[ring, envs])
+                           None if self.obs is None else self.action[ring, envs], after=after)
         last = by_env[np.append(i[by_env[1:]] != i[by_env[:-1]], True)]  # each env's last segment
         tl, il = t[last], i[last]
         self.start[il] = self.step + tl + 1

@@ -197,6 +197,10 @@ def validate(cfg: TrainConfig) -> None:
     need(0.0 <= rl.free_play < 1.0, f"--relabeling.free-play must be in [0, 1), got {rl.free_play}")
     need(rl.rarity >= 0.0, f"--relabeling.rarity must be >= 0, got {rl.rarity}")
     need(0.0 <= rl.suite_share < 1.0, f"--relabeling.suite-share must be in [0, 1), got {rl.suite_share}")
+    steps = getattr(cfg, cfg.algo).num_steps
+    need(0 <= rl.world_span <= rl.history - steps,
+         f"--relabeling.world-span must be in [0, {rl.history - steps}] (--relabeling.history {rl.history} less "
+         f"the rollout's {steps} steps), got {rl.world_span}")
     need(rl.suite_share == 0 or rl.seed_suite or cfg.relabel == "none",
          "--relabeling.suite-share needs --relabeling.seed-suite (oir compare: method narrator+suite)")
     need(cfg.ppo.relabel_bc_coef >= 0 and cfg.ppo.relabel_sil_coef >= 0,
