@@ -140,6 +140,10 @@ class SegmentBatch:
     # (earlier instructions' steps, already relabeled). None: 0 for every segment.
     after: np.ndarray | None = None  # int64[K]
 
+    def __post_init__(self):
+        if self.after is None:
+            self.after = np.zeros(len(self.lengths), np.int64)
+
     def __len__(self) -> int:
         return len(self.lengths)
 
@@ -154,7 +158,7 @@ class SegmentBatch:
         steps = (np.zeros((0, obs_dim), np.float16), np.zeros(0, np.int8)) if obs_dim else (None, None)
         return cls(z, z, z.astype(np.int32), z.astype(bool), z.astype(bool), z,
                    np.zeros((0, NUM_EVENTS), np.int8), np.zeros((0, NUM_LEVELS), np.int8),
-                   np.zeros((0, NUM_NEARBY), bool), *steps, after=z)
+                   np.zeros((0, NUM_NEARBY), bool), *steps)
 
     @classmethod
     def from_segments(cls, segments: list[Segment], env=None, start=None, task=None, success=None) -> SegmentBatch:
@@ -176,8 +180,6 @@ class SegmentBatch:
             return batches[0]
         def cat(name):
             parts = [getattr(b, name) for b in batches]
-            if name == "after" and any(p is not None for p in parts):
-                parts = [np.zeros(len(b), np.int64) if p is None else p for b, p in zip(batches, parts, strict=True)]
             return None if any(p is None for p in parts) else np.concatenate(parts)
 
         return cls(*(cat(f.name) for f in fields(cls)))
@@ -185,8 +187,7 @@ class SegmentBatch:
     def segment(self, k: int) -> Segment:
         e0, n = int(self.offsets[k]), int(self.lengths[k])
         return Segment(self.events[e0:e0 + n].astype(np.int32), self.levels[e0 + k:e0 + k + n + 1].astype(np.int32),
-                       self.nearby[e0 + k:e0 + k + n + 1], bool(self.ended[k]),
-                       0 if self.after is None else int(self.after[k]))
+                       self.nearby[e0 + k:e0 + k + n + 1], bool(self.ended[k]), int(self.after[k]))
 
     def segments(self) -> list[Segment]:
         return [self.segment(k) for k in range(len(self))]
@@ -199,8 +200,7 @@ class SegmentBatch:
         """bool[K]: whether any of the first ``first`` events (the achievements) happened in it
         (after its ``after`` steps: only those can be stated)."""
         hit = self.events[:, :first].any(axis=1).astype(np.int64)
-        if self.after is not None:
-            hit *= np.arange(len(hit)) - np.repeat(self.offsets, self.lengths) >= np.repeat(self.after, self.lengths)
+        hit *= np.arange(len(hit)) - np.repeat(self.offsets, self.lengths) >= np.repeat(self.after, self.lengths)
         return np.bincount(np.repeat(np.arange(len(self)), self.lengths), hit, len(self)) > 0
 
     def select(self, keep) -> SegmentBatch:
@@ -212,7 +212,7 @@ class SegmentBatch:
         steps = (None, None) if self.obs is None else (self.obs[rows], self.action[rows])
         return SegmentBatch(self.env[idx], self.start[idx], self.task[idx], self.success[idx], self.ended[idx],
                             lengths, self.events[rows], self.levels[state_rows], self.nearby[state_rows], *steps,
-                            after=None if self.after is None else self.after[idx])
+                            after=self.after[idx])
 
     def without_steps(self) -> SegmentBatch:
         """The batch without observations and actions: what relabeling reads (and processes receive)."""
