@@ -17,6 +17,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from oir.tasks import parse_spec
+
 COUNTERS = ("place_plant", "defeat_zombie", "collect_wood", "collect_stone")
 
 
@@ -27,15 +29,14 @@ def tally(run: Path) -> tuple[Counter, float]:
     attempts = high = 0
     for line in (run / "instructions.jsonl").read_text().splitlines():
         row = json.loads(line)
-        task = row["task"]
-        clauses = task.get("all", [])
+        spec = parse_spec(row["task"])
         attempts += row["attempts"]
-        if any(c.get("at_least", 0) >= 3 for c in clauses):
+        if any((c.at_least or 0) >= 3 for c in spec.all):
             high += row["attempts"]
-        if len(clauses) == 1 and not task.get("none") and not task.get("ordered") and task.get("within") is None:
-            c = clauses[0]
-            if c["counter"] in COUNTERS and "at_least" in c:
-                stated[c["counter"], min(c["at_least"], 3)] += row["count"]
+        if len(spec.all) == 1 and not spec.none and not spec.ordered and spec.within is None:
+            c = spec.all[0]
+            if c.counter in COUNTERS and c.at_least is not None:
+                stated[c.counter, min(c.at_least, 3)] += row["count"]
     return stated, high / max(attempts, 1)
 
 
