@@ -247,10 +247,12 @@ def test_oir_relabel_on_saved_segments(tmp_path, capsys):
     from oir.segments import save_segments
 
     segs = [segment_with({3: ["collect_wood"], 7: ["collect_sapling"]}), segment_with({2: ["wake_up"]}, length=5)]
+    segs[0].after = 5  # a world span's segment: the wood came before its instruction
     path = tmp_path / "segments.npz"
     save_segments(path, segs)
     back = load_segments(path)
     assert [s.length for s in back] == [30, 5] and (back[0].events == segs[0].events).all()
+    assert [s.after for s in back] == [5, 0]
     assert (back[1].levels == segs[1].levels).all() and (back[1].nearby == segs[1].nearby).all()
 
     capsys.readouterr()
@@ -259,6 +261,8 @@ def test_oir_relabel_on_saved_segments(tmp_path, capsys):
     assert "narrator relabeler" in text and "flawed 0" in text
     lines = [json.loads(x) for x in (tmp_path / "n.jsonl").read_text().splitlines()]
     assert len(lines) == 2 and all(len(x["verified"]) == x["proposed"] > 0 for x in lines)
+    # nothing that held by step 5 is stated: every relabel first holds at the sapling, step 7
+    assert "began after step 5" in lines[0]["narration"] and {v["step"] for v in lines[0]["verified"]} == {7}
 
     server = LLMServer().start()
     server.respond = adversarial(server)

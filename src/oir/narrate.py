@@ -107,6 +107,8 @@ class Segment:
             raise ValueError(f"segment arrays do not line up: events {self.events.shape}, levels {self.levels.shape}")
         if self.nearby.shape != (t + 1, NUM_NEARBY):
             raise ValueError(f"segment nearby has shape {self.nearby.shape}, want {(t + 1, NUM_NEARBY)}")
+        if not 0 <= self.after <= t:
+            raise ValueError(f"segment after {self.after} is not in [0, {t}] (its steps)")
 
     @property
     def length(self) -> int:

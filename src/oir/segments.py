@@ -435,6 +435,7 @@ def save_segments(path, segments: list[Segment]) -> None:
     arrays = {
         "lengths": lengths,
         "ended": np.array([s.ended for s in segments], bool),
+        "after": np.array([s.after for s in segments], np.int64),
         "events": np.concatenate([s.events for s in segments]).astype(np.int16) if segments else empty,
         "levels": np.concatenate([s.levels for s in segments]).astype(np.int16) if segments else np.zeros((0, NUM_LEVELS)),
         "nearby": np.concatenate([s.nearby for s in segments]) if segments else np.zeros((0, NUM_NEARBY), bool),
@@ -451,15 +452,17 @@ def load_segments(path) -> list[Segment]:
         with np.load(path) as z:
             lengths, ended = z["lengths"], z["ended"]
             events, levels, nearby = z["events"], z["levels"], z["nearby"]
+            # files saved before world spans have no "after": every segment was one instruction's
+            after = z["after"] if "after" in z.files else np.zeros(len(lengths), np.int64)
     except (OSError, KeyError, ValueError) as e:
         raise ValueError(f"{path}: not a segments file ({type(e).__name__}: {e})") from None
     if events.shape[0] != lengths.sum() or levels.shape[0] != lengths.sum() + len(lengths):
         raise ValueError(f"{path}: segment arrays do not add up to the stored lengths")
     out, e0, l0 = [], 0, 0
     try:
-        for n, end in zip(lengths.tolist(), ended.tolist(), strict=True):
+        for n, end, a in zip(lengths.tolist(), ended.tolist(), after.tolist(), strict=True):
             out.append(Segment(events[e0:e0 + n].astype(np.int32), levels[l0:l0 + n + 1].astype(np.int32),
-                               nearby[l0:l0 + n + 1].astype(bool), bool(end)))
+                               nearby[l0:l0 + n + 1].astype(bool), bool(end), int(a)))
             e0, l0 = e0 + n, l0 + n + 1
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
