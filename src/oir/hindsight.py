@@ -217,7 +217,7 @@ class Hindsight:
         taken = self.worker.submit(eventful.without_steps())
         for k in range(taken if self.late is not None else 0):
             # keyed by the last step: segments of one world span share their first
-            self.late.keep((int(eventful.env[k]), int(eventful.start[k] + eventful.lengths[k] - 1)),
+            self.late.keep((int(eventful.env[k]), int(eventful.end[k])),
                            *eventful.steps_of(k))
         if self.cfg.synchronous:
             self.worker.flush()

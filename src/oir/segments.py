@@ -152,6 +152,11 @@ class SegmentBatch:
         """Each segment's first row in ``events`` (computed once: per-segment views ask for it)."""
         return np.cumsum(self.lengths) - self.lengths
 
+    @property
+    def end(self) -> np.ndarray:
+        """int64[K]: each segment's last per-env step index (:attr:`SegmentInfo.end`)."""
+        return self.start + self.lengths - 1
+
     @classmethod
     def empty(cls, obs_dim: int = 0) -> SegmentBatch:
         z = np.zeros(0, np.int64)
