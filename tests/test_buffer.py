@@ -218,6 +218,34 @@ def test_priorities_favour_intermediate_success():
     assert buf.attempts[1] == 300 and buf.successes[1] == 150
 
 
+@pytest.mark.parametrize("hopeless", [2, 40])
+def test_revisit_share_bounds_what_hopeless_rows_get_however_many_there_are(hopeless):
+    """A per-row floor gives rows never solved a share that grows with their number; with
+    ``revisit`` R they share R / n each, and the rest goes by success and learning progress."""
+    buf = make(capacity=64)
+    for k in range(1, hopeless + 3):
+        buf.add(f"collect {k} wood", spec(n=k), 0)
+    n = hopeless + 2
+    attempts = np.zeros(64, np.int64)
+    attempts[:n] = 10
+    successes = np.zeros(64, np.int64)
+    successes[:2] = 5  # rows 0, 1 at 50%; the others never succeed
+    for _ in range(30):
+        buf.record(attempts, successes)
+    floor = buf.priorities()
+    buf.revisit = 0.2
+    p = buf.priorities().astype(np.float64)
+    assert p[n:].sum() == 0
+    np.testing.assert_allclose(p[2:n], 0.2 / n, rtol=1e-5)  # hopeless: the uniform share alone
+    np.testing.assert_allclose(p[:2], 0.2 / n + 0.8 / 2, rtol=1e-5)
+    share = lambda w: w[2:n].sum() / w.sum()  # noqa: E731
+    assert share(p) <= 0.2 + 1e-6
+    if hopeless == 40:  # with the floor, 40 hopeless rows took most of the draws
+        assert share(floor) > 0.6
+    buf.fast[:], buf.slow[:] = 0.0, 0.0  # nothing learnable at all: every row equally
+    np.testing.assert_allclose(buf.priorities()[:n], 1.0 / n, rtol=1e-5)
+
+
 def test_learning_progress_raises_priority_of_changing_rows():
     buf = filled(n=2)
     for _ in range(10):

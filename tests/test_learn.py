@@ -241,6 +241,7 @@ def test_oir_train_end_to_end_writes_the_run(tmp_path, tiny_suite, algo, capsys)
      "--relabeling.suite-share needs --relabeling.seed-suite (oir compare: method narrator+suite)"),
     (["--relabel", "narrator", "--relabeling.seed-suite", "--relabeling.suite-share", "1"],
      "--relabeling.suite-share must be in [0, 1), got 1.0"),
+    (["--relabel", "narrator", "--relabeling.revisit", "1.5"], "--relabeling.revisit must be in [0, 1], got 1.5"),
     (["--relabel", "narrator", "--relabeling.world-span", "2000"],
      "--relabeling.world-span must be in [0, 1008] (--relabeling.history 1024 less the rollout's 16 steps), got 2000"),
     (["--achievement-bonus-counts", "500"],

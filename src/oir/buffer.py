@@ -34,6 +34,17 @@ Priority rule (:meth:`InstructionBuffer.priorities`), per used non-reserved row:
   up or down (forgetting), get more attention.
 * ``0.1`` is a floor so that mastered and so-far-impossible instructions are still revisited.
 
+That floor is per row, so its total grows with the buffer. Relabeling states combinations
+(ordered triples of what happened) by the thousand, most of which the agent then never repeats:
+in a 5M-step PPO run 3,854 of 6,291 rows were ordered triples, 84% of them at 0% success, and
+the floor alone gave them a third of all instructions. With ``revisit`` R > 0
+(``--relabeling.revisit``) the floor is a share of the draws instead, spread over all rows::
+
+    p = R / n + (1 - R) * q / sum(q),    q = 4 * s * (1 - s) + 2 * LP
+
+(``n`` used rows), the epsilon-uniform mixture of learning-progress teachers (Portelas et al.
+2020), so hopeless rows share R between them however many there are.
+
 With ``rarity`` > 0 (``--relabeling.rarity``) ``p`` is multiplied by :meth:`~InstructionBuffer.rarity_weights`:
 instructions asking for an achievement relabeling rarely finds are drawn up to 10x more often,
 so that the pickaxe made once by chance becomes an instruction the agent practises.
@@ -205,6 +216,7 @@ class InstructionBuffer:
         self.outcomes: Counter = Counter()
         self.near_merges = 0  # merges found by embedding rather than by exact text
         self.rarity = 0.0  # exponent of the rarity weight in priorities() (0: off)
+        self.revisit = 0.0  # share of draws spread over all rows in priorities() (0: a floor of 0.1 per row)
         self.found = np.zeros(len(ACHIEVEMENTS), np.int64)  # relabels added (or merged) asking for each achievement
         self._asks: dict[int, np.ndarray] = {}  # row -> the achievements its spec asks for
 
@@ -219,7 +231,7 @@ class InstructionBuffer:
 
     def __setstate__(self, state: dict) -> None:
         # Buffers pickled before the rarity weight: no weight, counts from the resume on.
-        defaults = {"rarity": 0.0, "found": np.zeros(len(ACHIEVEMENTS), np.int64), "_asks": {}, "_near": {}}
+        defaults = {"rarity": 0.0, "revisit": 0.0, "found": np.zeros(len(ACHIEVEMENTS), np.int64), "_asks": {}, "_near": {}}
         self.__dict__.update({**defaults, **state})
         self._lock = threading.RLock()
         self._check_memo = {}
@@ -363,10 +375,17 @@ class InstructionBuffer:
         """float32[capacity] sampling weights (module docstring); 0 for unused and reserved rows."""
         with self._lock:
             s = np.where(self._seen, self.slow, 0.5)
-            p = 0.1 + 4.0 * s * (1.0 - s) + 2.0 * self.learning_progress()
+            q = 4.0 * s * (1.0 - s) + 2.0 * self.learning_progress()
+            used = self._used_mask(include_reserved=False)
+            if self.revisit > 0:
+                n, total = max(int(used.sum()), 1), float(q[used].sum())
+                # total 0: nothing is learnable now (all mastered or hopeless), so all draws are uniform
+                p = self.revisit / n + (1.0 - self.revisit) * q / total if total > 0 else np.full(self.capacity, 1.0 / n)
+            else:
+                p = 0.1 + q
             if self.rarity > 0:
                 p = p * self.rarity_weights()
-            return np.where(self._used_mask(include_reserved=False), p, 0.0).astype(np.float32)
+            return np.where(used, p, 0.0).astype(np.float32)
 
     def rarity_weights(self, power: float | None = None) -> np.ndarray:
         """float64[capacity]: ``(median / found of the row's rarest achievement) ** power``, in

@@ -86,6 +86,10 @@ class RelabelingConfig:
     # Curriculum toward the rare: instruction priorities times (median / how often relabeling found
     # the instruction's rarest achievement) ** rarity, in [1, 10] (0: off; oir.buffer).
     rarity: float = 0.0
+    # Share of instruction draws spread uniformly over all rows, the rest by success and learning
+    # progress (oir.buffer). 0: a floor of 0.1 per row instead, whose total grows with the rows
+    # (thousands of never-repeated triples then take a third of the instructions).
+    revisit: float = 0.0
     # Relabel each instruction's steps together with those before it in the same world, up to
     # this many steps in all (0: one instruction's steps). Counts and orders reached across
     # instructions are then stated (three saplings planted under three instructions); only
@@ -118,7 +122,7 @@ class Hindsight:
     ):
         self.cfg, self.relabeler, self.encoder, self.n = cfg, relabeler, encoder, num_envs
         self.buffer = InstructionBuffer(cfg.capacity, encoder, reserved=1)
-        self.buffer.rarity = cfg.rarity
+        self.buffer.rarity, self.buffer.revisit = cfg.rarity, cfg.revisit
         self.pool = RelabelPool(cfg.pool, cfg.history, cfg.window, cfg.sampling)
         self.rng = np.random.default_rng(seed)
         self.event_emb = encoder.encode(list(EVENT_TEXTS)) if reward == "similarity" else None
@@ -340,7 +344,7 @@ class Hindsight:
         if self.hit is not None:
             self.hit = self.hit.astype(np.float32)  # checkpoints before ELLM's paid rewards held bools
         self.buffer.encoder = self.encoder
-        self.buffer.rarity = self.cfg.rarity
+        self.buffer.rarity, self.buffer.revisit = self.cfg.rarity, self.cfg.revisit
 
     # -- reporting ------------------------------------------------------------------------
     def metrics(self, wall_s: float) -> dict[str, float]:

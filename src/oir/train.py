@@ -196,6 +196,7 @@ def validate(cfg: TrainConfig) -> None:
     need(rl.sampling in POOL_SAMPLING, f"unknown --relabeling.sampling {rl.sampling!r} (choose from {', '.join(POOL_SAMPLING)})")
     need(0.0 <= rl.free_play < 1.0, f"--relabeling.free-play must be in [0, 1), got {rl.free_play}")
     need(rl.rarity >= 0.0, f"--relabeling.rarity must be >= 0, got {rl.rarity}")
+    need(0.0 <= rl.revisit <= 1.0, f"--relabeling.revisit must be in [0, 1], got {rl.revisit}")
     need(0.0 <= rl.suite_share < 1.0, f"--relabeling.suite-share must be in [0, 1), got {rl.suite_share}")
     steps = getattr(cfg, cfg.algo).num_steps
     need(0 <= rl.world_span <= rl.history - steps,
