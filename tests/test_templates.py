@@ -3,6 +3,7 @@ library file, and the LLM relabeler's template mode against a real local HTTP se
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -288,9 +289,13 @@ def test_the_background_asks_first_about_what_no_template_names_then_the_newest(
         server.stop()
 
 
+HEALTH = {"text": "Keep your health above zero.", "task": {"all": [{"counter": "health", "at_least": 1}]}}
+
+
 def test_the_duty_cycle_spaces_requests_so_the_model_is_busy_at_most_that_share():
     # A local server shares the cores with training: at duty 0.4, a request of 0.3 s is followed
-    # by a pause, so that the model is busy at most 40% of the time since asking began.
+    # by a pause, so that the model is busy at most 40% of the time since asking began. The
+    # library holds a template from the start (one that names no achievement: all are asked about).
     import time
 
     arrivals: list[float] = []
@@ -301,7 +306,9 @@ def test_the_duty_cycle_spaces_requests_so_the_model_is_busy_at_most_that_share(
 
     server = LLMServer().start()
     server.respond = respond
-    relabeler = LLMRelabeler(ChatClient(server.url, "test-model", timeout=5.0), batch_size=1, templates=TemplateLibrary(),
+    lib = TemplateLibrary()
+    assert lib.add(HEALTH) is not None
+    relabeler = LLMRelabeler(ChatClient(server.url, "test-model", timeout=5.0), batch_size=1, templates=lib,
                              template_source="lifted", ask_in_background=True, duty=0.4)
     try:
         began = time.monotonic()
@@ -320,6 +327,38 @@ def test_the_duty_cycle_spaces_requests_so_the_model_is_busy_at_most_that_share(
         server.stop()
     with pytest.raises(ValueError, match="duty cycle"):
         LLMRelabeler(ChatClient("http://127.0.0.1:1/v1", "m"), templates=TemplateLibrary(), duty=0.0)
+
+
+def test_the_duty_cap_starts_with_the_first_template():
+    # Until the library holds a template, requests go back to back: the first templates take the
+    # share of segments relabeled through the LLM from nothing to most. From the request that
+    # brings one, the model is kept busy at most `duty` of the time.
+    import time
+
+    arrivals: list[float] = []
+
+    def respond(req):
+        arrivals.append(time.monotonic())
+        proposals = [HEALTH] if len(arrivals) == 3 else []  # the third request brings a template
+        return Reply(content=json.dumps({"segments": [{"id": 1, "proposals": proposals}]}), delay=0.3)
+
+    server = LLMServer().start()
+    server.respond = respond
+    relabeler = LLMRelabeler(ChatClient(server.url, "test-model", timeout=5.0), batch_size=1, templates=TemplateLibrary(),
+                             template_source="lifted", ask_in_background=True, duty=0.4)
+    try:
+        relabeler.propose_batch([segment_with({2: [a]}) for a in
+                                 ("eat_cow", "collect_drink", "collect_sapling", "collect_wood", "wake_up")])
+        deadline = time.monotonic() + 10
+        while len(arrivals) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(arrivals) == 5 and relabeler.stats()["llm_templates"] == 1
+        gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+        assert max(gaps[:3]) < 0.3 + 0.15  # no cap before the template (0.75 s apart under it)
+        assert gaps[3] >= 0.3 / 0.4 - 0.05  # the fourth request's 0.3 s counts: the fifth waits
+    finally:
+        relabeler.close()
+        server.stop()
 
 
 def test_the_asker_first_warms_the_server_s_prompt_cache():
