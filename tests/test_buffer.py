@@ -246,6 +246,36 @@ def test_revisit_share_bounds_what_hopeless_rows_get_however_many_there_are(hope
     np.testing.assert_allclose(buf.priorities()[:n], 1.0 / n, rtol=1e-5)
 
 
+def test_shape_prior_starts_a_new_row_at_its_shape_s_success():
+    """With the shape prior, a new ordered triple where triples never succeed starts at the floor,
+    a new single count where counts succeed half the time at the top; without it both at 0.5."""
+    buf = make(capacity=32)
+    things = ["wood", "sapling", "drink", "stone", "coal", "iron"]
+    counters = ["collect_" + t for t in things]
+    for k in range(6):  # rows 0-5: single counts, attempted, 50% success
+        buf.add(f"collect {k + 1} {things[k]}", spec(counters[k], k + 1), 0)
+    for k in range(6):  # rows 6-11: ordered triples, attempted, never solved
+        a, b, c = (counters[(k + j) % 6] for j in range(3))
+        buf.add(f"{things[k]} then {things[(k + 1) % 6]} then {things[(k + 2) % 6]}",
+                parse_spec({"all": [{"counter": x, "at_least": 1} for x in (a, b, c)], "ordered": True}), 0)
+    attempts, successes = np.zeros(32, np.int64), np.zeros(32, np.int64)
+    attempts[:12], successes[:6] = 10, 5
+    for _ in range(30):
+        buf.record(attempts, successes)
+    buf.add("collect 9 wood", spec("collect_wood", 9), 0)  # row 12: a new single count
+    buf.add("iron then coal then stone", parse_spec({"all": [{"counter": x, "at_least": 1} for x in
+                                                             ("collect_iron", "collect_coal", "collect_stone")],
+                                                     "ordered": True}), 0)  # row 13: a new triple
+    np.testing.assert_allclose(buf.priorities()[[12, 13]], [1.1, 1.1], rtol=1e-6)  # both at 0.5
+    buf.shape_prior = True
+    np.testing.assert_allclose(buf.priorities()[[12, 13]], [1.1, 0.1], rtol=1e-6)
+    state = buf.__getstate__()  # a buffer pickled before the prior gets its rows' shapes back
+    del state["shape"], state["shape_prior"]
+    old = InstructionBuffer.__new__(InstructionBuffer)
+    old.__setstate__(state)
+    assert not old.shape_prior and (old.shape[:14] == buf.shape[:14]).all() and (old.shape[14:] == -1).all()
+
+
 def test_learning_progress_raises_priority_of_changing_rows():
     buf = filled(n=2)
     for _ in range(10):

@@ -47,6 +47,12 @@ the floor alone gave them a fifth of the draws. With ``revisit`` R > 0
 nothing measurable on held-out tasks (docs/results.md): most attempts on hopeless rows are made
 while they are new (``s`` = 0.5 assumed) or right after a lucky success, not through the floor.
 
+With ``shape_prior`` (``--relabeling.shape-prior``) a row never attempted takes as ``s`` the mean
+success of the attempted rows of its shape (:func:`spec_shape`: how many clauses, ordered or not,
+with prohibitions or a budget), once at least :data:`SHAPE_PRIOR_MIN` such rows exist, instead
+of 0.5: a new ordered triple, when triples succeed 9% of the time, starts at a third of the top
+priority, and a new single count where counts succeed half the time still starts at the top.
+
 With ``rarity`` > 0 (``--relabeling.rarity``) ``p`` is multiplied by :meth:`~InstructionBuffer.rarity_weights`:
 instructions asking for an achievement relabeling rarely finds are drawn up to 10x more often,
 so that the pickaxe made once by chance becomes an instruction the agent practises.
@@ -219,6 +225,8 @@ class InstructionBuffer:
         self.near_merges = 0  # merges found by embedding rather than by exact text
         self.rarity = 0.0  # exponent of the rarity weight in priorities() (0: off)
         self.revisit = 0.0  # share of draws spread over all rows in priorities() (0: a floor of 0.1 per row)
+        self.shape_prior = False  # a new row's success from attempted rows of its shape (else 0.5)
+        self.shape = np.full(capacity, -1, np.int64)  # spec_shape of each used row
         self.found = np.zeros(len(ACHIEVEMENTS), np.int64)  # relabels added (or merged) asking for each achievement
         self._asks: dict[int, np.ndarray] = {}  # row -> the achievements its spec asks for
 
@@ -233,8 +241,13 @@ class InstructionBuffer:
 
     def __setstate__(self, state: dict) -> None:
         # Buffers pickled before the rarity weight: no weight, counts from the resume on.
-        defaults = {"rarity": 0.0, "revisit": 0.0, "found": np.zeros(len(ACHIEVEMENTS), np.int64), "_asks": {}, "_near": {}}
+        defaults = {"rarity": 0.0, "revisit": 0.0, "shape_prior": False,
+                    "found": np.zeros(len(ACHIEVEMENTS), np.int64), "_asks": {}, "_near": {}}
         self.__dict__.update({**defaults, **state})
+        if "shape" not in state:  # buffers pickled before the shape prior
+            self.shape = np.full(self.capacity, -1, np.int64)
+            for row, spec in self._spec.items():
+                self.shape[row] = spec_shape(spec)
         self._lock = threading.RLock()
         self._check_memo = {}
 
@@ -328,6 +341,7 @@ class InstructionBuffer:
         self._by_spec.setdefault(spec_key, []).append(row)
         self.first_seen[row] = self.last_seen[row] = step
         self.count[row] = 1
+        self.shape[row] = spec_shape(spec)
         self._asks[row] = asks = achievements_asked(spec)
         self.found[asks] += 1
         self._new.append(row)
@@ -376,9 +390,9 @@ class InstructionBuffer:
     def priorities(self) -> np.ndarray:
         """float32[capacity] sampling weights (module docstring); 0 for unused and reserved rows."""
         with self._lock:
-            s = np.where(self._seen, self.slow, 0.5)
-            q = 4.0 * s * (1.0 - s) + 2.0 * self.learning_progress()
             used = self._used_mask(include_reserved=False)
+            s = np.where(self._seen, self.slow, self._new_row_success(used) if self.shape_prior else 0.5)
+            q = 4.0 * s * (1.0 - s) + 2.0 * self.learning_progress()
             if self.revisit > 0:
                 n, total = max(int(used.sum()), 1), float(q[used].sum())
                 # total 0: nothing is learnable now (all mastered or hopeless), so all draws are uniform
@@ -388,6 +402,16 @@ class InstructionBuffer:
             if self.rarity > 0:
                 p = p * self.rarity_weights()
             return np.where(used, p, 0.0).astype(np.float32)
+
+    def _new_row_success(self, used: np.ndarray) -> np.ndarray:
+        """float64[capacity]: the success a never-attempted row is taken to have, the mean slow EMA
+        of the attempted used rows of its shape (0.5 where fewer than SHAPE_PRIOR_MIN exist)."""
+        tried = used & self._seen & (self.shape >= 0)
+        codes = self.shape[tried]
+        n = np.bincount(codes, minlength=N_SHAPES)
+        mean = np.bincount(codes, weights=self.slow[tried], minlength=N_SHAPES) / np.maximum(n, 1)
+        prior = np.where(n >= SHAPE_PRIOR_MIN, mean, 0.5)
+        return np.where(self.shape >= 0, prior[np.maximum(self.shape, 0)], 0.5)
 
     def rarity_weights(self, power: float | None = None) -> np.ndarray:
         """float64[capacity]: ``(median / found of the row's rarest achievement) ** power``, in
@@ -514,3 +538,14 @@ def achievements_asked(spec: TaskSpec) -> np.ndarray:
         if name in ACHIEVEMENTS and (c.at_least or 0) >= 1:
             out.add(ACHIEVEMENTS.index(name))
     return np.array(sorted(out), np.int64)
+
+
+SHAPE_PRIOR_MIN = 5  # attempted rows of a shape before their mean stands for a new row's success
+N_SHAPES = 5 * 2 * 2 * 2
+
+
+def spec_shape(spec: TaskSpec) -> int:
+    """A spec's shape as a code in [0, N_SHAPES): its ``all`` clauses (capped at 4), whether they
+    are ordered, whether it has prohibitions, whether a budget. Rows of one shape succeed alike
+    (ordered triples rarely, single counts often), which the shape prior uses."""
+    return ((min(len(spec.all), 4) * 2 + spec.ordered) * 2 + bool(spec.none)) * 2 + (spec.within is not None)

@@ -417,9 +417,10 @@ def _llm_section(by: dict[str, list[Run]]) -> list[str]:
     narrator = [r.summary["wall_s"] for r in by.get("narrator", [])]
     md = ["## The language model's part", "",
           "| method | LLM calls | per 1M steps | templates (retired) | segments relabeled through templates % "
-          "| segments with a verified LLM relabel % | ... one the narrator did not propose there % "
+          "| segments with a verified LLM relabel % | ... in training's second half % "
+          "| ... one the narrator did not propose there % "
           "| model's own relabels verified / proposed | relabels expired | wall × narrator |",
-          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for m, rs in llm.items():
         xs = [rel(r) for r in rs]
         joint = all("joint_llm_share" in x for x in xs)
@@ -430,15 +431,35 @@ def _llm_section(by: dict[str, list[Run]]) -> list[str]:
             f"| {_ms([x.get('llm_templates') for x in xs], 0)} ({_ms([x.get('llm_templates_retired') for x in xs], 0)}) "
             f"| {_ms([_pct(x.get('llm_template_share')) for x in xs])} "
             f"| {_ms([_pct(x['joint_llm_share']) for x in xs]) if joint else '—'} "
+            f"| {_ms([_pct(_late_share(r)) for r in rs]) if joint else '—'} "
             f"| {_ms([_pct(x['joint_llm_novel_share']) for x in xs]) if joint else '—'} "
             f"| {', '.join(f'{v:,.0f} / {p:,.0f}' for v, p in own if p is not None) or '—'} "
             f"| {_ms([x.get('relabels_expired') for x in xs], 0)} "
             f"| {'' if wall is None else f'{wall:.2f}'} |")
     md += ["", "Means ± std over seeds. Templates: written by the model or lifted from its verified relabels "
-           "(`templates.jsonl` in each run dir holds them). The last two shares are of the segments handed "
+           "(`templates.jsonl` in each run dir holds them). The last three shares are of the segments handed "
            "to the relabeler with something in them, and exist for `narrator+llm` only: a verified LLM "
-           "relabel there may state a spec the narrator also proposed, in the LLM's wording.", ""]
+           "relabel there may state a spec the narrator also proposed, in the LLM's wording. The second "
+           "half's share is the steady state: the whole run's counts the minutes before the model's "
+           "first reply, when nothing can come from it.", ""]
     return md
+
+
+def _late_share(r: Run) -> float | None:
+    """``joint_llm_share`` over the segments of the second half of training, from the progress
+    lines' running totals (segments with something in them; the share times them is a count)."""
+    rows = [m for m in r.metrics if "joint_llm_share" in m and "relabel_segments" in m]
+    if not rows:
+        return None
+    half = rows[-1]["env_steps"] / 2
+    mid = min(rows, key=lambda m: abs(m["env_steps"] - half))
+
+    def counts(m: dict) -> tuple[float, float]:
+        n = m["relabel_segments"] - m.get("relabel_segments_quiet", 0)
+        return m["joint_llm_share"] * n, n
+
+    (k1, n1), (k0, n0) = counts(rows[-1]), counts(mid)
+    return (k1 - k0) / (n1 - n0) if n1 > n0 else None
 
 
 def _held_out_task_section(suite: list[SuiteLine], by: dict[str, list[Run]]) -> list[str]:

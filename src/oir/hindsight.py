@@ -90,6 +90,10 @@ class RelabelingConfig:
     # progress (oir.buffer). 0: a floor of 0.1 per row instead, whose total grows with the rows
     # (in a 5M-step run it gave thousands of never-solved triples a fifth of the instructions).
     revisit: float = 0.0
+    # A row never attempted takes as its success the mean of the attempted rows of its shape (how
+    # many clauses, ordered or not, ...; oir.buffer), not 0.5: new ordered triples, mostly never
+    # solved, then no longer start at the top priority.
+    shape_prior: bool = False
     # Relabel each instruction's steps together with those before it in the same world, up to
     # this many steps in all (0: one instruction's steps). Counts and orders reached across
     # instructions are then stated (three saplings planted under three instructions); only
@@ -122,7 +126,7 @@ class Hindsight:
     ):
         self.cfg, self.relabeler, self.encoder, self.n = cfg, relabeler, encoder, num_envs
         self.buffer = InstructionBuffer(cfg.capacity, encoder, reserved=1)
-        self.buffer.rarity, self.buffer.revisit = cfg.rarity, cfg.revisit
+        self.buffer.rarity, self.buffer.revisit, self.buffer.shape_prior = cfg.rarity, cfg.revisit, cfg.shape_prior
         self.pool = RelabelPool(cfg.pool, cfg.history, cfg.window, cfg.sampling)
         self.rng = np.random.default_rng(seed)
         self.event_emb = encoder.encode(list(EVENT_TEXTS)) if reward == "similarity" else None
@@ -345,6 +349,7 @@ class Hindsight:
             self.hit = self.hit.astype(np.float32)  # checkpoints before ELLM's paid rewards held bools
         self.buffer.encoder = self.encoder
         self.buffer.rarity, self.buffer.revisit = self.cfg.rarity, self.cfg.revisit
+        self.buffer.shape_prior = self.cfg.shape_prior
 
     # -- reporting ------------------------------------------------------------------------
     def metrics(self, wall_s: float) -> dict[str, float]:
