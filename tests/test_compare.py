@@ -118,15 +118,20 @@ def test_a_run_made_before_a_behaviour_changing_option_is_not_reused_as_its_new_
 def test_the_report_says_what_the_llm_did_and_does_not_count_duplicates_as_flawed(tmp_path):
     from oir.compare import Run, _llm_section, _wrong
 
-    def run(method, seed, wall, **rel):
-        return Run(method, seed, tmp_path / f"{method}-{seed}", {"wall_s": wall, "relabeling": rel}, {}, [])
+    def run(method, seed, wall, metrics=(), **rel):
+        return Run(method, seed, tmp_path / f"{method}-{seed}", {"wall_s": wall, "relabeling": rel}, {}, list(metrics))
 
     joint = dict(llm_calls=3, llm_calls_per_1m_steps=1.5, llm_templates=7, llm_templates_retired=1,
                  llm_template_share=0.6, joint_llm_share=0.6, joint_llm_novel_share=0.1,
                  llm_lift_verified=14, llm_lift_proposed=24, relabels_expired=0)
+    # Progress lines' running totals: 0 of 400 eventful segments by mid-run, 600 of 1,000 at the
+    # end, so the second half's share is 600 / 600 (the whole run's 60%).
+    progress = [{"env_steps": 0, "relabel_segments": 0, "joint_llm_share": 0.0},
+                {"env_steps": 500, "relabel_segments": 500, "relabel_segments_quiet": 100, "joint_llm_share": 0.0},
+                {"env_steps": 1000, "relabel_segments": 1200, "relabel_segments_quiet": 200, "joint_llm_share": 0.6}]
     by = {"narrator": [run("narrator", 0, 100.0, relabels_expired=0)],
-          "narrator+llm": [run("narrator+llm", 0, 130.0, **joint)]}
+          "narrator+llm": [run("narrator+llm", 0, 130.0, progress, **joint)]}
     rows = [line for line in _llm_section(by) if line.startswith("| narrator")]
-    assert rows == ["| narrator+llm | 3.0 | 1.5 | 7 (1) | 60.0 | 60.0 | 10.0 | 14 / 24 | 0 | 1.30 |"]
+    assert rows == ["| narrator+llm | 3.0 | 1.5 | 7 (1) | 60.0 | 60.0 | 100.0 | 10.0 | 14 / 24 | 0 | 1.30 |"]
     assert _llm_section({"narrator": by["narrator"]}) == []  # no LLM run, no section
     assert _wrong({"relabel_flawed": 10, "relabel_flawed_duplicate": 7}) == 3
