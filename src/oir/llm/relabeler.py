@@ -280,7 +280,7 @@ class LLMRelabeler:
             self._busy_all += now - began
             if self._capped:
                 self._busy += now - began
-            elif len(self.library) > 0:
+            elif self.library is not None and len(self.library) > 0:
                 self._capped, self._busy, self._asking_since = True, 0.0, now
 
     def _ask_loop(self) -> None:
