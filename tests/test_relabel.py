@@ -77,13 +77,13 @@ levels_st = st.lists(st.lists(st.integers(0, 9), min_size=NUM_LEVELS, max_size=N
 
 
 @settings(max_examples=200, deadline=None)
-@given(events_st, levels_st, st.integers(1, 40), st.sampled_from([0, 0, 1, 7, 20, 39, 40]))
-def test_narrator_never_proposes_a_flawed_relabel(events_at, levels, cap, after):
+@given(events_st, levels_st, st.integers(1, 40), st.sampled_from([0, 0, 1, 7, 20, 39, 40]), st.booleans())
+def test_narrator_never_proposes_a_flawed_relabel(events_at, levels, cap, after, prefixes):
     """Random events and random inventory and vitals traces, in a world span or not: every
     proposal of every kind holds, and first holds after the earlier instructions' steps."""
     seg = segment_with(events_at, length=40)
     seg = Segment(seg.events, np.array(levels, np.int32), seg.nearby, after=after)
-    kept, flawed = verify(seg, NarratorRelabeler(max_proposals=cap).propose(seg))
+    kept, flawed = verify(seg, NarratorRelabeler(max_proposals=cap, prefix_counts=prefixes).propose(seg))
     assert not flawed
     assert all(after < r.step <= seg.length for r in kept)
 
@@ -147,6 +147,24 @@ def test_every_narrator_form_verifies_on_a_constructed_trace():
     assert step[key({"all": [c("collect_sapling")], "within": 25})] == 2
     texts = [r.text for r in kept]
     assert len(set(texts)) == len(texts)
+
+
+def test_prefix_counts_state_every_count_on_the_way_at_its_own_step():
+    """Wood at steps 2, 3, 5, 9 and 14, in a world span whose instruction began after step 4:
+    with prefix counts, three to five wood are stated, each at the step it was reached, and not the
+    counts that held before the instruction (one and two); without, only the total."""
+    seg = segment_with({t: ["collect_wood"] for t in (2, 3, 5, 9, 14)}, 16)
+    seg = Segment(seg.events, seg.levels, seg.nearby, after=4)
+
+    def counts(prefixes: bool) -> dict[int, int]:
+        kept, flawed = verify(seg, NarratorRelabeler(max_proposals=100, prefix_counts=prefixes).propose(seg))
+        assert not flawed
+        return {r.spec.all[0].at_least: r.step for r in kept
+                if len(r.spec.all) == 1 and not r.spec.none and r.spec.within is None
+                and r.spec.all[0].counter == "collect_wood"}
+
+    assert counts(True) == {3: 5, 4: 9, 5: 14}
+    assert counts(False) == {5: 14}
 
 
 def test_a_small_cap_keeps_every_kind_of_statement():

@@ -62,6 +62,9 @@ class RelabelingConfig:
     free_play: float = 0.1  # share of instructions that are free play once the buffer has some
     pool: int = 65536  # most recent relabels kept for sampling windows
     max_proposals: int = 8  # narrator relabels per segment, taken in turn from each kind of statement
+    # The narrator states every count on the way to a total (up to nine), each at the step it was
+    # first reached, not only a count of one and the total.
+    prefix_counts: bool = False
     worker_batch: int = 64  # segments per relabeler call in the worker
     # Child processes that propose and verify (the narrator; LLM and similarity relabeling stay in
     # the worker thread): they never hold the training process's GIL. 0: all in the worker thread.

@@ -321,6 +321,10 @@ def _clause(counter: str, n: int) -> dict:
     return {"counter": counter, "at_least": int(n)}
 
 
+# The largest count stated on the way to a larger total (prefix_counts): numbers a person says.
+PREFIX_MAX = 9
+
+
 class NarratorRelabeler:
     """Deterministic hindsight instructions from a segment's counters (no language model).
 
@@ -332,8 +336,11 @@ class NarratorRelabeler:
     name = "narrator"
     in_process = True  # plain data: it can be rebuilt in a relabel process (AsyncRelabeler)
 
-    def __init__(self, max_proposals: int = 8, phrasings: int = 3):
+    def __init__(self, max_proposals: int = 8, phrasings: int = 3, prefix_counts: bool = False):
         self.max_proposals, self.phrasings = max_proposals, phrasings
+        # State every count on the way to a total (to PREFIX_MAX), each first true at its own
+        # step, not only 1 and the total: "plant three saplings" from a segment that planted five.
+        self.prefix_counts = prefix_counts
 
     def _phrase(self, rng: random.Random, event: str, n: int) -> str:
         verbs, one, many = _WORDS[event]
@@ -389,7 +396,8 @@ class NarratorRelabeler:
         # Everything that happened, as often as it happened, and the first time of each.
         for a in order:
             n = int(totals[COUNTER_INDEX[a]])
-            for k in sorted({n, 1} if n > 1 else {1}, reverse=True):
+            counts = set(range(1, min(n, PREFIX_MAX) + 1)) if self.prefix_counts else {1}
+            for k in sorted(counts | {n}, reverse=True):
                 reached = first[a] if k == 1 else int((cum[:, COUNTER_INDEX[a]] >= k).argmax()) + 1
                 add("count" if k == n else "prefix", (a, k), {"all": [_clause(a, k)]},
                     lambda r, a=a, k=k: phrase(r, a, k), reached)

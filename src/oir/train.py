@@ -621,7 +621,7 @@ def _template_library(cfg) -> TemplateLibrary | None:
 
 
 def _make_relabeler(cfg: TrainConfig):
-    narrator = NarratorRelabeler(cfg.relabeling.max_proposals)
+    narrator = NarratorRelabeler(cfg.relabeling.max_proposals, prefix_counts=cfg.relabeling.prefix_counts)
     if cfg.relabel == "narrator":
         return narrator
     relabeler, reason = llm_relabeler(cfg)
