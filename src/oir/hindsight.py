@@ -65,6 +65,10 @@ class RelabelingConfig:
     # The narrator states every count on the way to a total (up to nine), each at the step it was
     # first reached, not only a count of one and the total.
     prefix_counts: bool = False
+    # The narrator states any two things in the order they were first done, however much came
+    # between them (a wood sword, then a sapling, then a zombie: sword then zombie), not only
+    # two done one after the other.
+    all_pairs: bool = False
     worker_batch: int = 64  # segments per relabeler call in the worker
     # Child processes that propose and verify (the narrator; LLM and similarity relabeling stay in
     # the worker thread): they never hold the training process's GIL. 0: all in the worker thread.

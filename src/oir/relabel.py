@@ -336,8 +336,9 @@ class NarratorRelabeler:
     name = "narrator"
     in_process = True  # plain data: it can be rebuilt in a relabel process (AsyncRelabeler)
 
-    def __init__(self, max_proposals: int = 8, phrasings: int = 3, prefix_counts: bool = False):
-        self.max_proposals, self.phrasings = max_proposals, phrasings
+    def __init__(self, max_proposals: int = 8, phrasings: int = 3, prefix_counts: bool = False,
+                 all_pairs: bool = False):
+        self.max_proposals, self.phrasings, self.all_pairs = max_proposals, phrasings, all_pairs
         # State every count on the way to a total (to PREFIX_MAX), each first true at its own
         # step, not only 1 and the total: "plant three saplings" from a segment that planted five.
         self.prefix_counts = prefix_counts
@@ -401,19 +402,22 @@ class NarratorRelabeler:
                 reached = first[a] if k == 1 else int((cum[:, COUNTER_INDEX[a]] >= k).argmax()) + 1
                 add("count" if k == n else "prefix", (a, k), {"all": [_clause(a, k)]},
                     lambda r, a=a, k=k: phrase(r, a, k), reached)
-        # Pairs and triples of first occurrences, in the order they were first done.
-        for size in (2, 3):
-            for i in range(len(order) - size + 1):
-                run = order[i:i + size]
-                if any(first[x] >= first[y] for x, y in itertools.pairwise(run)):
-                    continue  # two at the same step: no order to state
+        # Pairs and triples of first occurrences, in the order they were first done: each next
+        # to the other, or (all_pairs) any two, however much came between them.
+        runs = [order[i:i + size] for size in (2, 3) for i in range(len(order) - size + 1)]
+        if self.all_pairs:
+            runs = [list(p) for p in itertools.combinations(order, 2)] + [r for r in runs if len(r) == 3]
+        for run in runs:
+            size = len(run)
+            if any(first[x] >= first[y] for x, y in itertools.pairwise(run)):
+                continue  # two at the same step: no order to state
 
-                def sequence(r, run=run, size=size):
-                    parts = [phrase(r, x, 1) for x in run]
-                    return r.choice(_SEQUENCE_GLUE[size]).format(*parts)
+            def sequence(r, run=run, size=size):
+                parts = [phrase(r, x, 1) for x in run]
+                return r.choice(_SEQUENCE_GLUE[size]).format(*parts)
 
-                add(f"sequence{size}", tuple(run), {"all": [_clause(x, 1) for x in run], "ordered": True}, sequence,
-                    first[run[-1]])
+            add(f"sequence{size}", tuple(run), {"all": [_clause(x, 1) for x in run], "ordered": True}, sequence,
+                first[run[-1]])
         # A prohibition that held until the goal was reached, natural ones first.
         for a in order:
             banned = next((b for b in (*_NATURAL_NONE.get(a, ()), *_GENERIC_NONE)

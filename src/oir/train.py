@@ -621,7 +621,8 @@ def _template_library(cfg) -> TemplateLibrary | None:
 
 
 def _make_relabeler(cfg: TrainConfig):
-    narrator = NarratorRelabeler(cfg.relabeling.max_proposals, prefix_counts=cfg.relabeling.prefix_counts)
+    rl = cfg.relabeling
+    narrator = NarratorRelabeler(rl.max_proposals, prefix_counts=rl.prefix_counts, all_pairs=rl.all_pairs)
     if cfg.relabel == "narrator":
         return narrator
     relabeler, reason = llm_relabeler(cfg)
