@@ -213,6 +213,38 @@ def test_json_modes_reach_the_server_through_the_same_client():
         server.stop()
 
 
+def test_a_compact_reply_reads_as_the_full_one_and_its_schema_compiles():
+    """A compact reply ([text, [[counter, count], ...], ordered]) through a real HTTP server gives
+    the proposals the full reply would; malformed compact proposals are flawed, never rewarded."""
+    seg = distinct_segments(1)[0]  # wood at steps 1 and 30
+    reply = {"segments": [{"id": 1, "proposals": [
+        ["Collect wood.", [["collect_wood", 1]], False],
+        ["Collect two pieces of wood.", [["collect_wood", 2]], False],
+        ["Collect wood, then drink water.", [["collect_wood", 1], ["collect_drink", 1]], True],
+        ["Broken.", [["collect_wood"]], False], ["Nothing.", [], False]]}]}
+    server = LLMServer().start()
+    server.queue(Reply(raw=json.dumps(completion(json.dumps(reply), "test-model"))))
+    try:
+        relabeler = LLMRelabeler(fast_client(server.url), batch_size=1, prompt="relabel_v5_compact",
+                                 response_format=response_format("compact", 4))
+        props = relabeler.propose_batch([seg])[0]
+        assert props[0] == {"text": "Collect wood.", "task": {"all": [{"counter": "collect_wood", "at_least": 1}]}}
+        assert props[2]["task"] == {"all": [{"counter": "collect_wood", "at_least": 1},
+                                            {"counter": "collect_drink", "at_least": 1}], "ordered": True}
+        kept, flawed = verify(seg, props)
+        assert [(r.text, r.step) for r in kept] == [("Collect wood.", 1), ("Collect two pieces of wood.", 30)]
+        assert sum(flawed.values()) == 3 and flawed["does-not-hold"] == 1
+        assert server.calls[0].body["response_format"]["schema"]["properties"]["segments"]["items"][
+            "properties"]["proposals"]["items"]["prefixItems"][2] == {"type": "boolean"}
+        assert "TEXT, CLAUSES, ORDERED" in server.calls[0].body["messages"][0]["content"]
+    finally:
+        server.stop()
+    if importlib.util.find_spec("llama_cpp") is not None:  # the local server's grammar compiler takes it
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        assert LlamaGrammar.from_json_schema(json.dumps(response_format("compact")["schema"]), verbose=False)
+
+
 # ---------------------------------------------------------------------------------------------
 # The real model (opt-in)
 
@@ -223,13 +255,14 @@ needs_llama = pytest.mark.skipif(
 
 @pytest.mark.llm
 @needs_llama
-@pytest.mark.parametrize("json_mode", ["off", "schema"])
+@pytest.mark.parametrize("json_mode", ["off", "schema", "compact"])
 def test_real_local_model_relabels_saved_segments(json_mode, tmp_path):
     segments = load_segments(SEGMENTS)[:3]
     with llm_local.serve("smollm2-135m") as server:
         from oir.llm import make_llm_relabeler
 
-        relabeler = make_llm_relabeler(server.url, "smollm2-135m", prompt="relabel_v2_small",
+        prompt = "relabel_v5_compact" if json_mode == "compact" else "relabel_v2_small"
+        relabeler = make_llm_relabeler(server.url, "smollm2-135m", prompt=prompt,
                                        batch_size=1, use_cache=False, timeout=300,
                                        response_format=response_format(json_mode))
         t0 = time.perf_counter()
@@ -247,7 +280,7 @@ def test_real_local_model_relabels_saved_segments(json_mode, tmp_path):
             flawed += sum(bad.values())
             reasons.update(bad)
         assert proposed > 0 and proposed == verified + flawed
-        if json_mode == "schema":  # the grammar rules out broken JSON and unknown counters
+        if json_mode != "off":  # the grammar rules out broken JSON and unknown counters
             assert reasons["malformed-json"] == 0 and reasons["unknown-counter"] == 0
         relabeler.close()
     assert not server.alive()
