@@ -121,7 +121,7 @@ def main() -> int:
     reasons = [x for x in FLAW_REASONS if x != "below-delta"]
     head = ["model", "prompt", "JSON mode", "proposals/seg", "verified", "flawed",
             *[f"flawed: {x}" for x in reasons], "unique verified", "vacuous verified",
-            "tokens/s generated", "s/seg",
+            "tokens/s generated", "tokens/seg generated", "s/seg", "verified/min",
             f"achievements covered (narrator {len(narr['achievements'])}, present {len(seen)})"]
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join(["---"] * 3 + ["---:"] * (len(head) - 3)) + "|")
@@ -129,7 +129,8 @@ def main() -> int:
         p = r["proposed"]
         cells = [model, prompt, mode, f"{p / n:.1f}", pct(r["verified"], p), pct(sum(r["flawed"].values()), p),
                  *[pct(r["flawed"][x], p) for x in reasons], str(r["unique"]), str(r["vacuous"]),
-                 f"{r['tokens'] / r['wall']:.1f}" if r["wall"] else "-", f"{r['wall'] / n:.1f}",
+                 f"{r['tokens'] / r['wall']:.1f}" if r["wall"] else "-", f"{r['tokens'] / n:.0f}",
+                 f"{r['wall'] / n:.1f}", f"{60 * r['verified'] / r['wall']:.1f}" if r["wall"] else "-",
                  f"{len(r['achievements'])} ({len(r['achievements'] & narr['achievements'])} also by narrator)"]
         print("| " + " | ".join(cells) + " |")
     print(f"\nnarrator relabeler (rule-based, not an LLM) on the same {n} segments: "

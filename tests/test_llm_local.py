@@ -167,6 +167,10 @@ def test_unknown_local_model_or_json_mode_is_a_config_error():
         _make_relabeler(TrainConfig(relabel="llm", llm_url="local", llm_model="gpt-9", llm_cache="off"))
     with pytest.raises(ConfigError, match="unknown LLM JSON mode"):
         _make_relabeler(TrainConfig(relabel="llm", llm_url="local", llm_json_mode="yaml", llm_cache="off"))
+    with pytest.raises(ConfigError, match="does not fit prompt relabel_v2_small"):
+        _make_relabeler(TrainConfig(relabel="llm", llm_url="local", llm_json_mode="compact", llm_cache="off"))
+    with pytest.raises(ConfigError, match="does not fit prompt relabel_v5_compact"):
+        _make_relabeler(TrainConfig(relabel="llm", llm_url="local", llm_prompt="relabel_v5_compact", llm_cache="off"))
 
 
 def test_a_server_that_dies_mid_run_is_one_warning_and_no_crash(tmp_path, capsys):

@@ -105,7 +105,7 @@ class Relabel:
     llm_batch: int = 0  # segments per request (0: 4 with --llm-url local, else 8)
     llm_cache: str = ""  # "" for ~/.cache/oir/llm_cache.sqlite, "off" for none
     llm_prompt: str = ""  # prompt file: "" for relabel_v2_small with --llm-url local, else relabel_v1
-    llm_json_mode: str = ""  # off, object or schema; "" for schema with --llm-url local, else off
+    llm_json_mode: str = ""  # off, object, schema or compact; "" for schema with --llm-url local, else off
     # templates: relabels from the template library; "": templates with --llm-url local, else direct
     llm_mode: Literal["", "direct", "templates"] = ""
     templates: Path | None = None  # start the template library from this templates.jsonl

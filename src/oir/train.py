@@ -89,7 +89,9 @@ class TrainConfig:
     # Template mode in training: the largest share of wall time the model may spend on requests
     # (for a server that shares the cores with training at the same priority; 1: no cap)
     llm_duty: float = 1.0
-    llm_json_mode: str = ""  # off, object (JSON mode) or schema (constrained to the reply schema); "" for schema with --llm-url local, else off
+    # off, object (JSON mode), schema (constrained to the reply schema) or compact (constrained to
+    # the compact reply's schema, with the relabel_v5_compact prompt); "" for schema with --llm-url local, else off
+    llm_json_mode: str = ""
     steps: int = 1_000_000  # env steps
     num_envs: int = 64
     devices: int = 1  # data-parallel over this many devices: envs sharded, parameters replicated (oir.devices)
@@ -589,6 +591,11 @@ def llm_relabeler(cfg):
         fmt = response_format(llm["json_mode"])
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    if llm["json_mode"] in ("schema", "compact") and (llm["json_mode"] == "compact") != ("compact" in llm["prompt"]):
+        # A grammar for one reply form and a prompt showing the other: the model is forced to
+        # write what it was never shown.
+        raise ConfigError(f"--llm-json-mode {llm['json_mode']} does not fit prompt {llm['prompt']}: compact "
+                          "replies go with a compact prompt (relabel_v5_compact), schema replies with any other")
     url, model, server, reason, timeout = _llm_server(cfg)
     try:
         relabeler = make_llm_relabeler(url, model, None if local else (cfg.llm_api_key_env or None),
