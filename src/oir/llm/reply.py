@@ -61,24 +61,7 @@ def reply_schema(max_proposals: int = 8) -> dict[str, Any]:
         "required": ["text", "task"],
         "additionalProperties": False,
     }
-    segment = {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer"},
-            # At least one: under a grammar a small model takes the shortest way out, an empty
-            # list (saved segments always have an event). At most a few: it may otherwise list
-            # proposals until max_tokens.
-            "proposals": {"type": "array", "items": proposal, "minItems": 1, "maxItems": max_proposals},
-        },
-        "required": ["id", "proposals"],
-        "additionalProperties": False,
-    }
-    return {
-        "type": "object",
-        "properties": {"segments": {"type": "array", "items": segment}},
-        "required": ["segments"],
-        "additionalProperties": False,
-    }
+    return _segments_of(proposal, max_proposals)
 
 
 def compact_schema(max_proposals: int = 8) -> dict[str, Any]:
@@ -101,10 +84,18 @@ def compact_schema(max_proposals: int = 8) -> dict[str, Any]:
         "minItems": 3,
         "maxItems": 3,
     }
+    return _segments_of(proposal, max_proposals)
+
+
+def _segments_of(proposal: dict[str, Any], max_proposals: int) -> dict[str, Any]:
+    """The reply around a proposal schema: ``{"segments": [{"id", "proposals": [...]}, ...]}``."""
     segment = {
         "type": "object",
         "properties": {
             "id": {"type": "integer"},
+            # At least one: under a grammar a small model takes the shortest way out, an empty
+            # list (saved segments always have an event). At most a few: it may otherwise list
+            # proposals until max_tokens.
             "proposals": {"type": "array", "items": proposal, "minItems": 1, "maxItems": max_proposals},
         },
         "required": ["id", "proposals"],
