@@ -152,10 +152,12 @@ def test_train_with_local_but_no_llama_cpp_warns_once_and_goes_on(no_llama_cpp, 
         assert relabeler.prompt_version == "relabel_v2_small"
         # locally, relabels are lifted into templates, 4 segments a request
         assert relabeler.library is not None and relabeler.template_source == "lifted" and relabeler.batch_size == 4
+        assert relabeler.duty == 0.25  # busy at most a quarter of the time once it has a template
         # any other server: every segment asked; and what is given explicitly stands
         assert llm_choices(TrainConfig(llm_url="http://127.0.0.1:8000/v1")) == SERVER_DEFAULTS
         given = llm_choices(TrainConfig(llm_url="local", llm_mode="direct", llm_batch=2))
         assert (given["mode"], given["batch"], given["prompt"]) == ("direct", 2, "relabel_v2_small")
+        assert llm_choices(TrainConfig(llm_url="local", llm_duty=1.0))["duty"] == 1.0  # uncapped when asked
     finally:
         relabeler.close()
     with pytest.raises(ConfigError, match=r"--llm-url local: .*--llm-required"):

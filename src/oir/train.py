@@ -86,9 +86,10 @@ class TrainConfig:
     # With templates: written, the model writes templates; lifted, it writes relabels and each one
     # that verifies becomes a template, its stated counts made slots (what small local models do well)
     llm_template_source: str = ""  # "": lifted with --llm-url local, else written
-    # Template mode in training: the largest share of wall time the model may spend on requests
-    # (for a server that shares the cores with training at the same priority; 1: no cap)
-    llm_duty: float = 1.0
+    # Template mode in training: the largest share of wall time the model may spend on requests,
+    # from the library's first template on (1: no cap; 0: 0.25 with --llm-url local, whose server
+    # shares this machine's cores with training, else 1)
+    llm_duty: float = 0.0
     # off, object (JSON mode), schema (constrained to the reply schema) or compact (constrained to
     # the compact reply's schema, with the relabel_v5_compact prompt); "" for schema with --llm-url local, else off
     llm_json_mode: str = ""
@@ -177,7 +178,7 @@ def validate(cfg: TrainConfig) -> None:
     llm = llm_choices(cfg)
     need(cfg.llm_template_source in ("", "written") or llm["mode"] == "templates",
          "--llm-template-source lifted needs --llm-mode templates")
-    need(0.0 < cfg.llm_duty <= 1.0, f"--llm-duty must be in (0, 1], got {cfg.llm_duty}")
+    need(0.0 <= cfg.llm_duty <= 1.0, f"--llm-duty must be in (0, 1] (or 0 for the default), got {cfg.llm_duty}")
     problem = templates_problem(llm["mode"], cfg.templates)
     need(problem is None, problem or "")
     need(cfg.llm_json_mode in ("", *JSON_MODES), f"unknown --llm-json-mode {cfg.llm_json_mode!r} (choose from {', '.join(JSON_MODES)})")
@@ -530,10 +531,12 @@ LOCAL_URL = "local"  # --llm-url local: a local model served by llama-cpp-python
 # What the llm_* options left at "" (or 0) mean, for a local small model on this machine and for
 # any other server. Locally: the small-model prompt with the reply's schema, and relabels lifted
 # into templates, asked about 4 segments at a time (the first templates come sooner) by a server at
-# the lowest CPU priority (docs/results.md).
+# the lowest CPU priority, busy at most a quarter of the time once it has written a template
+# (uncapped, it slowed 2M-step PQN runs 1.28x; capped, 1.10x: docs/results.md).
 LOCAL_DEFAULTS = {"prompt": "relabel_v2_small", "json_mode": "schema", "mode": "templates",
-                  "template_source": "lifted", "batch": 4}
-SERVER_DEFAULTS = {"prompt": "relabel_v1", "json_mode": "off", "mode": "direct", "template_source": "written", "batch": 8}
+                  "template_source": "lifted", "batch": 4, "duty": 0.25}
+SERVER_DEFAULTS = {"prompt": "relabel_v1", "json_mode": "off", "mode": "direct", "template_source": "written", "batch": 8,
+                   "duty": 1.0}
 
 
 def llm_choices(cfg) -> dict[str, Any]:
@@ -542,7 +545,7 @@ def llm_choices(cfg) -> dict[str, Any]:
     base = LOCAL_DEFAULTS if getattr(cfg, "llm_url", "").strip() == LOCAL_URL else SERVER_DEFAULTS
     given = {"prompt": getattr(cfg, "llm_prompt", ""), "json_mode": getattr(cfg, "llm_json_mode", ""),
              "mode": getattr(cfg, "llm_mode", ""), "template_source": getattr(cfg, "llm_template_source", ""),
-             "batch": getattr(cfg, "llm_batch", 0)}
+             "batch": getattr(cfg, "llm_batch", 0), "duty": getattr(cfg, "llm_duty", 0.0)}
     return {k: base[k] if given[k] in ("", 0) else given[k] for k in base}
 
 
@@ -605,7 +608,7 @@ def llm_relabeler(cfg):
                                        temperature=getattr(cfg, "llm_temperature", 0.0),
                                        use_cache=cfg.llm_cache != "off", cache_path=cfg.llm_cache or None,
                                        templates=_template_library(cfg),
-                                       template_source=llm["template_source"], duty=getattr(cfg, "llm_duty", 1.0),
+                                       template_source=llm["template_source"], duty=llm["duty"],
                                        warm_up=local,  # llama.cpp keeps the last prompt's prefix
                                        # training asks for templates in the background unless it must be reproducible
                                        ask_in_background=not getattr(getattr(cfg, "relabeling", None), "synchronous", True))
