@@ -532,7 +532,7 @@ LOCAL_URL = "local"  # --llm-url local: a local model served by llama-cpp-python
 # any other server. Locally: the small-model prompt with the reply's schema, and relabels lifted
 # into templates, asked about 4 segments at a time (the first templates come sooner) by a server at
 # the lowest CPU priority, busy at most a quarter of the time once it has written a template
-# (uncapped, it slowed 2M-step PQN runs 1.28x; capped, 1.10x: docs/results.md).
+# (uncapped, it slowed 2M-step PQN runs 1.28x; capped, 1.09x and 1.19x: docs/results.md).
 LOCAL_DEFAULTS = {"prompt": "relabel_v2_small", "json_mode": "schema", "mode": "templates",
                   "template_source": "lifted", "batch": 4, "duty": 0.25}
 SERVER_DEFAULTS = {"prompt": "relabel_v1", "json_mode": "off", "mode": "direct", "template_source": "written", "batch": 8,
