@@ -25,6 +25,7 @@ from oir import llm_local
 from oir.cli import main
 from oir.events import COUNTER_NAMES
 from oir.llm import LLMRelabeler, reply_schema, response_format
+from oir.llm.reply import for_segments
 from oir.llm_local import LocalModel, LocalModelError, LocalServer, Part, model_path
 from oir.relabel import verify
 from oir.segments import load_segments, save_segments
@@ -211,7 +212,7 @@ def test_json_modes_reach_the_server_through_the_same_client():
                                  response_format=response_format("schema", 4))
         props = relabeler.propose_batch(distinct_segments(1))
         assert verify(distinct_segments(1)[0], props[0])[0]
-        assert server.calls[0].body["response_format"] == {"type": "json_object", "schema": schema}
+        assert server.calls[0].body["response_format"] == for_segments({"type": "json_object", "schema": schema}, 1)
         stats = relabeler.stats()
         assert stats["llm_completion_tokens"] == 20 and stats["llm_prompt_tokens"] == 100
         assert "response_format json_object with schema" in relabeler.describe()
@@ -243,12 +244,16 @@ def test_a_compact_reply_reads_as_the_full_one_and_its_schema_compiles():
         assert server.calls[0].body["response_format"]["schema"]["properties"]["segments"]["items"][
             "properties"]["proposals"]["items"]["prefixItems"][2] == {"type": "boolean"}
         assert "TEXT, CLAUSES, ORDERED" in server.calls[0].body["messages"][0]["content"]
+        # the reply holds exactly the segments asked about, no more for the model to run on with
+        sent = server.calls[0].body["response_format"]["schema"]["properties"]["segments"]
+        assert (sent["minItems"], sent["maxItems"]) == (1, 1)
     finally:
         server.stop()
     if importlib.util.find_spec("llama_cpp") is not None:  # the local server's grammar compiler takes it
         from llama_cpp.llama_grammar import LlamaGrammar
 
-        assert LlamaGrammar.from_json_schema(json.dumps(response_format("compact")["schema"]), verbose=False)
+        for fmt in (response_format("compact"), for_segments(response_format("schema"), 4)):
+            assert LlamaGrammar.from_json_schema(json.dumps(fmt["schema"]), verbose=False)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -329,13 +329,15 @@ def test_the_duty_cycle_spaces_requests_so_the_model_is_busy_at_most_that_share(
         LLMRelabeler(ChatClient("http://127.0.0.1:1/v1", "m"), templates=TemplateLibrary(), duty=0.0)
 
 
-def test_the_duty_cap_starts_with_the_first_template():
+def test_the_duty_cap_starts_with_the_first_template_and_counts_the_time_before_it():
     # Until the library holds a template, requests go back to back: the first templates take the
     # share of segments relabeled through the LLM from nothing to most. From the request that
-    # brings one, the model is kept busy at most `duty` of the time.
+    # brings one, the model is kept busy at most `duty` of the time since the start, the requests
+    # before the template included, so the next request does not go at once.
     import time
 
     arrivals: list[float] = []
+    began = time.monotonic()
 
     def respond(req):
         arrivals.append(time.monotonic())
@@ -354,8 +356,11 @@ def test_the_duty_cap_starts_with_the_first_template():
             time.sleep(0.02)
         assert len(arrivals) == 5 and relabeler.stats()["llm_templates"] == 1
         gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-        assert max(gaps[:3]) < 0.3 + 0.15  # no cap before the template (0.75 s apart under it)
-        assert gaps[3] >= 0.3 / 0.4 - 0.05  # the fourth request's 0.3 s counts: the fifth waits
+        assert max(gaps[:2]) < 0.3 + 0.15  # no cap before the template (0.75 s apart under it)
+        # the k-th request (k >= 3) waits until the k earlier ones' 0.3 s each are 40% of the time
+        for k in (3, 4):
+            assert arrivals[k] - began >= k * 0.3 / 0.4 - 0.05
+        assert gaps[2] > 0.3 + 0.5  # not at once after the template (as when the cap began from zero)
     finally:
         relabeler.close()
         server.stop()

@@ -586,19 +586,21 @@ def llm_relabeler(cfg):
     ``--llm-url local`` serves a local model first (:func:`_llm_server`); the relabeler then talks
     to it like to any other server and stops it when closed.
     """
-    from oir.llm import check_reachable, make_llm_relabeler, response_format
+    from oir.llm import check_reachable, make_llm_relabeler, reply_form, response_format
 
     local = cfg.llm_url.strip() == LOCAL_URL
     llm = llm_choices(cfg)
     try:
         fmt = response_format(llm["json_mode"])
+        form = reply_form(llm["prompt"])
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    if llm["json_mode"] in ("schema", "compact") and (llm["json_mode"] == "compact") != ("compact" in llm["prompt"]):
+    if llm["json_mode"] in ("schema", "compact") and (llm["json_mode"] == "compact") != (form == "compact"):
         # A grammar for one reply form and a prompt showing the other: the model is forced to
         # write what it was never shown.
-        raise ConfigError(f"--llm-json-mode {llm['json_mode']} does not fit prompt {llm['prompt']}: compact "
-                          "replies go with a compact prompt (relabel_v5_compact), schema replies with any other")
+        raise ConfigError(f"--llm-json-mode {llm['json_mode']} does not fit prompt {llm['prompt']}, which asks "
+                          f"for {form} replies: --llm-json-mode compact goes with a prompt declaring "
+                          "'=== reply: compact ===' (relabel_v5_compact), schema with any other")
     url, model, server, reason, timeout = _llm_server(cfg)
     try:
         relabeler = make_llm_relabeler(url, model, None if local else (cfg.llm_api_key_env or None),

@@ -20,7 +20,7 @@ from oir.llm.breaker import CircuitBreaker
 from oir.llm.cache import ReplyCache
 from oir.llm.client import ChatClient, EndpointPool, LLMError, api_key_from_env, make_client
 from oir.llm.prompt import DEFAULT_PROMPT, load_prompt, render_prompt
-from oir.llm.reply import parse_reply
+from oir.llm.reply import for_segments, parse_reply
 from oir.llm.signature import event_signature, rebind
 from oir.llm.templates import (
     TEMPLATE_PROMPT,
@@ -120,14 +120,16 @@ class LLMRelabeler:
         self._templated = 0  # segments with at least one relabel from a template
         # The largest share of wall time the asking thread keeps the model busy. A local server
         # shares this machine's cores with training: busy, it cost PQN 40% of its steps/s here.
-        # The cap starts once the library holds a template. The first templates are worth the most
-        # (in a 2M-step PQN run, one request's 6 took the share of segments relabeled through the
-        # LLM from 0 to about 90%; the next two requests added 1), and capped from the start the
-        # first request finished so late that a third of the run had no template.
+        # Requests go back to back until the library holds a template: the first templates are
+        # worth the most (in a 2M-step PQN run, one request's 6 took the share of segments
+        # relabeled through the LLM from 0 to about 90%; the next two requests added 1), and capped
+        # from the start the first request finished so late that a third of the run had no
+        # template. From then on the cap counts the model's busy time since the start, those first
+        # requests and the warm-up included: counted from zero at the first template, the next
+        # request went at once, and the model was busy 44% of a 2M-step run at duty 0.25.
         if not 0.0 < duty <= 1.0:
             raise ValueError(f"the LLM duty cycle must be in (0, 1], got {duty}")
-        self.duty, self._busy, self._asking_since = float(duty), 0.0, time.monotonic()
-        self._busy_all, self._began = 0.0, time.monotonic()  # for llm_busy_frac: the whole run, cap or not
+        self.duty, self._busy_all, self._began = float(duty), 0.0, time.monotonic()
         self._capped = templates is not None and len(templates) > 0
         self.warm_up = warm_up  # the asking thread first sends the prompt alone (a server with a prompt cache)
         if templates is not None and ask_in_background:  # last: the thread reads the state above
@@ -179,7 +181,8 @@ class LLMRelabeler:
 
     def _call(self, narrations: list[str]) -> list[list[Any]] | None:
         """Parsed proposals for one request, or None if the call failed."""
-        reply = self._complete(render_prompt(narrations, self.prompt_version), len(narrations), self.response_format)
+        reply = self._complete(render_prompt(narrations, self.prompt_version), len(narrations),
+                               for_segments(self.response_format, len(narrations)))
         if reply is None:
             return None
         try:
@@ -273,15 +276,12 @@ class LLMRelabeler:
         self._count_busy(began)
 
     def _count_busy(self, began: float) -> None:
-        """Add the time since ``began`` to the model's busy time; the duty cap's clock starts
-        (from zero) when the library first holds a template."""
+        """Add the time since ``began`` to the model's busy time; the duty cap holds from the
+        first time the library holds a template."""
         now = time.monotonic()
         with self._lock:
             self._busy_all += now - began
-            if self._capped:
-                self._busy += now - began
-            elif self.library is not None and len(self.library) > 0:
-                self._capped, self._busy, self._asking_since = True, 0.0, now
+            self._capped = self._capped or (self.library is not None and len(self.library) > 0)
 
     def _ask_loop(self) -> None:
         if self.warm_up:
@@ -289,8 +289,8 @@ class LLMRelabeler:
         while True:
             with self._lock:
                 # Under the duty cycle: the next request waits until the model's busy time is at
-                # most ``duty`` of the time since the cap began (no wait before the first template).
-                rest = self._asking_since + self._busy / self.duty - time.monotonic() if self._capped else 0.0
+                # most ``duty`` of the time since the start (no wait before the first template).
+                rest = self._began + self._busy_all / self.duty - time.monotonic() if self._capped else 0.0
                 if rest > 0:
                     self._wake.wait_for(lambda: self._closing, timeout=rest)
                 self._wake.wait_for(lambda: self._queued or self._closing)

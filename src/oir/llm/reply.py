@@ -142,6 +142,19 @@ def response_format(mode: str, max_proposals: int = 8) -> dict[str, Any] | None:
     raise ValueError(f"unknown LLM JSON mode {mode!r} (choose from {', '.join(JSON_MODES)})")
 
 
+def for_segments(fmt: dict[str, Any] | None, n: int) -> dict[str, Any] | None:
+    """``fmt`` for a request about ``n`` segments: a reply schema's segment list then holds
+    exactly ``n``. Unbounded, the grammar lets a small model go on writing segments it was never
+    shown until ``max_tokens``: one way a reply runs that long (a 2M-step run's first template
+    request for 4 segments ran to its 2,047-token cap, six minutes on a busy core, and came back
+    after training had ended)."""
+    if not fmt or "schema" not in fmt:
+        return fmt
+    schema = fmt["schema"]
+    segments = {**schema["properties"]["segments"], "minItems": n, "maxItems": n}
+    return {**fmt, "schema": {**schema, "properties": {**schema["properties"], "segments": segments}}}
+
+
 # ---------------------------------------------------------------------------------------------
 # Reply parsing
 
