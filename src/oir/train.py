@@ -86,9 +86,9 @@ class TrainConfig:
     # With templates: written, the model writes templates; lifted, it writes relabels and each one
     # that verifies becomes a template, its stated counts made slots (what small local models do well)
     llm_template_source: str = ""  # "": lifted with --llm-url local, else written
-    # Template mode in training: the largest share of wall time the model may spend on requests,
-    # from the library's first template on (1: no cap; 0: 0.25 with --llm-url local, whose server
-    # shares this machine's cores with training, else 1)
+    # Template mode in training: the largest share of the run's wall time the model may spend on
+    # requests, counted from the start and enforced from the library's first template on (1: no cap;
+    # 0: 0.25 with --llm-url local, whose server shares this machine's cores with training, else 1)
     llm_duty: float = 0.0
     # off, object (JSON mode), schema (constrained to the reply schema) or compact (constrained to
     # the compact reply's schema, with the relabel_v5_compact prompt); "" for schema with --llm-url local, else off
@@ -531,8 +531,9 @@ LOCAL_URL = "local"  # --llm-url local: a local model served by llama-cpp-python
 # What the llm_* options left at "" (or 0) mean, for a local small model on this machine and for
 # any other server. Locally: the small-model prompt with the reply's schema, and relabels lifted
 # into templates, asked about 4 segments at a time (the first templates come sooner) by a server at
-# the lowest CPU priority, busy at most a quarter of the time once it has written a template
-# (uncapped, it slowed 2M-step PQN runs 1.28x; capped, 1.09x and 1.19x: docs/results.md).
+# the lowest CPU priority, busy at most a quarter of the run once it has written a template
+# (uncapped, it slowed 2M-step PQN runs 1.28x; capped from the start, 1.15x and 1.23x:
+# docs/results.md).
 LOCAL_DEFAULTS = {"prompt": "relabel_v2_small", "json_mode": "schema", "mode": "templates",
                   "template_source": "lifted", "batch": 4, "duty": 0.25}
 SERVER_DEFAULTS = {"prompt": "relabel_v1", "json_mode": "off", "mode": "direct", "template_source": "written", "batch": 8,
