@@ -17,7 +17,7 @@ which the achievement happened, from the training policy (it samples its actions
 
 ``--cb-path``: a directory with the peer's own extra dependencies installed by
 ``pip install --target DIR --no-deps distrax chex tfp-nightly dm-tree six absl-py gast decorator
-cloudpickle`` (tensorflow-probability 0.25 does not import under our JAX; the nightly does); the
+cloudpickle toolz`` (tensorflow-probability 0.25 does not import under our JAX; the nightly does); the
 rest (JAX, Flax, optax, orbax, craftax) comes from the interpreter, ours by default.
 
 Writes ``OUT/log.jsonl`` (every update) and ``OUT/summary.json``, and prints a table of the

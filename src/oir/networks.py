@@ -23,6 +23,7 @@ class NetPreset:
 
 PRESETS: dict[str, NetPreset] = {
     "small": NetPreset(width=256, depth=2),  # CPU-sized default
+    "medium": NetPreset(width=512, depth=2),  # twice the width, for capacity checks on CPU
     "purejaxql": NetPreset(width=1024, depth=4),  # purejaxql's PQN Craftax MLP, for like-for-like speed
 }
 

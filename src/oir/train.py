@@ -104,7 +104,7 @@ class TrainConfig:
     out: Path = Path("runs/latest")
     suite: Path = STANDARD_SUITE  # instructions (train split) and evaluation (both splits)
     encoder: str = "minilm"  # minilm (all-MiniLM-L6-v2, offline) or hash (no torch)
-    network: str = "small"  # small (CPU-sized) or purejaxql (4x1024 LayerNorm MLP)
+    network: str = "small"  # small (2x256, CPU-sized), medium (2x512) or purejaxql (4x1024 LayerNorm MLP)
     max_task_steps: int = 500  # an instruction without success or failure times out here
     # Share of instructions ended by success or failure whose next one starts in a fresh world,
     # as evaluation episodes do (0: every instruction starts where the last one left the agent).
