@@ -1,6 +1,6 @@
 """The best success any agent has had on each held-out task: a ceiling for the goal's arithmetic.
 
-    .venv/bin/python bench/task_ceiling.py docs/results/*-report.md --goal 91.8
+    .venv/bin/python bench/task_ceiling.py --reports docs/results/*-report.md --goal 91.8
 
 Reads the "Held-out tasks one by one" table of every `oir compare` report given (each method's
 column is its mean over the report's seeds) and keeps, per task, the highest figure in any
@@ -38,6 +38,8 @@ def held_out_tables(text: str) -> dict[str, dict[str, float]]:
     if start is None:
         return {}
     rows = [line for line in lines[start + 1 :] if line.strip()]
+    if not rows or not rows[0].startswith("|"):
+        return {}
     methods = cells(rows[0])[2:]  # | held-out task | text | method... |
     out: dict[str, dict[str, float]] = {m: {} for m in methods}
     for line in rows[2:]:
@@ -53,6 +55,10 @@ def held_out_tables(text: str) -> dict[str, dict[str, float]]:
 
 
 def main(args: Args) -> int:
+    missing = [str(p) for p in args.reports if not p.is_file()]
+    if missing:
+        print(f"task_ceiling: report not found: {', '.join(missing)}", file=sys.stderr)
+        return 2
     best: dict[str, tuple[float, str]] = {}
     for path in args.reports:
         for method, tasks in held_out_tables(path.read_text()).items():

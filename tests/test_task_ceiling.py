@@ -40,3 +40,8 @@ def test_no_table_is_one_error_line(tmp_path, capsys):
     empty.write_text("# nothing here\n")
     assert task_ceiling.main(task_ceiling.Args(reports=[empty])) == 2
     assert capsys.readouterr().err.count("\n") == 1
+    headed = tmp_path / "y-report.md"
+    headed.write_text("### Held-out tasks one by one\n\nno table yet\n")
+    assert task_ceiling.held_out_tables(headed.read_text()) == {}
+    assert task_ceiling.main(task_ceiling.Args(reports=[tmp_path / "gone-report.md"])) == 2
+    assert capsys.readouterr().err == f"task_ceiling: report not found: {tmp_path / 'gone-report.md'}\n"
