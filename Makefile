@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean llm-local
+.PHONY: demo test bench clean llm-local results
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "oir needs Python >= 3.11 (set PYTHON=...)")'
@@ -27,6 +27,21 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/env_speed.py
+
+# Opt-in, hours long: the headline comparison (compare's defaults: the best OIR method against the
+# no-relabel baseline, 5M env steps), two seeds, then its table and held-out-task curves.
+# QUICK=1: the same pipeline, short (one seed, 200k steps), to check it end to end.
+ifeq ($(QUICK),1)
+RESULTS := runs/results-quick
+RESULTS_ARGS := --steps 200000 --seeds 0 --episodes 1 --eval-every 50000
+else
+RESULTS := runs/results
+RESULTS_ARGS := --seeds 0,1
+endif
+
+results: $(STAMP)
+	$(BIN)/oir compare $(RESULTS_ARGS) --out $(RESULTS)
+	$(BIN)/python bench/headline.py $(RESULTS) --plot $(RESULTS)/headline.png --out-md $(RESULTS)/headline.md
 
 # Opt-in: a real small LLM on this machine (`oir llm serve`, `--llm-url local`). Nothing else needs it.
 # llama-cpp-python is built from source once (~8 min on 2 cores); the wheel is kept in LLM_WHEELS.
