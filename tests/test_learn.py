@@ -280,9 +280,9 @@ def test_watkins_cuts_the_trace_after_a_non_greedy_action():
 
 def _windows():
     """A tiny actor-critic and ``[3, 2]`` relabeled windows: two instructions, some steps masked."""
-    from oir.networks import PRESETS, ActorCritic
+    from oir.networks import NETWORKS, ActorCritic
 
-    net = ActorCritic(5, PRESETS["small"])
+    net = ActorCritic(5, NETWORKS["small"])
     obs = jnp.asarray(RNG.normal(size=(3, 2, 8)), jnp.float32)
     emb = jnp.asarray(RNG.normal(size=(4, 6)), jnp.float32)
     params = net.init(jax.random.PRNGKey(0), obs[0], emb[:2])

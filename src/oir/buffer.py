@@ -34,30 +34,9 @@ Priority rule (:meth:`InstructionBuffer.priorities`), per used non-reserved row:
   up or down (forgetting), get more attention.
 * ``0.1`` is a floor so that mastered and so-far-impossible instructions are still revisited.
 
-That floor is per row, so its total grows with the buffer. Relabeling states combinations
-(ordered triples of what happened) by the thousand, most of which the agent then never repeats:
-in a 5M-step PPO run 3,854 of 6,291 rows were ordered triples, 84% of them at 0% success, and
-the floor alone gave them a fifth of the draws. With ``revisit`` R > 0
-(``--relabeling.revisit``) the floor is a share of the draws instead, spread over all rows::
-
-    p = R / n + (1 - R) * q / sum(q),    q = 4 * s * (1 - s) + 2 * LP
-
-(``n`` used rows), the epsilon-uniform mixture of learning-progress teachers (Portelas et al.
-2020), so hopeless rows share R between them however many there are. At R = 0.1 it changed
-nothing measurable on held-out tasks (docs/results.md): most attempts on hopeless rows are made
-while they are new (``s`` = 0.5 assumed) or right after a lucky success, not through the floor.
-
-With ``shape_prior`` (``--relabeling.shape-prior``) a row never attempted takes as ``s`` the mean
-success of the attempted rows of its shape (:func:`spec_shape`: how many clauses, ordered or not,
-with prohibitions or a budget), once at least :data:`SHAPE_PRIOR_MIN` such rows exist, instead
-of 0.5: a new ordered triple, when triples succeed 9% of the time, starts at a third of the top
-priority, and a new single count where counts succeed half the time still starts at the top.
-Measured (PPO, 2M steps, 2 seeds, docs/results.md) it lost 4.6 points on held-out tasks, most
-on tasks asking for three or more: the new hard rows it puts down are the frontier's practice.
-
-With ``rarity`` > 0 (``--relabeling.rarity``) ``p`` is multiplied by :meth:`~InstructionBuffer.rarity_weights`:
-instructions asking for an achievement relabeling rarely finds are drawn up to 10x more often,
-so that the pickaxe made once by chance becomes an instruction the agent practises.
+A share of draws spread over all rows instead of the per-row floor, a new row's success taken
+from attempted rows of its shape, and a weight toward rarely found achievements were each
+measured and retired (no gain or a loss on held-out tasks; docs/notebook/).
 
 The EMAs are of the per-update success rate ``successes / attempts``, updated by
 :meth:`InstructionBuffer.record` only for rows attempted in that update. Both start at the first
@@ -225,12 +204,6 @@ class InstructionBuffer:
         self._seen = np.zeros(capacity, bool)  # EMAs initialised (row attempted at least once)
         self.outcomes: Counter = Counter()
         self.near_merges = 0  # merges found by embedding rather than by exact text
-        self.rarity = 0.0  # exponent of the rarity weight in priorities() (0: off)
-        self.revisit = 0.0  # share of draws spread over all rows in priorities() (0: a floor of 0.1 per row)
-        self.shape_prior = False  # a new row's success from attempted rows of its shape (else 0.5)
-        self.shape = np.full(capacity, -1, np.int64)  # spec_shape of each used row
-        self.found = np.zeros(len(ACHIEVEMENTS), np.int64)  # relabels added (or merged) asking for each achievement
-        self._asks: dict[int, np.ndarray] = {}  # row -> the achievements its spec asks for
 
     def __getstate__(self) -> dict:
         """Everything but the encoder and the lock (for checkpoints); reattach ``encoder`` after."""
@@ -242,14 +215,9 @@ class InstructionBuffer:
         return state
 
     def __setstate__(self, state: dict) -> None:
-        # Buffers pickled before the rarity weight: no weight, counts from the resume on.
-        defaults = {"rarity": 0.0, "revisit": 0.0, "shape_prior": False,
-                    "found": np.zeros(len(ACHIEVEMENTS), np.int64), "_asks": {}, "_near": {}}
-        self.__dict__.update({**defaults, **state})
-        if "shape" not in state:  # buffers pickled before the shape prior
-            self.shape = np.full(self.capacity, -1, np.int64)
-            for row, spec in self._spec.items():
-                self.shape[row] = spec_shape(spec)
+        for retired in ("rarity", "revisit", "shape_prior", "shape", "found", "_asks"):  # older checkpoints
+            state.pop(retired, None)
+        self.__dict__.update({"_near": {}, **state})
         self._lock = threading.RLock()
         self._check_memo = {}
 
@@ -287,9 +255,6 @@ class InstructionBuffer:
                 rows, steps = np.array(merges, np.int64).T
                 np.add.at(self.count, rows, 1)
                 np.maximum.at(self.last_seen, rows, steps)
-                asks = [self._asks[r] for r in rows.tolist() if r in self._asks]
-                if asks:
-                    np.add.at(self.found, np.concatenate(asks), 1)
             return results
 
     def _checked(self, text: str) -> tuple[str, str | None, str]:
@@ -343,9 +308,6 @@ class InstructionBuffer:
         self._by_spec.setdefault(spec_key, []).append(row)
         self.first_seen[row] = self.last_seen[row] = step
         self.count[row] = 1
-        self.shape[row] = spec_shape(spec)
-        self._asks[row] = asks = achievements_asked(spec)
-        self.found[asks] += 1
         self._new.append(row)
         return row, "new"
 
@@ -393,44 +355,9 @@ class InstructionBuffer:
         """float32[capacity] sampling weights (module docstring); 0 for unused and reserved rows."""
         with self._lock:
             used = self._used_mask(include_reserved=False)
-            s = np.where(self._seen, self.slow, self._new_row_success(used) if self.shape_prior else 0.5)
-            q = 4.0 * s * (1.0 - s) + 2.0 * self.learning_progress()
-            if self.revisit > 0:
-                n, total = max(int(used.sum()), 1), float(q[used].sum())
-                # total 0: nothing is learnable now (all mastered or hopeless), so all draws are uniform
-                p = self.revisit / n + (1.0 - self.revisit) * q / total if total > 0 else np.full(self.capacity, 1.0 / n)
-            else:
-                p = 0.1 + q
-            if self.rarity > 0:
-                p = p * self.rarity_weights()
+            s = np.where(self._seen, self.slow, 0.5)
+            p = 0.1 + 4.0 * s * (1.0 - s) + 2.0 * self.learning_progress()
             return np.where(used, p, 0.0).astype(np.float32)
-
-    def _new_row_success(self, used: np.ndarray) -> np.ndarray:
-        """float64[capacity]: the success a never-attempted row is taken to have, the mean slow EMA
-        of the attempted used rows of its shape (0.5 where fewer than SHAPE_PRIOR_MIN exist)."""
-        tried = used & self._seen & (self.shape >= 0)
-        codes = self.shape[tried]
-        n = np.bincount(codes, minlength=N_SHAPES)
-        mean = np.bincount(codes, weights=self.slow[tried], minlength=N_SHAPES) / np.maximum(n, 1)
-        prior = np.where(n >= SHAPE_PRIOR_MIN, mean, 0.5)
-        return np.where(self.shape >= 0, prior[np.maximum(self.shape, 0)], 0.5)
-
-    def rarity_weights(self, power: float | None = None) -> np.ndarray:
-        """float64[capacity]: ``(median / found of the row's rarest achievement) ** power``, in
-        [1, 10]; the median over achievements found at all; ``power`` defaults to ``rarity``. An
-        instruction asking for what relabeling rarely finds (the pickaxe made once by chance) is
-        drawn more often. 1 for rows that ask for no achievement."""
-        power = self.rarity if power is None else power
-        w = np.ones(self.capacity)
-        with self._lock:  # the relabel worker adds rows while the trainer samples windows
-            seen = self.found[self.found > 0]
-            if not len(seen):
-                return w
-            median = float(np.median(seen))
-            for row, asks in self._asks.items():
-                if len(asks):
-                    w[row] = np.clip((median / max(int(self.found[asks].min()), 1)) ** power, 1.0, 10.0)
-        return w
 
     def _used_mask(self, include_reserved: bool) -> np.ndarray:
         mask = np.zeros(self.capacity, bool)
@@ -540,14 +467,3 @@ def achievements_asked(spec: TaskSpec) -> np.ndarray:
         if name in ACHIEVEMENTS and (c.at_least or 0) >= 1:
             out.add(ACHIEVEMENTS.index(name))
     return np.array(sorted(out), np.int64)
-
-
-SHAPE_PRIOR_MIN = 5  # attempted rows of a shape before their mean stands for a new row's success
-N_SHAPES = 5 * 2 * 2 * 2
-
-
-def spec_shape(spec: TaskSpec) -> int:
-    """A spec's shape as a code in [0, N_SHAPES): its ``all`` clauses (capped at 4), whether they
-    are ordered, whether it has prohibitions, whether a budget. Rows of one shape succeed alike
-    (ordered triples rarely, single counts often), which the shape prior uses."""
-    return ((min(len(spec.all), 4) * 2 + spec.ordered) * 2 + bool(spec.none)) * 2 + (spec.within is not None)

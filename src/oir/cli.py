@@ -17,6 +17,7 @@ import tyro
 from rich.console import Console
 from rich.table import Table
 
+from oir import presets
 from oir.checkpoint import CheckpointError
 from oir.errors import CliError, check_writable, write_text
 from oir.shipped import AGENTS
@@ -32,15 +33,14 @@ class Demo:
     1. The shipped agents (agents/: an OIR agent trained on zero-label narrator relabels and a
        no-relabel agent trained on the suite's train lines, the same env steps; provenance beside
        each) and a random agent, each evaluated in one vectorized batch.
-    2. A short live OIR run: PQN with the narrator relabeler (rule-based and offline; not a
-       language model), every instruction it learns from hindsight relabels of its own experience,
-       none from the suite; then the same evaluation.
+    2. A short live run of a training preset (default ``oir``: PPO with the narrator relabeler,
+       rule-based and offline, not a language model, its hindsight relabels added to the suite's
+       train lines; oir.presets), with every other setting at its default; then the same evaluation.
     3. A GIF of the shipped OIR agent following a held-out instruction.
     """
 
-    steps: int = 300_000  # env steps of the live OIR run (0: skip it)
-    relabel: Literal["narrator", "none"] = "narrator"  # none: the no-relabel baseline instead
-    algo: Literal["pqn", "ppo"] = "pqn"
+    steps: int = 300_000  # env steps of the live run (0: skip it)
+    preset: str = "oir"  # the live run's training preset (oir.presets): oir, labelled, zero-label, ...
     encoder: Literal["minilm", "hash"] = "minilm"
     num_envs: int = 64
     suite: Path = STANDARD_SUITE
@@ -105,12 +105,11 @@ class Relabel:
     llm_batch: int = 0  # segments per request (0: 4 with --llm-url local, else 8)
     llm_cache: str = ""  # "" for ~/.cache/oir/llm_cache.sqlite, "off" for none
     llm_prompt: str = ""  # prompt file: "" for relabel_v2_small with --llm-url local, else relabel_v1
-    llm_json_mode: str = ""  # off, object, schema or compact; "" for schema with --llm-url local, else off
-    # templates: relabels from the template library; "": templates with --llm-url local, else direct
+    llm_json_mode: str = ""  # off, object or schema; "" for schema with --llm-url local, else off
+    # templates: the model's verified relabels become templates, and relabels come from the
+    # template library; "": templates with --llm-url local, else direct
     llm_mode: Literal["", "direct", "templates"] = ""
     templates: Path | None = None  # start the template library from this templates.jsonl
-    # written: the model writes templates; lifted: its verified relabels become templates
-    llm_template_source: Literal["", "written", "lifted"] = ""  # "": lifted with --llm-url local, else written
     save_templates: Path | None = None  # write the template library here at the end (a templates.jsonl)
     chunk: int = 0  # segments handed to the relabeler at a time, in order, as training does (0: all at once)
     out: Path | None = None
@@ -280,13 +279,15 @@ def demo(cfg: Demo, console: Console) -> int:
     for name, path in shipped.items():
         console.print(f"[bold]{name}[/]: {_describe_shipped(path)}; provenance in {path / 'provenance.json'}",
                       soft_wrap=True, highlight=False)
-    live = f"{cfg.algo.upper()} no-relabel, live" if cfg.relabel == "none" else f"OIR {cfg.algo.upper()}, live"
+    try:
+        tcfg = replace(presets.apply(TrainConfig(), cfg.preset), steps=max(cfg.steps, 1), num_envs=cfg.num_envs,
+                       seed=cfg.seed, out=cfg.out, suite=cfg.suite, encoder=cfg.encoder, eval_episodes=0)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    live = f"{tcfg.algo.upper()} {cfg.preset}, live"
     if cfg.steps:
-        who = "narrator relabeler (rule-based, offline; not a language model)" if cfg.relabel == "narrator" else "no relabeling"
-        console.print(f"[bold]live run[/]: {cfg.algo.upper()} with {who}, {cfg.steps:,} env steps, {cfg.num_envs} envs, "
-                      f"in {cfg.out}", soft_wrap=True, highlight=False)
-        tcfg = TrainConfig(algo=cfg.algo, relabel=cfg.relabel, steps=cfg.steps, num_envs=cfg.num_envs, seed=cfg.seed,
-                           out=cfg.out, suite=cfg.suite, encoder=cfg.encoder, eval_episodes=0)
+        console.print(f"[bold]live run[/]: preset {cfg.preset} ({presets.PRESETS[cfg.preset].summary}), "
+                      f"{cfg.steps:,} env steps, {cfg.num_envs} envs, in {cfg.out}", soft_wrap=True, highlight=False)
         summary = train(tcfg)
         rel = summary.get("relabeling", {})
         if rel:
@@ -490,9 +491,20 @@ def compare_cmd(cfg: CompareConfig, console: Console, argv: list[str] | None) ->
 
 
 def train_cmd(cfg: TrainConfig, console: Console, argv: list[str]) -> int:
+    from oir.launch import flag_value
     from oir.train import load_config, train
 
     resume = cfg.resume is not None
+    preset = flag_value(argv, "--preset")
+    if preset is not None and (resume or cfg.config is not None):
+        raise CliError("--preset starts a new run from a preset: it does not go with --resume or --config")
+    if preset is not None:
+        try:
+            base = presets.apply(TrainConfig(), preset)
+        except ValueError as e:
+            raise CliError(str(e)) from None
+        # Parsed again over the preset's values, so options given beside it override it.
+        cfg = tyro.cli(TrainConfig, prog="oir train", args=argv[1:], default=base)
     if resume:
         # --devices may change: a checkpoint restores onto any device count
         devices = cfg.devices if any(a == "--devices" or a.startswith("--devices=") for a in argv) else None
@@ -529,6 +541,13 @@ def train_cmd(cfg: TrainConfig, console: Console, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from oir.train import retired_flag
+
+    for arg in sys.argv[1:] if argv is None else argv:
+        refusal = retired_flag(arg) if arg.startswith("--") else None
+        if refusal:
+            print(f"oir: error: {refusal}", file=sys.stderr)
+            return 2
     cmd = tyro.cli(Command, prog="oir", args=argv)
     console = Console()
     try:

@@ -12,7 +12,7 @@ Two composable layers, PureJaxRL style (pure functions over explicit state, jit-
 * :class:`TaskEnv`: gives every env its own task from a :class:`~oir.tasks.TaskBank`, checks
   it on every step in the same jitted function, rewards the first step it holds, and starts a
   new instruction (sampled from the bank's weights) when a task succeeds, fails, times out or
-  the world ends, without resetting the world (or, for a ``fresh_start`` share, in a fresh one).
+  the world ends, without resetting the world.
 
 The policy only ever receives the observation and ``TaskState.task`` (an index used to look up
 the instruction's text embedding); the spec stays inside the env (design doc §9).
@@ -155,8 +155,7 @@ class TaskState:
     hit: jax.Array | None = None  # float32[M, NUM_EVENTS]
     # ELLM with an LLM suggester: its answers per state signature (oir.ellm.SuggestTable), else None.
     table: Any = None
-    # float32[]: the achievement bonus paid now (None: off). A value, not a constant, so that the
-    # host can fade it over training without a recompile (TaskEnv.with_bonus).
+    # float32[]: the achievement bonus (None: off).
     bonus: jax.Array | None = None
     # float32[NUM_ACHIEVEMENTS]: first-in-episode unlocks of each achievement so far in the run, all
     # envs (None: the bonus does not decay with them; TaskEnv's achievement_bonus_counts).
@@ -174,16 +173,14 @@ class TaskStep:
     task: jax.Array  # int32[N]: the instruction that was followed this step
     task_steps: jax.Array  # int32[N]: steps since that instruction was given
     world: VecStep
-    fresh: jax.Array  # bool[N]: a fresh world for the next instruction, the game not over (a fresh start)
     spec_success: jax.Array  # bool[N]: the instruction's spec holds now (== success with verified rewards)
 
 
 class TaskEnv:
     """A :class:`VecEnv` where every env follows its own task from a bank.
 
-    ``fresh_start``: the share of instructions ended by success or failure whose successor
-    starts in a fresh world, as every evaluation episode does, rather than where the agent
-    stands. Timeouts keep the world: their value bootstraps from the next observation.
+    An instruction that ends (success, failure, timeout) is followed by the next one where the
+    agent stands; a timeout's value bootstraps from the next observation.
     ``suggest(key, obs, world, levels, table) -> int32[N]``: instructions are drawn from the state
     instead of the bank's weights (ELLM, :mod:`oir.ellm`); ``table``, the initial
     ``TaskState.table`` it reads (an LLM suggester's answers, which the host replaces as they come).
@@ -197,12 +194,10 @@ class TaskEnv:
     exploration bonus (Strehl and Littman 2008; Bellemare et al. 2016).
     """
 
-    def __init__(self, vec: VecEnv, max_task_steps: int = 1000, fresh_start: float = 0.0, suggest=None,
+    def __init__(self, vec: VecEnv, max_task_steps: int = 1000, suggest=None,
                  table=None, achievement_bonus: float = 0.0, achievement_bonus_counts: int = 0):
         if max_task_steps < 1:
             raise ValueError(f"max_task_steps must be at least 1, got {max_task_steps}")
-        if not 0.0 <= fresh_start <= 1.0:
-            raise ValueError(f"fresh_start must be in [0, 1], got {fresh_start}")
         if achievement_bonus < 0.0:
             raise ValueError(f"achievement_bonus must be >= 0, got {achievement_bonus}")
         if achievement_bonus_counts < 0:
@@ -212,7 +207,6 @@ class TaskEnv:
         self.vec = vec
         self.num_envs = vec.num_envs
         self.max_task_steps = max_task_steps
-        self.fresh_start = fresh_start
         self.suggest, self.table = suggest, table
 
     def _draw(self, key: jax.Array, cdf: jax.Array, obs: jax.Array, vec: VecState, table=None) -> jax.Array:
@@ -259,18 +253,6 @@ class TaskEnv:
         )
         return obs, state
 
-    @staticmethod
-    def with_bonus(state: TaskState, bonus: float) -> TaskState:
-        """``state`` paying ``bonus`` per first achievement from now on. Only for an env built with a
-        bonus. The new value is placed as the old one was (committed to its devices, replicated across
-        processes, or not), since a jitted update compiles again for another placement."""
-        if state.bonus is None:
-            raise ValueError("this TaskEnv was built without an achievement bonus; it cannot be set")
-        value = jnp.asarray(bonus, jnp.float32)
-        if getattr(state.bonus, "committed", False):
-            value = jax.device_put(value, state.bonus.sharding)
-        return state.replace(bonus=value)
-
     def step(self, key: jax.Array, state: TaskState, action: jax.Array) -> tuple[jax.Array, TaskState, TaskStep]:
         k_env, k_task = jax.random.split(key)
         obs, vec, world = self.vec.step(k_env, state.vec, action)
@@ -292,13 +274,6 @@ class TaskEnv:
             reward = reward + (world.unlocked * per).sum(-1)
         timeout = (progress.t >= self.max_task_steps) & ~success & ~fail
         task_done = success | fail | timeout | world.done
-        fresh = jnp.zeros_like(task_done)
-        if self.fresh_start > 0:
-            # A second restart, after the task check: with it between the world's step and its
-            # restart in one pass, the default (no fresh starts) ran 40% slower (bench/env_speed.py).
-            draw = jax.random.uniform(jax.random.fold_in(k_task, 1), (self.num_envs,))
-            fresh = (success | fail) & ~world.done & (draw < self.fresh_start)
-            obs, vec = self.vec.restart(jax.random.fold_in(k_task, 2), vec, obs, fresh)
         new_task = jnp.where(task_done, self._draw(k_task, state.cdf, obs, vec, state.table), state.task)
         new_state = state.replace(
             vec=vec, task=new_task, progress=tasks.progress_restart(progress, task_done), unlocks=unlocks
@@ -313,7 +288,6 @@ class TaskEnv:
             task=state.task,
             task_steps=progress.t,
             world=world,
-            fresh=fresh,
             spec_success=spec_success,
         )
         return obs, new_state, out

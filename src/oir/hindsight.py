@@ -54,21 +54,11 @@ class RelabelingConfig:
 
     batch: int = 16  # relabeled windows the PQN learner trains on per update, beside the rollout
     window: int = 16  # steps per relabeled window, ending at the step its spec first held (masked before the segment's start)
-    # Which live relabels make the batch: uniform; unused-first (never trained on, nearest to
-    # expiry); rare-first (up to half the batch asks for achievements relabeling rarely finds).
-    sampling: str = "uniform"
     history: int = 1024  # steps of every env kept in the replay (more than --max-task-steps)
     capacity: int = 8192  # most unique instructions in the buffer
     free_play: float = 0.1  # share of instructions that are free play once the buffer has some
     pool: int = 65536  # most recent relabels kept for sampling windows
     max_proposals: int = 8  # narrator relabels per segment, taken in turn from each kind of statement
-    # The narrator states every count on the way to a total (up to nine), each at the step it was
-    # first reached, not only a count of one and the total.
-    prefix_counts: bool = False
-    # The narrator states any two things in the order they were first done, however much came
-    # between them (a wood sword, then a sapling, then a zombie: sword then zombie), not only
-    # two done one after the other.
-    all_pairs: bool = False
     worker_batch: int = 64  # segments per relabeler call in the worker
     # Child processes that propose and verify (the narrator; LLM and similarity relabeling stay in
     # the worker thread): they never hold the training process's GIL. 0: all in the worker thread.
@@ -82,31 +72,12 @@ class RelabelingConfig:
     # Wait for the relabel worker every update: slower, but the same seed then gives the same run
     # (otherwise relabels join whichever update is running when they are done).
     synchronous: bool = False
-    # Also train on the suite's train lines: relabels are added to them (the paper's set-up,
-    # `oir compare` method narrator+suite). Off, OIR never sees a human instruction.
-    seed_suite: bool = False
-    # With seed_suite: this share of the instructions (free play aside) is drawn uniformly from the
-    # suite's lines, as the no-relabel baseline draws them, and the rest by priority from the
-    # relabels. 0: the lines are rows like any relabel, and as the buffer grows to thousands of
-    # relabels they fall to a few percent of the rollouts.
-    suite_share: float = 0.0
-    # Curriculum toward the rare: instruction priorities times (median / how often relabeling found
-    # the instruction's rarest achievement) ** rarity, in [1, 10] (0: off; oir.buffer).
-    rarity: float = 0.0
-    # Share of instruction draws spread uniformly over all rows, the rest by success and learning
-    # progress (oir.buffer). 0: a floor of 0.1 per row instead, whose total grows with the rows
-    # (in a 5M-step run it gave thousands of never-solved triples a fifth of the instructions).
-    revisit: float = 0.0
-    # A row never attempted takes as its success the mean of the attempted rows of its shape (how
-    # many clauses, ordered or not, ...; oir.buffer), not 0.5: new ordered triples, mostly never
-    # solved, then no longer start at the top priority.
-    shape_prior: bool = False
     # Relabel each instruction's steps together with those before it in the same world, up to
     # this many steps in all (0: one instruction's steps). Counts and orders reached across
     # instructions are then stated (three saplings planted under three instructions); only
     # statements that first hold within the instruction's own steps are kept. At most
     # history - the rollout's steps.
-    world_span: int = 0
+    world_span: int = 256
 
 
 def late_store_mb(cfg: RelabelingConfig, relabel: str, trains_windows: bool) -> float:
@@ -133,8 +104,7 @@ class Hindsight:
     ):
         self.cfg, self.relabeler, self.encoder, self.n = cfg, relabeler, encoder, num_envs
         self.buffer = InstructionBuffer(cfg.capacity, encoder, reserved=1)
-        self.buffer.rarity, self.buffer.revisit, self.buffer.shape_prior = cfg.rarity, cfg.revisit, cfg.shape_prior
-        self.pool = RelabelPool(cfg.pool, cfg.history, cfg.window, cfg.sampling)
+        self.pool = RelabelPool(cfg.pool, cfg.history, cfg.window)
         self.rng = np.random.default_rng(seed)
         self.event_emb = encoder.encode(list(EVENT_TEXTS)) if reward == "similarity" else None
         self.delta = delta
@@ -156,17 +126,11 @@ class Hindsight:
         # row drawn before its spec arrives would be an empty (instantly true) task.
         self.on_device = np.zeros(cfg.capacity, bool)
         self.on_device[FREE_PLAY_ROW] = True
-        self.suite_rows = np.zeros(cfg.capacity, bool)  # rows the suite's lines took (seed)
 
     # -- device tables --------------------------------------------------------------------
     def weights(self) -> np.ndarray:
         """Sampling weights: buffer priorities, plus the free-play row's share."""
         w = self.buffer.priorities().astype(np.float64) * self.on_device
-        share, suite = self.cfg.suite_share, self.suite_rows
-        if share > 0 and suite.any():
-            w[suite] = 0.0
-            relabels = w.sum()
-            w[suite] = 1.0 if relabels == 0 else relabels * share / (1.0 - share) / suite.sum()
         rest = w.sum()
         w[FREE_PLAY_ROW] = 1.0 if rest == 0 else rest * self.cfg.free_play / (1.0 - self.cfg.free_play)
         return w.astype(np.float32)
@@ -193,10 +157,8 @@ class Hindsight:
         k = 0  # late windows in this batch: in proportion to how many there are beside the replay's
         if late is not None and late.size:
             k = int(self.rng.binomial(b, late.size / (late.size + self.counts["relabels_live"])))
-        rarity = self.buffer.rarity_weights(power=1.0) if self.cfg.sampling == "rare-first" else None
         # A row added since the last sync has no embedding on the device yet: its windows wait.
-        cols, live = self.pool.sample(self.rng, b - k, now=(update + 1) * num_steps, rarity=rarity,
-                                      ready=self.on_device)
+        cols, live = self.pool.sample(self.rng, b - k, now=(update + 1) * num_steps, ready=self.on_device)
         self.counts["relabels_live"] = live
         if late is not None:
             more = late.sample(self.rng, k, ready=self.on_device)
@@ -301,8 +263,7 @@ class Hindsight:
         paper's set-up, where relabels are added to a labelled instruction set. Call before
         :meth:`initial`; returns how many rows they took (merged or filtered lines take none)."""
         before = len(self.buffer)
-        rows = [row for row, outcome in self.buffer.add_many([(x.text, x.spec, 0) for x in lines]) if outcome == "new"]
-        self.suite_rows[rows] = True
+        self.buffer.add_many([(x.text, x.spec, 0) for x in lines])
         self._mirror_new()
         return len(self.buffer) - before
 
@@ -325,7 +286,7 @@ class Hindsight:
 
     # -- checkpoints ----------------------------------------------------------------------
     _STATE = ("buffer", "pool", "rng", "counts", "host_s", "tracker", "bank", "emb", "hit", "syncs", "kept",
-              "on_device", "env_steps", "late", "suite_rows")
+              "on_device", "env_steps", "late")
 
     def state(self) -> bytes:
         """The host state, pickled, with the segments the worker has not started on (they are
@@ -350,13 +311,9 @@ class Hindsight:
             self.worker.submit(batch)
         for k in self._STATE:
             setattr(self, k, state.get(k))  # "late": None in checkpoints from before the store
-        if self.suite_rows is None:  # checkpoints from before the suite share
-            self.suite_rows = np.zeros(self.cfg.capacity, bool)
         if self.hit is not None:
             self.hit = self.hit.astype(np.float32)  # checkpoints before ELLM's paid rewards held bools
         self.buffer.encoder = self.encoder
-        self.buffer.rarity, self.buffer.revisit = self.cfg.rarity, self.cfg.revisit
-        self.buffer.shape_prior = self.cfg.shape_prior
 
     # -- reporting ------------------------------------------------------------------------
     def metrics(self, wall_s: float) -> dict[str, float]:
@@ -391,8 +348,6 @@ class Hindsight:
             out["relabel_late_segments_refused"] = c["late_segments_refused"]
         if self.pool.used_frac is not None:
             out["relabel_used_frac"] = self.pool.used_frac
-        if self.pool.sampling == "rare-first":
-            out["relabel_rare_draws"] = self.pool.rare_drawn
         if self.event_emb is not None:
             out["relabel_unsupported"] = c["unsupported"]
             out |= {f"relabel_{k}": c[k] for k in SIMILARITY_COUNTS}

@@ -74,7 +74,7 @@ def chunk_of(outs: TaskStep, nearby: jax.Array, steps: tuple[jax.Array, jax.Arra
         events=outs.world.events.astype(jnp.int8),
         levels=outs.world.levels.astype(jnp.int8),
         nearby=nearby,
-        world_new=outs.world.done | outs.fresh,
+        world_new=outs.world.done,
         obs=None if steps is None else steps[0].astype(jnp.float16),
         action=None if steps is None else steps[1].astype(jnp.int8),
     )

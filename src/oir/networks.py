@@ -21,9 +21,8 @@ class NetPreset:
     layer_norm: bool = True
 
 
-PRESETS: dict[str, NetPreset] = {
+NETWORKS: dict[str, NetPreset] = {
     "small": NetPreset(width=256, depth=2),  # CPU-sized default
-    "medium": NetPreset(width=512, depth=2),  # twice the width, for capacity checks on CPU
     "purejaxql": NetPreset(width=1024, depth=4),  # purejaxql's PQN Craftax MLP, for like-for-like speed
 }
 

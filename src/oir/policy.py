@@ -15,7 +15,7 @@ from pathlib import Path
 from oir.checkpoint import load_params
 from oir.encode import make_encoder
 from oir.evaluate import TextPolicy, text_policy
-from oir.networks import PRESETS
+from oir.networks import NETWORKS
 from oir.shipped import is_agent, load_agent_params
 from oir.train import ALGOS, TrainConfig, load_config
 
@@ -40,7 +40,7 @@ def load_run(run_dir: str | Path) -> tuple[TrainConfig, Callable[[Sequence[str]]
     run_dir = Path(run_dir)
     check_run_dir(run_dir)
     cfg = load_config(run_dir / "config.json")
-    act = ALGOS[cfg.algo].make_act(getattr(cfg, cfg.algo), PRESETS[cfg.network])
+    act = ALGOS[cfg.algo].make_act(getattr(cfg, cfg.algo), NETWORKS[cfg.network])
     params = load_agent_params(run_dir) if is_agent(run_dir) else load_params(run_dir)
     encoder = make_encoder(cfg.encoder)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,23 +43,16 @@ class PPOConfig:
     max_grad_norm: float = 1.0
     update_epochs: int = 4
     num_minibatches: int = 8
-    bootstrap_timeouts: bool = True  # an instruction's time limit is truncation (bootstrap), not termination
     # Hindsight imitation of relabeled windows (GCSL, Ghosh et al. 2021): with relabeling, each
     # minibatch also minimises this times -log pi(a | s, hindsight instruction) over the window.
     # 0.02 beat 0 by 1.4 points on held-out tasks at 2M steps over 2 seeds; 0.1 lost 4 points
     # (docs/results.md, "Imitating relabeled windows in PPO").
     relabel_bc_coef: float = 0.02
-    # Hindsight self-imitation (SIL, Oh et al. 2018, on relabeled windows): imitate a window's
-    # action, and raise V(s, hindsight instruction), only by how far the window's discounted return
-    # to its success beats V. Where the value already expects the success the term vanishes, so it
-    # learns from the rare achievements, not from the wandering before common ones (plain
-    # imitation's fault). Off by default; docs/results.md has its measurement.
-    relabel_sil_coef: float = 0.0
 
     @property
     def imitates(self) -> bool:
         """Whether PPO trains on relabeled windows (it can only imitate them)."""
-        return self.relabel_bc_coef > 0 or self.relabel_sil_coef > 0
+        return self.relabel_bc_coef > 0
 
 
 class Transition(struct.PyTreeNode):
@@ -108,31 +100,13 @@ def ppo_loss(cfg: PPOConfig, logits, value, action, old_log_prob, old_value, adv
     return total, (pg_loss, v_loss, entropy)
 
 
-class HindsightLosses(NamedTuple):
-    bc: jax.Array  # mean -log pi(a | s, g) over unmasked window steps (GCSL)
-    sil: jax.Array  # self-imitation loss on the same steps (SIL)
-    sil_active: jax.Array  # share of unmasked steps whose return beats the value
-
-
-def hindsight_losses(net, params, emb, obs, task, action, mask, gamma: float) -> HindsightLosses:
-    """Both imitation terms on ``[T, B]`` relabeled windows whose last row is the success step,
-    from one forward pass.
-
-    ``bc`` is hindsight behaviour cloning (GCSL): ``-log pi(a | s, g)`` under the window's hindsight
-    instruction ``g``. ``sil`` is self-imitation: ``-log pi(a|s,g) * max(R - V, 0) + 0.5 max(R - V, 0)^2``
-    with ``R = gamma ** (steps to success)`` the window's return under ``g`` (reward 1 at success,
-    as the task env gives) and the weight ``max(R - V, 0)`` held constant for the policy term. The
-    clip is SIL's argument for using another policy's actions (Oh et al. show it as lower-bound soft
-    Q-learning): it only pulls toward returns that were reached, here under the hindsight
-    instruction, whatever instruction the actions were chosen for. All are means over unmasked steps.
-    """
-    logits, value = net.apply(params, obs, emb[task])
+def hindsight_bc_loss(net, params, emb, obs, task, action, mask) -> jax.Array:
+    """Hindsight behaviour cloning (GCSL) on ``[T, B]`` relabeled windows: the mean over unmasked
+    steps of ``-log pi(a | s, g)`` under each window's hindsight instruction ``g``. (Self-imitation,
+    weighting it by how far the window's return beats the value, measured no gain and was retired.)"""
+    logits, _ = net.apply(params, obs, emb[task])
     logp = jnp.take_along_axis(jax.nn.log_softmax(logits), action[..., None], axis=-1)[..., 0]
-    steps_left = jnp.arange(obs.shape[0] - 1, -1, -1, dtype=jnp.float32)[:, None]
-    gap = jnp.maximum(gamma**steps_left - value, 0.0)
-    n = jnp.maximum(mask.sum(), 1.0)
-    sil = (-(logp * jax.lax.stop_gradient(gap)) + 0.5 * gap**2) * mask
-    return HindsightLosses(-(logp * mask).sum() / n, sil.sum() / n, ((gap > 0) * mask).sum() / n)
+    return -(logp * mask).sum() / jnp.maximum(mask.sum(), 1.0)
 
 
 def make_act(cfg: PPOConfig, preset: NetPreset):
@@ -203,10 +177,9 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
         )
         _, last_value = net.apply(r.train.params, obs, r.emb[env_state.task])
 
-        boot = None
-        if cfg.bootstrap_timeouts:
-            boot = timeout_values(lambda o, t: net.apply(r.train.params, o, r.emb[t])[1],
-                                  traj.obs, obs, traj.task, traj.truncated)
+        # An instruction's time limit is truncation: its value bootstraps from the next observation.
+        boot = timeout_values(lambda o, t: net.apply(r.train.params, o, r.emb[t])[1],
+                              traj.obs, obs, traj.task, traj.truncated)
         advantages = gae(traj.reward, traj.value, traj.done, last_value, cfg.gamma, cfg.gae_lambda, boot)
         targets = advantages + traj.value
 
@@ -221,8 +194,7 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
             total, parts = ppo_loss(cfg, logits, value, tr.action, tr.log_prob, tr.value, adv, target)
             if bc_data is None:
                 return total, parts
-            h = hindsight_losses(net, params, r.emb, *bc_data, cfg.gamma)
-            return total + cfg.relabel_bc_coef * h.bc + cfg.relabel_sil_coef * h.sil, parts
+            return total + cfg.relabel_bc_coef * hindsight_bc_loss(net, params, r.emb, *bc_data), parts
 
         key, k_epochs = jax.random.split(key)
         train, (_, (pg, vl, ent)) = minibatch_epochs(
@@ -233,9 +205,8 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
         if relabel:
             chunk = chunk_of(outs, nearby, (traj.obs, traj.action) if relabel.late and imitate else None)
         if imitate:
-            h = hindsight_losses(net, train.params, r.emb, *bc_data, cfg.gamma)
-            metrics |= {"relabel_windows": rb.valid.sum(), "relabel_bc_loss": h.bc,
-                        "relabel_sil_loss": h.sil, "relabel_sil_active": h.sil_active}
+            metrics |= {"relabel_windows": rb.valid.sum(),
+                        "relabel_bc_loss": hindsight_bc_loss(net, train.params, r.emb, *bc_data)}
         new = r.replace(train=train, env=env_state, obs=obs, key=key, update=r.update + 1, replay=replay)
         return new, metrics, chunk
 

@@ -53,7 +53,6 @@ class PQNConfig:
     num_epochs: int = 2
     num_minibatches: int = 4
     max_grad_norm: float = 10.0
-    bootstrap_timeouts: bool = True  # an instruction's time limit is truncation (bootstrap), not termination
     eval_epsilon: float = 0.05  # acting outside training: a fully greedy agent can stall against a wall
 
 
@@ -193,10 +192,9 @@ def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
         )
         last_q = net.apply(r.train.params, obs, r.emb[env_state.task]).max(-1)
 
-        boot = None
-        if cfg.bootstrap_timeouts:
-            boot = timeout_values(lambda o, t: net.apply(r.train.params, o, r.emb[t]).max(-1),
-                                  traj.obs, obs, traj.task, traj.truncated)
+        # An instruction's time limit is truncation: its value bootstraps from the next observation.
+        boot = timeout_values(lambda o, t: net.apply(r.train.params, o, r.emb[t]).max(-1),
+                              traj.obs, obs, traj.task, traj.truncated)
         targets = lambda_returns(traj.reward, traj.done, traj.q_max, last_q, cfg.gamma, cfg.lam, boot)
         replay, chunk, more = r.replay, None, {}
         if relabel:

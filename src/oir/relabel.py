@@ -321,10 +321,6 @@ def _clause(counter: str, n: int) -> dict:
     return {"counter": counter, "at_least": int(n)}
 
 
-# The largest count stated on the way to a larger total (prefix_counts): numbers a person says.
-PREFIX_MAX = 9
-
-
 class NarratorRelabeler:
     """Deterministic hindsight instructions from a segment's counters (no language model).
 
@@ -336,12 +332,8 @@ class NarratorRelabeler:
     name = "narrator"
     in_process = True  # plain data: it can be rebuilt in a relabel process (AsyncRelabeler)
 
-    def __init__(self, max_proposals: int = 8, phrasings: int = 3, prefix_counts: bool = False,
-                 all_pairs: bool = False):
-        self.max_proposals, self.phrasings, self.all_pairs = max_proposals, phrasings, all_pairs
-        # State every count on the way to a total (to PREFIX_MAX), each first true at its own
-        # step, not only 1 and the total: "plant three saplings" from a segment that planted five.
-        self.prefix_counts = prefix_counts
+    def __init__(self, max_proposals: int = 8, phrasings: int = 3):
+        self.max_proposals, self.phrasings = max_proposals, phrasings
 
     def _phrase(self, rng: random.Random, event: str, n: int) -> str:
         verbs, one, many = _WORDS[event]
@@ -397,16 +389,14 @@ class NarratorRelabeler:
         # Everything that happened, as often as it happened, and the first time of each.
         for a in order:
             n = int(totals[COUNTER_INDEX[a]])
-            counts = set(range(1, min(n, PREFIX_MAX) + 1)) if self.prefix_counts else {1}
-            for k in sorted(counts | {n}, reverse=True):
+            for k in sorted({1, n}, reverse=True):
                 reached = first[a] if k == 1 else int((cum[:, COUNTER_INDEX[a]] >= k).argmax()) + 1
                 add("count" if k == n else "prefix", (a, k), {"all": [_clause(a, k)]},
                     lambda r, a=a, k=k: phrase(r, a, k), reached)
-        # Pairs and triples of first occurrences, in the order they were first done: each next
-        # to the other, or (all_pairs) any two, however much came between them.
+        # Pairs and triples of first occurrences, each next to the other, in the order they were
+        # first done (all pairs, however far apart, and every count on the way to a total were
+        # measured and retired: no gain).
         runs = [order[i:i + size] for size in (2, 3) for i in range(len(order) - size + 1)]
-        if self.all_pairs:
-            runs = [list(p) for p in itertools.combinations(order, 2)] + [r for r in runs if len(r) == 3]
         for run in runs:
             size = len(run)
             if any(first[x] >= first[y] for x, y in itertools.pairwise(run)):

@@ -329,28 +329,16 @@ class SegmentTracker:
         return out
 
 
-POOL_SAMPLING = ("uniform", "unused-first", "rare-first")
-
-
 class RelabelPool:
-    """Recent relabels waiting to be trained on, sampled among those still in the replay.
-
-    ``uniform`` draws live relabels at random. ``unused-first`` fills the batch with live relabels
-    never trained on yet, the nearest to leaving the replay first, and only then draws among the
-    rest: a relabel arrives once, and the replay keeps its steps for a limited time.
-    ``rare-first`` gives up to half the batch to live relabels asking for a rare achievement
-    (``rarity`` > 1 for their instruction row, :meth:`oir.buffer.InstructionBuffer.rarity_weights`),
-    drawn in proportion to that weight, and draws the rest uniformly: the stone mined once by
-    chance is trained on several times while its steps last, not once in twenty-five draws.
+    """Recent relabels waiting to be trained on, drawn uniformly among those still in the replay
+    (unused-first and rare-first draws measured no gain and were retired: docs/notebook/).
 
     ``used_frac``: of the relabels whose fate is settled (trained on at least once, or left the
     replay or the pool unused), the share that was trained on.
     """
 
-    def __init__(self, capacity: int, history: int, window: int, sampling: str = "uniform"):
-        if sampling not in POOL_SAMPLING:
-            raise ValueError(f"unknown pool sampling {sampling!r} (choose from {', '.join(POOL_SAMPLING)})")
-        self.h, self.window, self.sampling = history, window, sampling
+    def __init__(self, capacity: int, history: int, window: int):
+        self.h, self.window = history, window
         self.data = np.zeros((capacity, 4), np.int64)  # env, start, end, task
         self.used = np.zeros(capacity, bool)  # sampled at least once
         self.settled = np.zeros(capacity, bool)  # counted as used or as expired unused
@@ -359,7 +347,6 @@ class RelabelPool:
         self.added = 0
         self.used_count = 0
         self.expired_unused = 0
-        self.rare_drawn = 0  # draws of rare relabels by rare-first sampling
 
     def add(self, env: int, start: int, end: int, task: int) -> None:
         if self.size == len(self.data) and not self.settled[self.next]:
@@ -373,8 +360,10 @@ class RelabelPool:
     def __setstate__(self, state: dict) -> None:
         # Pools pickled in checkpoints before use was tracked: count from the resume on.
         cap = len(state["data"])
-        state = {"sampling": "uniform", "used": np.zeros(cap, bool), "settled": np.ones(cap, bool),
-                 "used_count": 0, "expired_unused": 0, "rare_drawn": 0, **state}
+        state = {"used": np.zeros(cap, bool), "settled": np.ones(cap, bool),
+                 "used_count": 0, "expired_unused": 0, **state}
+        state.pop("sampling", None)  # retired options of older checkpoints
+        state.pop("rare_drawn", None)
         self.__dict__.update(state)
 
     @property
@@ -383,11 +372,9 @@ class RelabelPool:
         return self.used_count / settled if settled else None
 
     def sample(
-        self, rng: np.random.Generator, batch: int, now: int, rarity: np.ndarray | None = None,
-        ready: np.ndarray | None = None,
+        self, rng: np.random.Generator, batch: int, now: int, ready: np.ndarray | None = None,
     ) -> tuple[dict[str, np.ndarray], int]:
         """``batch`` relabels whose window is still in the replay (``now``: steps written so far).
-        ``rarity``: a weight >= 1 per instruction row, for ``rare-first`` (None: none is rare).
         ``ready``: per instruction row, whether the learner has its embedding yet (None: all); a
         relabel of a row that is not ready waits in the pool, neither drawn nor expired, since
         the learner would see the row's all-zero placeholder embedding instead of its text.
@@ -401,23 +388,7 @@ class RelabelPool:
         self.expired_unused += int(gone.sum())
         self.settled[: self.size] |= gone
         live = np.flatnonzero(alive if ready is None else alive & ready[d[:, 3]])
-        if self.sampling == "unused-first":
-            fresh = live[~self.used[live]]
-            fresh = fresh[np.argsort(first[fresh], kind="stable")][:batch]  # the nearest to expiry first
-            rest = np.setdiff1d(live, fresh, assume_unique=True)
-            more = rng.choice(rest, size=min(batch - len(fresh), len(rest)), replace=False) if len(rest) else rest
-            pick = np.concatenate([fresh, more]).astype(np.int64)
-        elif self.sampling == "rare-first" and rarity is not None and len(live):
-            w = rarity[d[live, 3]]
-            rare, w = live[w > 1.0], w[w > 1.0]
-            k = min(batch // 2, len(rare))
-            first_pick = rng.choice(rare, size=k, replace=False, p=w / w.sum()) if k else rare[:0]
-            self.rare_drawn += k
-            rest = np.setdiff1d(live, first_pick, assume_unique=True)
-            more = rng.choice(rest, size=min(batch - k, len(rest)), replace=False) if len(rest) else rest
-            pick = np.concatenate([first_pick, more]).astype(np.int64)
-        else:
-            pick = rng.choice(live, size=min(batch, len(live)), replace=False) if len(live) else live
+        pick = rng.choice(live, size=min(batch, len(live)), replace=False) if len(live) else live
         new = pick[~self.used[pick]]
         self.used_count += len(new)
         self.used[new] = self.settled[new] = True

@@ -55,7 +55,9 @@ def write_agent(run_dir: Path, out: Path, command: str, commit: str) -> dict:
     from oir.checkpoint import load_params
 
     run_dir, out = Path(run_dir), Path(out)
-    run_cfg = json.loads((run_dir / "config.json").read_text())
+    from oir.train import migrate
+
+    run_cfg = migrate(json.loads((run_dir / "config.json").read_text()), str(run_dir / "config.json"))
     summary = json.loads((run_dir / "summary.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
     params = flatten_dict(load_params(run_dir), sep="/")
@@ -64,7 +66,7 @@ def write_agent(run_dir: Path, out: Path, command: str, commit: str) -> dict:
     run_cfg.update(out=str(out), suite="suites/standard.jsonl", eval_suite="suites/standard.jsonl")
     (out / "config.json").write_text(json.dumps(run_cfg, indent=1) + "\n")
     method = "no-relabel" if run_cfg["relabel"] == "none" else \
-        run_cfg["relabel"] + ("+suite" if run_cfg.get("relabeling", {}).get("seed_suite") else "")
+        run_cfg["relabel"] + ("+suite" if run_cfg["labels"] > 0 else "")
     prov = {"name": out.name, "algo": run_cfg["algo"], "relabel": run_cfg["relabel"], "method": method,
             "command": command, "commit": commit, "env_steps": summary["env_steps"],
             "seed": run_cfg["seed"], "params": PARAMS, "params_dtype": "float16", "sha256": sha256(out / PARAMS)}

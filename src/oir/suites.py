@@ -145,3 +145,26 @@ def load_suite(path: str | Path, splits: Iterable[str] | None = None) -> list[Su
         if not lines:
             raise SuiteError(path, None, "split", f"no lines in split {', '.join(sorted(wanted))}")
     return lines
+
+
+def label_subset(lines: Iterable[SuiteLine], share: float, seed: int = 0) -> list[SuiteLine]:
+    """The train lines of a share of the suite's train *tasks*, each task whole (its canonical
+    text and every train paraphrase): the human labels a run may use (``--labels``).
+
+    round(share x tasks) tasks are drawn (at least one when ``share`` > 0) by a permutation that
+    depends on ``seed`` and the sorted task ids only, so every method given the same share and seed
+    trains on the same lines, and a larger share holds every task of a smaller one. Test lines are
+    never returned.
+    """
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"label share must be in [0, 1], got {share}")
+    train = [x for x in lines if x.split == "train"]
+    tasks = sorted({x.task_id for x in train})
+    if share == 0.0 or not tasks:
+        return []
+    import numpy as np  # the suite module is imported by tools that need no NumPy
+
+    k = max(1, round(share * len(tasks)))
+    order = np.random.default_rng(seed).permutation(len(tasks))
+    keep = {tasks[i] for i in order[:k]}
+    return [x for x in train if x.task_id in keep]

@@ -38,12 +38,12 @@ from oir.events import ACHIEVEMENTS, levels_of
 from oir.hindsight import Hindsight, RelabelingConfig, late_store_mb
 from oir.learn import RelabelShapes
 from oir.llm import JSON_MODES
-from oir.llm.templates import TEMPLATE_SOURCES, TemplateLibrary, templates_problem
+from oir.llm.templates import TemplateLibrary, templates_problem
 from oir.narrate import EVENT_TEXTS, nearby_from_obs
-from oir.networks import PRESETS
+from oir.networks import NETWORKS
+from oir.presets import PRESETS
 from oir.relabel import LLM_RELABELS, JointRelabeler, NarratorRelabeler
-from oir.segments import POOL_SAMPLING
-from oir.suites import STANDARD_SUITE, load_suite
+from oir.suites import STANDARD_SUITE, label_subset, load_suite
 from oir.tasks import TaskBank
 
 ALGOS = {"pqn": pqn, "ppo": ppo}  # --algo -> the module with make() and make_act()
@@ -60,16 +60,27 @@ RELABELER_NAMES = {"narrator": "narrator relabeler (rule-based, offline; not a l
 
 @dataclass
 class TrainConfig:
-    """Train an instruction-following policy on Craftax-Classic."""
+    """Train an instruction-following policy on Craftax-Classic. The defaults are the `oir` preset:
+    the project's method at its best measured settings (src/oir/presets.py has every preset)."""
 
-    algo: str = "pqn"  # pqn or ppo
-    relabel: str = "none"  # none (baseline: suite train split), narrator, llm or narrator+llm (OIR)
-    reward: str = "verified"  # verified (the relabel's spec holds) or similarity (text cosine >= delta)
+    # A named set of overrides (oir, labelled, zero-label, ellm, paper; oir.presets); options
+    # given beside it override it
+    preset: str = "oir"
+    algo: str = "ppo"  # the learner: ppo or pqn
+    # Where instructions come from: narrator (OIR, the offline rule-based relabeler; not a language
+    # model), llm or narrator+llm (OIR with an LLM relabeler, needs --llm-url), or none (the
+    # no-relabel baseline: only the suite's train lines)
+    relabel: str = "narrator"
+    # Share of the suite's train tasks given as human labels (whole tasks, all their train
+    # paraphrases): OIR adds its relabels to them, the baseline trains on them. 0: no human label
+    labels: float = 1.0
+    labels_seed: int = 0  # which tasks a share below 1 keeps (the same for every method)
+    reward: str = "verified"  # verified (the relabel's spec holds) or similarity (text cosine >= --delta)
     delta: float = 0.5  # similarity threshold for --reward similarity
-    suggest: str = ""  # ELLM (needs --reward similarity): goals from "rules" (offline suggester) or "llm" (--llm-url)
+    suggest: str = ""  # ELLM goals (needs --relabel none --reward similarity): rules (offline) or llm (--llm-url)
     ellm_reward: str = "cosine"  # ELLM: what a similar enough step pays, the cosine (ELLM's) or 1 (binary)
-    llm_url: str = ""  # OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1
-    llm_model: str = "default"
+    llm_url: str = ""  # OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1, or local (`make llm-local`)
+    llm_model: str = "default"  # model name sent to the server
     llm_api_key_env: str = ""  # name of the environment variable holding the API key, if any
     llm_required: bool = False  # refuse to start when the LLM server does not answer
     llm_timeout: float = 30.0  # seconds per LLM request before it is retried
@@ -78,49 +89,38 @@ class TrainConfig:
     llm_concurrency: int = 1  # LLM requests in flight at once (servers that batch them; spread over --llm-url's list)
     llm_cache: str = ""  # reply cache (SQLite): "" for ~/.cache/oir/llm_cache.sqlite, "off" for none
     llm_prompt: str = ""  # prompt file in oir/prompts: "" for relabel_v2_small with --llm-url local, else relabel_v1
-    # direct: the model writes relabels for each segment; templates: it writes relabel templates
-    # for segments no template covers, and every segment is relabeled from the library (oir.llm.templates).
-    # "": templates lifted from its relabels with --llm-url local (what a laptop CPU keeps up with), else direct
+    # direct: the model relabels each segment; templates: its verified relabels become templates
+    # (counts made slots) that relabel every segment (oir.llm.templates). "": templates with
+    # --llm-url local (what a laptop CPU keeps up with), else direct
     llm_mode: str = ""
     templates: Path | None = None  # start the template library from this templates.jsonl (a run's)
-    # With templates: written, the model writes templates; lifted, it writes relabels and each one
-    # that verifies becomes a template, its stated counts made slots (what small local models do well)
-    llm_template_source: str = ""  # "": lifted with --llm-url local, else written
-    # Template mode in training: the largest share of the run's wall time the model may spend on
-    # requests, counted from the start and enforced from the library's first template on (1: no cap;
-    # 0: 0.25 with --llm-url local, whose server shares this machine's cores with training, else 1)
+    # Template mode: the largest share of the run's wall time the model may spend on requests,
+    # counted from the start (1: no cap; 0: 0.25 with --llm-url local, which shares the cores, else 1)
     llm_duty: float = 0.0
-    # off, object (JSON mode), schema (constrained to the reply schema) or compact (constrained to
-    # the compact reply's schema, with the relabel_v5_compact prompt); "" for schema with --llm-url local, else off
+    # off, object (JSON mode) or schema (constrained to the reply schema); "" for schema with --llm-url local, else off
     llm_json_mode: str = ""
-    steps: int = 1_000_000  # env steps
-    num_envs: int = 64
+    steps: int = 5_000_000  # env steps
+    num_envs: int = 64  # parallel envs (the rollout's width)
     devices: int = 1  # data-parallel over this many devices: envs sharded, parameters replicated (oir.devices)
     # Several processes (hosts), --devices counting all their devices: JAX's distributed runtime
     coordinator: str = ""  # host:port where process 0 listens, reachable from every process
-    num_processes: int = 1
+    num_processes: int = 1  # processes in the run (each started with the same command and its --process-id)
     process_id: int = 0  # this process; 0 writes the run dir, process i its metrics to DIR/process-i
-    seed: int = 0
-    out: Path = Path("runs/latest")
-    suite: Path = STANDARD_SUITE  # instructions (train split) and evaluation (both splits)
-    encoder: str = "minilm"  # minilm (all-MiniLM-L6-v2, offline) or hash (no torch)
-    network: str = "small"  # small (2x256, CPU-sized), medium (2x512) or purejaxql (4x1024 LayerNorm MLP)
+    seed: int = 0  # seeds the worlds, the network and the instruction draws
+    out: Path = Path("runs/latest")  # the run dir
+    suite: Path = STANDARD_SUITE  # human instructions: train split for --labels, both splits for evaluation
+    encoder: str = "minilm"  # instruction encoder: minilm (all-MiniLM-L6-v2, offline) or hash (no torch)
+    network: str = "small"  # small (2x256, CPU-sized) or purejaxql (4x1024 LayerNorm MLP, as purejaxql's PQN)
     max_task_steps: int = 500  # an instruction without success or failure times out here
-    # Share of instructions ended by success or failure whose next one starts in a fresh world,
-    # as evaluation episodes do (0: every instruction starts where the last one left the agent).
-    fresh_start: float = 0.0
     # Reward added for each achievement got for the first time in an episode, whatever the
-    # instruction (Craftax's own reward, scaled; 0: off): a shared exploration bonus, given to
-    # OIR and the no-relabel baseline alike, that never counts as a success (env.TaskEnv).
-    achievement_bonus: float = 0.0
-    # Fade that bonus linearly to 0 by this share of the run (0: it stays): it opens the tech
-    # tree early, then leaves the instruction's reward alone for the easy tasks it crowds out.
-    achievement_bonus_fade: float = 0.0
-    # Count-based: an achievement got n > K times so far in the run pays the bonus x sqrt(K / n)
-    # (0: every achievement pays it in full), so common ones stop crowding out the easy tasks.
-    achievement_bonus_counts: int = 0
+    # instruction (Craftax's own reward, scaled; 0: off): a shared exploration bonus, given to OIR
+    # and the no-relabel baseline alike, that never counts as a success (env.TaskEnv)...
+    achievement_bonus: float = 0.5
+    # ...count-based: an achievement got n > K times so far in the run pays it x sqrt(K / n), so
+    # common ones stop crowding out the easy tasks (a bonus that never fades measured worse)
+    achievement_bonus_counts: int = 500
     eval_episodes: int = 1  # episodes per suite line in the final evaluation (0: skip)
-    eval_max_steps: int = 500
+    eval_max_steps: int = 500  # step cap of an evaluation episode without a `within` budget
     eval_suite: Path | None = None  # evaluate during training on this suite (all its lines)...
     eval_every: int = 0  # ...every this many env steps (0: only the final evaluation)
     checkpoint_every: int = 1_000_000  # env steps between resumable checkpoints, DIR/checkpoints (0: none)
@@ -141,10 +141,74 @@ class RunError(RuntimeError):
     """The run could not go on (its files cannot be written): one line, exit status 1."""
 
 
+# Options retired because they measured negative (docs/notebook/ keeps each measurement), with
+# the value that meant "off" and what to use instead. A flag naming one is refused with that
+# line; a run's config.json holding one at its "off" value still loads (older runs).
+RETIRED: dict[str, tuple[tuple[Any, ...], str]] = {
+    "fresh_start": ((0.0,), "nothing replaces it (a fresh world after a success measured no gain)"),
+    "achievement_bonus_fade": ((0.0,), "the count-based bonus, --achievement-bonus-counts, replaced it"),
+    "llm_template_source": (("", "lifted"), "templates are always lifted from the model's verified relabels"),
+    "relabeling.seed_suite": ((False, True), "--labels replaced it (1: the suite's train lines added, 0: none)"),
+    "relabeling.suite_share": ((0.0,), "nothing replaces it"),
+    "relabeling.rarity": ((0.0,), "nothing replaces it"),
+    "relabeling.revisit": ((0.0,), "nothing replaces it"),
+    "relabeling.shape_prior": ((False,), "nothing replaces it"),
+    "relabeling.prefix_counts": ((False,), "--relabeling.world-span states counts across instructions instead"),
+    "relabeling.all_pairs": ((False,), "nothing replaces it"),
+    "relabeling.sampling": (("uniform",), "windows are always drawn uniformly"),
+    "ppo.relabel_sil_coef": ((0.0,), "--ppo.relabel-bc-coef (plain hindsight imitation) stays"),
+    "ppo.bootstrap_timeouts": ((True,), "a timeout always bootstraps"),
+    "pqn.bootstrap_timeouts": ((True,), "a timeout always bootstraps"),
+}
+# What a run saved before an option existed did, where that is not the option's default now.
+BEFORE_OPTION: dict[str, Any] = {
+    "achievement_bonus": 0.0,
+    "achievement_bonus_counts": 0,
+    "relabeling.world_span": 0,
+    "relabeling.max_proposals": 6,  # the narrator's earlier, narrower statements
+    "preset": "",  # none named
+}
+
+
+def retired_flag(name: str) -> str | None:
+    """The one-line refusal of a retired command-line flag (``--fresh-start``), or None."""
+    key = name.lstrip("-").split("=", 1)[0].replace("-", "_")
+    section, _, last = key.rpartition(".")
+    if last.startswith("no_"):  # a boolean's negation: --relabeling.no-shape-prior
+        key = f"{section}.{last[3:]}" if section else last[3:]
+    for prefix in ("", "train."):  # oir compare passes training options as --train.*
+        if key.startswith(prefix) and key[len(prefix):] in RETIRED:
+            return f"{name.split('=', 1)[0]} was retired (it measured negative): {RETIRED[key[len(prefix):]][1]}"
+    return None
+
+
+def migrate(raw: dict, where: str = "config") -> dict:
+    """A saved config (``config.json``'s dict) in today's options: retired options at their "off"
+    value dropped (ConfigError, one line, for any other value), options added since the run was
+    made set to what the code did before them."""
+    raw = json.loads(json.dumps(raw))
+    if "labels" not in raw:  # --labels replaced --relabeling.seed-suite
+        seeded = bool((raw.get("relabeling") or {}).get("seed_suite"))
+        raw["labels"] = 1.0 if raw.get("relabel") == "none" or seeded else 0.0
+    for dotted, (off, instead) in RETIRED.items():
+        section, _, key = dotted.rpartition(".")
+        holder = raw.get(section) if section else raw
+        if isinstance(holder, dict) and key in holder:
+            value = holder.pop(key)
+            if value not in off:
+                raise ConfigError(f"{where}: {dotted} = {value!r} was retired (it measured negative): {instead}")
+    for dotted, before in BEFORE_OPTION.items():
+        section, _, key = dotted.rpartition(".")
+        holder = raw.get(section) if section else raw
+        if isinstance(holder, dict) and key not in holder:
+            holder[key] = before
+    return raw
+
+
 def load_config(path: Path) -> TrainConfig:
     """The TrainConfig a run saved as ``config.json``; ConfigError (one line) for anything else."""
     try:
-        raw = json.loads(Path(path).read_text())
+        raw = migrate(json.loads(Path(path).read_text()), str(path))
         nested = {"pqn": pqn.PQNConfig(**raw.pop("pqn")), "ppo": ppo.PPOConfig(**raw.pop("ppo")),
                   "relabeling": RelabelingConfig(**raw.pop("relabeling", {}))}
         paths = {k: Path(raw.pop(k)) for k in ("out", "suite")}
@@ -155,6 +219,8 @@ def load_config(path: Path) -> TrainConfig:
     except OSError as e:
         raise ConfigError(f"cannot read {path}: {e.strerror or e}") from None
     except (ValueError, TypeError, KeyError, AttributeError) as e:
+        if isinstance(e, ConfigError):
+            raise
         raise ConfigError(f"{path} is not an oir config.json ({type(e).__name__}: {e})") from None
 
 
@@ -163,7 +229,11 @@ def validate(cfg: TrainConfig) -> None:
         if not ok:
             raise ConfigError(msg)
 
+    need(cfg.preset in PRESETS or cfg.preset == "", f"unknown --preset {cfg.preset!r} (choose from {', '.join(PRESETS)})")
     need(cfg.algo in ALGOS, f"unknown --algo {cfg.algo!r} (choose from {', '.join(ALGOS)})")
+    need(0.0 <= cfg.labels <= 1.0, f"--labels must be a share in [0, 1], got {cfg.labels}")
+    need(cfg.labels > 0 or cfg.relabel != "none" or bool(cfg.suggest),
+         "--relabel none trains on human labels only: it needs --labels above 0")
     need(cfg.relabel in RELABELS, f"--relabel {cfg.relabel!r} is not available (choose from {', '.join(RELABELS)})")
     need(cfg.reward in REWARDS, f"unknown --reward {cfg.reward!r} (choose from {', '.join(REWARDS)})")
     need(cfg.llm_timeout > 0 and cfg.llm_batch >= 0 and cfg.llm_concurrency >= 1,
@@ -173,16 +243,11 @@ def validate(cfg: TrainConfig) -> None:
          f"--relabel {cfg.relabel} needs --llm-url (an OpenAI-compatible server, or local)")
     need(cfg.suggest != "llm" or bool(cfg.llm_url), "--suggest llm needs --llm-url (an OpenAI-compatible server, or local)")
     need(cfg.llm_mode in ("", "direct", "templates"), f"unknown --llm-mode {cfg.llm_mode!r} (choose from direct, templates)")
-    need(cfg.llm_template_source in ("", *TEMPLATE_SOURCES),
-         f"unknown --llm-template-source {cfg.llm_template_source!r} (choose from {', '.join(TEMPLATE_SOURCES)})")
     llm = llm_choices(cfg)
-    need(cfg.llm_template_source in ("", "written") or llm["mode"] == "templates",
-         "--llm-template-source lifted needs --llm-mode templates")
     need(0.0 <= cfg.llm_duty <= 1.0, f"--llm-duty must be in (0, 1] (or 0 for the default), got {cfg.llm_duty}")
     problem = templates_problem(llm["mode"], cfg.templates)
     need(problem is None, problem or "")
     need(cfg.llm_json_mode in ("", *JSON_MODES), f"unknown --llm-json-mode {cfg.llm_json_mode!r} (choose from {', '.join(JSON_MODES)})")
-    need(not cfg.relabeling.seed_suite or cfg.relabel != "none", "--relabeling.seed-suite needs --relabel narrator or llm")
     need(cfg.reward == "verified" or cfg.relabel != "none" or bool(cfg.suggest),
          "--reward similarity needs --relabel narrator or llm, or --suggest rules")
     need(cfg.suggest in ("", *SUGGESTERS), f"unknown --suggest {cfg.suggest!r} (choose from {', '.join(SUGGESTERS)})")
@@ -196,21 +261,17 @@ def validate(cfg: TrainConfig) -> None:
     need(rl.max_proposals >= 1, f"--relabeling.max-proposals must be at least 1, got {rl.max_proposals}")
     need(rl.save_segments >= 0, f"--relabeling.save-segments must be >= 0, got {rl.save_segments}")
     need(rl.sync_every >= 1 and rl.worker_batch >= 1, "--relabeling.sync-every and --relabeling.worker-batch must be >= 1")
-    need(rl.sampling in POOL_SAMPLING, f"unknown --relabeling.sampling {rl.sampling!r} (choose from {', '.join(POOL_SAMPLING)})")
     need(0.0 <= rl.free_play < 1.0, f"--relabeling.free-play must be in [0, 1), got {rl.free_play}")
-    need(rl.rarity >= 0.0, f"--relabeling.rarity must be >= 0, got {rl.rarity}")
-    need(0.0 <= rl.revisit <= 1.0, f"--relabeling.revisit must be in [0, 1], got {rl.revisit}")
-    need(0.0 <= rl.suite_share < 1.0, f"--relabeling.suite-share must be in [0, 1), got {rl.suite_share}")
     steps = getattr(cfg, cfg.algo).num_steps
     need(0 <= rl.world_span <= rl.history - steps,
          f"--relabeling.world-span must be in [0, {rl.history - steps}] (--relabeling.history {rl.history} less "
          f"the rollout's {steps} steps), got {rl.world_span}")
-    need(rl.suite_share == 0 or rl.seed_suite or cfg.relabel == "none",
-         "--relabeling.suite-share needs --relabeling.seed-suite (oir compare: method narrator+suite)")
-    need(cfg.ppo.relabel_bc_coef >= 0 and cfg.ppo.relabel_sil_coef >= 0,
-         "--ppo.relabel-bc-coef and --ppo.relabel-sil-coef must be >= 0")
+    need(cfg.ppo.relabel_bc_coef >= 0, f"--ppo.relabel-bc-coef must be >= 0, got {cfg.ppo.relabel_bc_coef}")
     need(cfg.encoder in ENCODERS, f"unknown --encoder {cfg.encoder!r} (choose from {', '.join(ENCODERS)})")
-    need(cfg.network in PRESETS, f"unknown --network {cfg.network!r} (choose from {', '.join(PRESETS)})")
+    need(cfg.llm_json_mode != "compact", "--llm-json-mode compact was retired (it measured negative): "
+         "use schema, the reply's full schema")
+    need(cfg.network != "medium", "--network medium was retired (it measured negative): nothing replaces it")
+    need(cfg.network in NETWORKS, f"unknown --network {cfg.network!r} (choose from {', '.join(NETWORKS)})")
     need(cfg.num_envs >= 1, f"--num-envs must be at least 1, got {cfg.num_envs}")
     need(cfg.devices >= 1 and cfg.num_envs % cfg.devices == 0,
          f"--devices must be at least 1 and divide --num-envs ({cfg.num_envs}), got {cfg.devices}")
@@ -223,14 +284,11 @@ def validate(cfg: TrainConfig) -> None:
         need(cfg.resume is None, "a run of several processes cannot be resumed yet (it saves no checkpoints)")
     need(cfg.steps >= 1, f"--steps must be at least 1, got {cfg.steps}")
     need(cfg.max_task_steps >= 1, f"--max-task-steps must be at least 1, got {cfg.max_task_steps}")
-    need(0.0 <= cfg.fresh_start <= 1.0, f"--fresh-start must be in [0, 1], got {cfg.fresh_start}")
     need(cfg.achievement_bonus >= 0.0, f"--achievement-bonus must be >= 0, got {cfg.achievement_bonus}")
-    need(cfg.achievement_bonus_counts >= 0,
-         f"--achievement-bonus-counts must be >= 0, got {cfg.achievement_bonus_counts}")
-    need(0.0 <= cfg.achievement_bonus_fade <= 1.0,
-         f"--achievement-bonus-fade must be in [0, 1], got {cfg.achievement_bonus_fade}")
-    need(cfg.achievement_bonus > 0 or not (cfg.achievement_bonus_fade or cfg.achievement_bonus_counts),
-         "--achievement-bonus-fade and --achievement-bonus-counts shape a bonus: they need --achievement-bonus > 0")
+    # The plain bonus (every achievement paid in full all run) measured negative and was retired.
+    need(cfg.achievement_bonus == 0 or cfg.achievement_bonus_counts >= 1,
+         f"--achievement-bonus-counts must be at least 1 with a bonus (the plain bonus was retired), "
+         f"got {cfg.achievement_bonus_counts}")
     need(cfg.eval_episodes >= 0 and cfg.eval_max_steps >= 1, "--eval-episodes must be >= 0 and --eval-max-steps >= 1")
     need(cfg.suite.is_file(), f"suite file not found: {cfg.suite}")
     need(cfg.eval_every >= 0, f"--eval-every must be >= 0, got {cfg.eval_every}")
@@ -288,44 +346,97 @@ def _prepare_out(out: Path) -> Path:
     return out
 
 
+@dataclass
+class _Run:
+    """What one training process works with, built by :func:`_setup`."""
+
+    cfg: TrainConfig
+    out: Path
+    suite: list
+    encoder: Any
+    env: TaskEnv
+    update: Any  # jitted (runner, relabel batch) -> (runner, metrics, chunk)
+    act: Any
+    runner: Any
+    per_update: int  # env steps per update
+    num_updates: int
+    hs: Hindsight | None  # the relabeling loop (None: no relabels)
+    suggester: Any  # ELLM's LLM suggester (None: none)
+    ckpts: Checkpoints | None
+
+
 def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict:
     """Run training (``resume``: from the newest checkpoint in ``cfg.out``), write the run dir,
     and return the summary."""
+    cfg = _checked(cfg)
+    run = _setup(cfg, _run_dir(cfg, resume), resume)
+    done, wall0 = _restore(run) if resume else _begin(run)
+    log = RunLog(run.out, keep=done, purge_step=(done + 1) * run.per_update if resume else None)
+    bar = _Progress(run.num_updates * run.per_update, _label(cfg), enabled=progress,
+                    every=cfg.progress_every or max(1, run.num_updates // 20))
+    start = time.perf_counter()
+    try:
+        checkpoint_s = _loop(run, log, bar, done, wall0, start)
+    except OSError as e:  # the run dir's own files (metrics, segments) cannot be written
+        raise RunError(f"cannot write to {run.out}: {e.strerror or e}{_resume_hint(run.out)}") from None
+    finally:
+        bar.close()
+        log.close()
+        _close(run)
+    try:
+        primary = cfg.process_id == 0
+        save_params((run.out if primary else run.out.parent) / "checkpoint", run.runner)  # collective: one copy
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}{_resume_hint(run.out)}") from None
+    summary = _summary(run, wall0 + time.perf_counter() - start, checkpoint_s, done if resume else None)
+    if cfg.eval_episodes > 0 and cfg.process_id == 0:
+        summary["eval"] = _final_eval(run)
+    (run.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _checked(cfg: TrainConfig) -> TrainConfig:
+    """The config, validated; a run of several processes relabels synchronously in each."""
     validate(cfg)
-    primary = cfg.process_id == 0
-    if cfg.num_processes > 1:
-        if jax.process_count() != cfg.num_processes:  # oir.launch joins before JAX starts; nothing later can
-            raise ConfigError(f"--num-processes {cfg.num_processes}: this process did not join the run "
-                              "(start each process with the `oir train` command, or `python -m oir.launch train`)")
-        # Every process relabels every segment: synchronously, they all hold the same relabels.
-        cfg = replace(cfg, relabeling=replace(cfg.relabeling, synchronous=True), checkpoint_every=0, eval_every=0)
-        if primary:
-            print(f"oir: {cfg.num_processes} processes: relabeling synchronously in each; no checkpoints and no "
-                  "evaluation during training (not supported across processes yet)", file=sys.stderr)
+    if cfg.num_processes == 1:
+        return cfg
+    if jax.process_count() != cfg.num_processes:  # oir.launch joins before JAX starts; nothing later can
+        raise ConfigError(f"--num-processes {cfg.num_processes}: this process did not join the run "
+                          "(start each process with the `oir train` command, or `python -m oir.launch train`)")
+    # Every process relabels every segment: synchronously, they all hold the same relabels.
+    if cfg.process_id == 0:
+        print(f"oir: {cfg.num_processes} processes: relabeling synchronously in each; no checkpoints and no "
+              "evaluation during training (not supported across processes yet)", file=sys.stderr)
+    return replace(cfg, relabeling=replace(cfg.relabeling, synchronous=True), checkpoint_every=0, eval_every=0)
+
+
+def _run_dir(cfg: TrainConfig, resume: bool) -> Path:
+    """The run dir, writable, with ``config.json`` (a new run: no checkpoint of another run left)."""
     jaxcache.enable()
-    out = _prepare_out(cfg.out if primary else Path(cfg.out) / f"process-{cfg.process_id}")
+    out = _prepare_out(cfg.out if cfg.process_id == 0 else Path(cfg.out) / f"process-{cfg.process_id}")
     if not resume:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # another run's: never resume into them
         saved = asdict(replace(cfg, config=None, resume=None))
         (out / "config.json").write_text(json.dumps(saved, indent=1, default=str))
+    return out
 
-    suite = load_suite(cfg.suite)
-    encoder = make_encoder(cfg.encoder)
+
+def _setup(cfg: TrainConfig, out: Path, resume: bool) -> _Run:
+    """The env, the learner, the relabeling loop and the first runner."""
+    suite, encoder = load_suite(cfg.suite), make_encoder(cfg.encoder)
     algo_cfg = getattr(cfg, cfg.algo)
     suggester = _llm_suggester(cfg, encoder) if cfg.suggest == "llm" else None
-    env = TaskEnv(VecEnv(cfg.num_envs), cfg.max_task_steps, cfg.fresh_start, ellm.suggest if cfg.suggest else None,
+    env = TaskEnv(VecEnv(cfg.num_envs), cfg.max_task_steps, ellm.suggest if cfg.suggest else None,
                   ellm.empty_table() if suggester else None, cfg.achievement_bonus, cfg.achievement_bonus_counts)
     per_update = cfg.num_envs * algo_cfg.num_steps
     num_updates = math.ceil(cfg.steps / per_update)
     try:
-        init, update, act = ALGOS[cfg.algo].make(algo_cfg, env, PRESETS[cfg.network], num_updates, _shapes(cfg))
+        init, update, act = ALGOS[cfg.algo].make(algo_cfg, env, NETWORKS[cfg.network], num_updates, _shapes(cfg))
     except ValueError as e:
         raise ConfigError(str(e)) from None
     hs = _hindsight(cfg, encoder) if cfg.relabel != "none" else None
-
-    if hs and cfg.relabeling.seed_suite and not resume:
-        hs.seed(_train_lines(cfg, suite))
-    if hs:
+    if hs and not resume:  # a resumed run's buffer comes from its checkpoint
+        hs.seed(_train_lines(cfg, suite))  # the human labels OIR adds its relabels to (none: nothing)
         bank, weights, emb, hit = hs.initial()
     else:
         bank, weights, emb, hit = _ellm_goals(cfg, encoder) if cfg.suggest else _baseline_tasks(cfg, suite, encoder)
@@ -335,33 +446,46 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
             runner, update = data_parallel(runner, update, make_mesh(cfg.devices, cfg.num_envs))
         except DeviceError as e:
             raise ConfigError(str(e)) from None
-    ckpts = Checkpoints(out / "checkpoints", cfg.keep_checkpoints) if cfg.checkpoint_every or resume else None
-    done, wall0 = 0, 0.0  # updates and wall time before this process
-    if resume:
-        got = ckpts.restore(runner)
-        if got is None:
-            found = committed_steps(out / "checkpoints")
-            if found:  # orbax found them but none matched this build's runner (warned above)
-                raise ConfigError(f"none of the {len(found)} checkpoints in {out / 'checkpoints'} can be read by "
-                                  "this build of oir (written by another version, or damaged); start the run again")
-            raise ConfigError(f"{out} has no checkpoint to resume from (in {out / 'checkpoints'})")
-        runner, done, wall0 = got.runner, got.update, got.meta["wall_s"]
-        if hs:
-            hs.load_state(got.host)
-        if suggester:
-            suggester.load(runner.env.table)
-        print(f"oir: resuming {out} after update {done} ({done * per_update:,} env steps)", file=sys.stderr)
-    elif hs:
-        hs.start(runner, to_host(levels_of(jax.tree.map(lambda x: x[0], runner.env.vec.pool))),
-                 late_mb=late_store_mb(cfg.relabeling, cfg.relabel, _trains_windows(cfg)))
-    log = RunLog(out, keep=done, purge_step=(done + 1) * per_update if resume else None)
-    every = cfg.progress_every or max(1, num_updates // 20)
-    bar = _Progress(num_updates * per_update, _label(cfg), enabled=progress, every=every)
-    start = time.perf_counter()
+    ckpts = Checkpoints(out / "checkpoints", cfg.keep_checkpoints) if cfg.checkpoint_every else None
+    return _Run(cfg, out, suite, encoder, env, update, act, runner, per_update, num_updates, hs, suggester, ckpts)
 
+
+def _begin(run: _Run) -> tuple[int, float]:
+    """A new run: the relabeling loop starts cutting segments. ``(updates done, wall time before)``."""
+    if run.hs:
+        run.hs.start(run.runner, to_host(levels_of(jax.tree.map(lambda x: x[0], run.runner.env.vec.pool))),
+                     late_mb=late_store_mb(run.cfg.relabeling, run.cfg.relabel, _trains_windows(run.cfg)))
+    return 0, 0.0
+
+
+def _restore(run: _Run) -> tuple[int, float]:
+    """A resumed run: the runner and the host's state from the newest checkpoint."""
+    if run.ckpts is None:
+        run.ckpts = Checkpoints(run.out / "checkpoints", run.cfg.keep_checkpoints)
+    got = run.ckpts.restore(run.runner)
+    if got is None:
+        found = committed_steps(run.out / "checkpoints")
+        if found:  # orbax found them but none matched this build's runner (warned above)
+            raise ConfigError(f"none of the {len(found)} checkpoints in {run.out / 'checkpoints'} can be read by "
+                              "this build of oir (written by another version, or damaged); start the run again")
+        raise ConfigError(f"{run.out} has no checkpoint to resume from (in {run.out / 'checkpoints'})")
+    run.runner = got.runner
+    if run.hs:
+        run.hs.load_state(got.host)
+    if run.suggester:
+        run.suggester.load(run.runner.env.table)
+    print(f"oir: resuming {run.out} after update {got.update} ({got.update * run.per_update:,} env steps)",
+          file=sys.stderr)
+    return got.update, got.meta["wall_s"]
+
+
+def _loop(run: _Run, log: RunLog, bar: _Progress, done: int, wall0: float, start: float) -> float:
+    """The updates from ``done`` on: the device runs update u while the host logs update u - 1 and
+    relabels its segments. Returns the seconds the training thread spent saving checkpoints."""
+    cfg, hs, per_update = run.cfg, run.hs, run.per_update
     checkpoint_s = 0.0
     first: list[tuple[int, float]] = []  # (env steps, wall) when this process's first update ended
-    during = _during_eval(cfg, encoder, act) if cfg.eval_every else None
+    during = _during_eval(cfg, run.encoder, run.act) if cfg.eval_every else None
     evals: dict = {}  # the latest training-time evaluation, merged into the next metrics row
 
     def finish(u: int, metrics, chunk) -> None:
@@ -376,9 +500,7 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
             hs.observe(chunk, steps)
         row = {"update": u + 1, "env_steps": steps, "sps": sps, "wall_s": wall,
                **{k: float(v) for k, v in metrics.items()}, **(hs.metrics(wall) if hs else {}),
-               **(suggester.metrics() if suggester else {}), **evals}
-        if cfg.achievement_bonus > 0:
-            row["achievement_bonus"] = faded_bonus(cfg, u, num_updates)
+               **(run.suggester.metrics() if run.suggester else {}), **evals}
         evals.clear()
         log.write(row)
         bar.advance(steps, row)
@@ -390,91 +512,87 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
     gc.freeze()
     try:
         pending = None
-        for u in range(done, num_updates):
+        for u in range(done, run.num_updates):
             if u > done and _crossed(u, per_update, cfg.checkpoint_every):
                 if pending:  # the checkpoint holds finished updates only: u of them, u metrics rows
                     finish(*pending)
                     pending = None
                 t_save = time.perf_counter()
-                ckpts.save(u, runner, hs.state() if hs else b"",
-                           {"wall_s": wall0 + time.perf_counter() - start, "env_steps": u * per_update})
+                run.ckpts.save(u, run.runner, hs.state() if hs else b"",
+                               {"wall_s": wall0 + time.perf_counter() - start, "env_steps": u * per_update})
                 checkpoint_s += time.perf_counter() - t_save  # what the training thread waited
             if during and u and _crossed(u, per_update, cfg.eval_every):
-                evals.update(during(runner.train.params))  # the parameters after u updates
-            if cfg.achievement_bonus_fade > 0:  # the config check refuses a fade without a bonus
-                runner = runner.replace(env=env.with_bonus(runner.env, faded_bonus(cfg, u, num_updates)))
-            rb = hs.next_batch(u, algo_cfg.num_steps) if hs and _trains_windows(cfg) else None
-            runner, metrics, chunk = update(runner, rb)
+                evals.update(during(run.runner.train.params))  # the parameters after u updates
+            rb = hs.next_batch(u, getattr(cfg, cfg.algo).num_steps) if hs and _trains_windows(cfg) else None
+            run.runner, metrics, chunk = run.update(run.runner, rb)
             if pending:
                 finish(*pending)
-            runner = hs.sync(runner) if hs else runner
-            if suggester and u % SUGGEST_EVERY == 0:
-                runner = _suggester_sync(suggester, runner)
+            run.runner = hs.sync(run.runner) if hs else run.runner
+            if run.suggester and u % SUGGEST_EVERY == 0:
+                run.runner = _suggester_sync(run.suggester, run.runner)
             pending = (u, metrics, chunk)
         if pending:
             finish(*pending)
-    except OSError as e:  # the run dir's own files (metrics, segments) cannot be written
-        raise RunError(f"cannot write to {out}: {e.strerror or e}{_resume_hint(out)}") from None
     finally:
         gc.unfreeze()  # a later run in this process may free what this one set up
-        bar.close()
-        log.close()
-        if ckpts:
-            ckpts.close()
-        if hs:
-            hs.close(out)
-            if hasattr(hs.relabeler, "close"):
-                hs.relabeler.close()  # its connections, cache and, with --llm-url local, the server
-        if suggester:
-            suggester.close()
-    try:
-        save_params((out if primary else out.parent) / "checkpoint", runner)  # collective: one copy
-    except CheckpointError as e:
-        raise CheckpointError(f"{e}{_resume_hint(out)}") from None
+    return checkpoint_s
 
-    summary = {"env_steps": num_updates * per_update, "wall_s": wall0 + time.perf_counter() - start,
-               "devices": len(runner.obs.sharding.device_set),  # what the envs really ran on
+
+def _close(run: _Run) -> None:
+    """Checkpoint writer, relabeling loop (its files into the run dir), LLM connections and servers."""
+    if run.ckpts:
+        run.ckpts.close()
+    if run.hs:
+        run.hs.close(run.out)
+        if hasattr(run.hs.relabeler, "close"):
+            run.hs.relabeler.close()  # its connections, cache and, with --llm-url local, the server
+    if run.suggester:
+        run.suggester.close()
+
+
+def _summary(run: _Run, wall_s: float, checkpoint_s: float, resumed_after: int | None) -> dict:
+    """summary.json: what ran, on what, how long, and what the relabeling did."""
+    cfg, hs = run.cfg, run.hs
+    summary = {"env_steps": run.num_updates * run.per_update, "wall_s": wall_s,
+               "devices": len(run.runner.obs.sharding.device_set),  # what the envs really ran on
                "processes": jax.process_count(),
-               "relabeler": RELABELER_NAMES.get(cfg.relabel, "none"), "reward": cfg.reward}
-    if runner.env.unlocks is not None:  # the count-based bonus's counts: how often each achievement was found
-        counts = [int(c) for c in to_host(runner.env.unlocks)]
+               "relabeler": RELABELER_NAMES.get(cfg.relabel, "none"), "reward": cfg.reward,
+               "labels": {"share": cfg.labels, "seed": cfg.labels_seed,
+                          "train_lines": len(_train_lines(cfg, run.suite, required=False))}}
+    if run.runner.env.unlocks is not None:  # the count-based bonus's counts: how often each achievement was found
+        counts = [int(c) for c in to_host(run.runner.env.unlocks)]
         summary["achievement_unlocks"] = dict(zip(ACHIEVEMENTS, counts, strict=True))
     if cfg.suggest:
         summary["suggester"] = SUGGESTER_NAMES[cfg.suggest]
-    if suggester:
+    if run.suggester:
         summary["suggester"] += f" ({cfg.llm_model} at {cfg.llm_url})"
-        summary["ellm_llm"] = suggester.metrics()
-    if ckpts:
+        summary["ellm_llm"] = run.suggester.metrics()
+    if run.ckpts:
         summary["checkpoint_s"] = checkpoint_s  # this process's training-thread time spent saving
-        summary["checkpoints_failed"] = ckpts.failed  # saves that could not be written (each warned)
-    if resume:
-        summary["resumed_after_update"] = done
+        summary["checkpoints_failed"] = run.ckpts.failed  # saves that could not be written (each warned)
+    if resumed_after is not None:
+        summary["resumed_after_update"] = resumed_after
     if hs and hasattr(hs.relabeler, "describe"):
         summary["llm"] = hs.relabeler.describe()  # model, server and prompt version
     if hs:
-        summary["relabeling"] = hs.metrics(summary["wall_s"])
-    if cfg.eval_episodes > 0 and primary:
-        policy = text_policy(act, to_host(runner.train.params), encoder.encode([x.text for x in suite]))
-        results = run_suite(suite, policy, episodes=cfg.eval_episodes, max_steps=cfg.eval_max_steps, seed=cfg.seed + 10_000)
-        rep = report(results)
-        summary["eval"] = {k: rep[k] for k in ("success_by_split", "success_by_category", "coverage", "paraphrase_gap")}
-        summary["eval"].update(episodes=cfg.eval_episodes, max_steps=cfg.eval_max_steps)
-        (out / "results.json").write_text(json.dumps(rep, indent=1))
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        summary["relabeling"] = hs.metrics(wall_s)
     return summary
+
+
+def _final_eval(run: _Run) -> dict:
+    """The final evaluation on the whole suite (results.json) and its summary."""
+    cfg = run.cfg
+    policy = text_policy(run.act, to_host(run.runner.train.params), run.encoder.encode([x.text for x in run.suite]))
+    results = run_suite(run.suite, policy, episodes=cfg.eval_episodes, max_steps=cfg.eval_max_steps, seed=cfg.seed + 10_000)
+    rep = report(results)
+    (run.out / "results.json").write_text(json.dumps(rep, indent=1))
+    out = {k: rep[k] for k in ("success_by_split", "success_by_category", "coverage", "paraphrase_gap")}
+    return {**out, "episodes": cfg.eval_episodes, "max_steps": cfg.eval_max_steps}
 
 
 def _resume_hint(out: Path) -> str:
     """How a run that failed to write goes on, when a checkpoint of it exists."""
     return f"; `oir train --resume {out}` goes on from its last checkpoint" if committed_steps(out / "checkpoints") else ""
-
-
-def faded_bonus(cfg: TrainConfig, u: int, num_updates: int) -> float:
-    """The achievement bonus during update ``u`` (0-based) of ``num_updates``: ``cfg.achievement_bonus``
-    falling linearly to 0 by ``cfg.achievement_bonus_fade`` of the run (constant when that is 0)."""
-    if cfg.achievement_bonus_fade <= 0:
-        return cfg.achievement_bonus
-    return cfg.achievement_bonus * max(0.0, 1.0 - u / (cfg.achievement_bonus_fade * num_updates))
 
 
 def _crossed(u: int, per_update: int, every: int) -> bool:
@@ -514,11 +632,12 @@ def _shapes(cfg: TrainConfig) -> RelabelShapes | None:
                          late=late_store_mb(rl, cfg.relabel, _trains_windows(cfg)) > 0)
 
 
-def _train_lines(cfg: TrainConfig, suite) -> list:
-    train_lines = [x for x in suite if x.split == "train"]
-    if not train_lines:
-        raise ConfigError(f"{cfg.suite} has no train-split lines to train on")
-    return train_lines
+def _train_lines(cfg: TrainConfig, suite, required: bool = True) -> list:
+    """The human-labelled lines this run may train on: ``--labels`` of the suite's train tasks."""
+    lines = label_subset(suite, cfg.labels, cfg.labels_seed)
+    if required and cfg.labels > 0 and not lines:
+        raise ConfigError(f"{cfg.suite} has no train-split lines to train on (--labels {cfg.labels})")
+    return lines
 
 
 def _baseline_tasks(cfg: TrainConfig, suite, encoder):
@@ -531,13 +650,11 @@ LOCAL_URL = "local"  # --llm-url local: a local model served by llama-cpp-python
 # What the llm_* options left at "" (or 0) mean, for a local small model on this machine and for
 # any other server. Locally: the small-model prompt with the reply's schema, and relabels lifted
 # into templates, asked about 4 segments at a time (the first templates come sooner) by a server at
-# the lowest CPU priority, busy at most a quarter of the run once it has written a template
+# the lowest CPU priority, busy at most a quarter of the run once the library holds a template
 # (uncapped, it slowed 2M-step PQN runs 1.28x; capped from the start, 1.15x and 1.23x:
 # docs/results.md).
-LOCAL_DEFAULTS = {"prompt": "relabel_v2_small", "json_mode": "schema", "mode": "templates",
-                  "template_source": "lifted", "batch": 4, "duty": 0.25}
-SERVER_DEFAULTS = {"prompt": "relabel_v1", "json_mode": "off", "mode": "direct", "template_source": "written", "batch": 8,
-                   "duty": 1.0}
+LOCAL_DEFAULTS = {"prompt": "relabel_v2_small", "json_mode": "schema", "mode": "templates", "batch": 4, "duty": 0.25}
+SERVER_DEFAULTS = {"prompt": "relabel_v1", "json_mode": "off", "mode": "direct", "batch": 8, "duty": 1.0}
 
 
 def llm_choices(cfg) -> dict[str, Any]:
@@ -545,7 +662,7 @@ def llm_choices(cfg) -> dict[str, Any]:
     by where the model runs (``LOCAL_DEFAULTS`` for ``--llm-url local``)."""
     base = LOCAL_DEFAULTS if getattr(cfg, "llm_url", "").strip() == LOCAL_URL else SERVER_DEFAULTS
     given = {"prompt": getattr(cfg, "llm_prompt", ""), "json_mode": getattr(cfg, "llm_json_mode", ""),
-             "mode": getattr(cfg, "llm_mode", ""), "template_source": getattr(cfg, "llm_template_source", ""),
+             "mode": getattr(cfg, "llm_mode", ""),
              "batch": getattr(cfg, "llm_batch", 0), "duty": getattr(cfg, "llm_duty", 0.0)}
     return {k: base[k] if given[k] in ("", 0) else given[k] for k in base}
 
@@ -587,21 +704,14 @@ def llm_relabeler(cfg):
     ``--llm-url local`` serves a local model first (:func:`_llm_server`); the relabeler then talks
     to it like to any other server and stops it when closed.
     """
-    from oir.llm import check_reachable, make_llm_relabeler, reply_form, response_format
+    from oir.llm import check_reachable, make_llm_relabeler, response_format
 
     local = cfg.llm_url.strip() == LOCAL_URL
     llm = llm_choices(cfg)
     try:
         fmt = response_format(llm["json_mode"])
-        form = reply_form(llm["prompt"])
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    if llm["json_mode"] in ("schema", "compact") and (llm["json_mode"] == "compact") != (form == "compact"):
-        # A grammar for one reply form and a prompt showing the other: the model is forced to
-        # write what it was never shown.
-        raise ConfigError(f"--llm-json-mode {llm['json_mode']} does not fit prompt {llm['prompt']}, which asks "
-                          f"for {form} replies: --llm-json-mode compact goes with a prompt declaring "
-                          "'=== reply: compact ===' (relabel_v5_compact), schema with any other")
     url, model, server, reason, timeout = _llm_server(cfg)
     try:
         relabeler = make_llm_relabeler(url, model, None if local else (cfg.llm_api_key_env or None),
@@ -610,8 +720,7 @@ def llm_relabeler(cfg):
                                        concurrency=getattr(cfg, "llm_concurrency", 1),
                                        temperature=getattr(cfg, "llm_temperature", 0.0),
                                        use_cache=cfg.llm_cache != "off", cache_path=cfg.llm_cache or None,
-                                       templates=_template_library(cfg),
-                                       template_source=llm["template_source"], duty=llm["duty"],
+                                       templates=_template_library(cfg), duty=llm["duty"],
                                        warm_up=local,  # llama.cpp keeps the last prompt's prefix
                                        # training asks for templates in the background unless it must be reproducible
                                        ask_in_background=not getattr(getattr(cfg, "relabeling", None), "synchronous", True))
@@ -635,7 +744,7 @@ def _template_library(cfg) -> TemplateLibrary | None:
 
 def _make_relabeler(cfg: TrainConfig):
     rl = cfg.relabeling
-    narrator = NarratorRelabeler(rl.max_proposals, prefix_counts=rl.prefix_counts, all_pairs=rl.all_pairs)
+    narrator = NarratorRelabeler(rl.max_proposals)
     if cfg.relabel == "narrator":
         return narrator
     relabeler, reason = llm_relabeler(cfg)
