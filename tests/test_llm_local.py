@@ -152,7 +152,7 @@ def test_train_with_local_but_no_llama_cpp_warns_once_and_goes_on(no_llama_cpp, 
         assert relabeler.client.model == "qwen-0.5b" and relabeler.server is None
         assert relabeler.prompt_version == "relabel_v2_small"
         # locally, relabels are lifted into templates, 4 segments a request
-        assert relabeler.library is not None and relabeler.template_source == "lifted" and relabeler.batch_size == 4
+        assert relabeler.library is not None and relabeler.batch_size == 4
         assert relabeler.duty == 0.25  # busy at most a quarter of the time once it has a template
         # any other server: every segment asked; and what is given explicitly stands
         assert llm_choices(TrainConfig(llm_url="http://127.0.0.1:8000/v1")) == SERVER_DEFAULTS
@@ -170,10 +170,8 @@ def test_unknown_local_model_or_json_mode_is_a_config_error():
         _make_relabeler(TrainConfig(relabel="llm", llm_url="local", llm_model="gpt-9", llm_cache="off"))
     with pytest.raises(ConfigError, match="unknown LLM JSON mode"):
         _make_relabeler(TrainConfig(relabel="llm", llm_url="local", llm_json_mode="yaml", llm_cache="off"))
-    with pytest.raises(ConfigError, match="does not fit prompt relabel_v2_small"):
+    with pytest.raises(ConfigError, match="unknown LLM JSON mode 'compact'"):  # retired
         _make_relabeler(TrainConfig(relabel="llm", llm_url="local", llm_json_mode="compact", llm_cache="off"))
-    with pytest.raises(ConfigError, match="does not fit prompt relabel_v5_compact"):
-        _make_relabeler(TrainConfig(relabel="llm", llm_url="local", llm_prompt="relabel_v5_compact", llm_cache="off"))
 
 
 def test_a_server_that_dies_mid_run_is_one_warning_and_no_crash(tmp_path, capsys):
@@ -218,42 +216,11 @@ def test_json_modes_reach_the_server_through_the_same_client():
         assert "response_format json_object with schema" in relabeler.describe()
     finally:
         server.stop()
-
-
-def test_a_compact_reply_reads_as_the_full_one_and_its_schema_compiles():
-    """A compact reply ([text, [[counter, count], ...], ordered]) through a real HTTP server gives
-    the proposals the full reply would; malformed compact proposals are flawed, never rewarded."""
-    seg = distinct_segments(1)[0]  # wood at steps 1 and 30
-    reply = {"segments": [{"id": 1, "proposals": [
-        ["Collect wood.", [["collect_wood", 1]], False],
-        ["Collect two pieces of wood.", [["collect_wood", 2]], False],
-        ["Collect wood, then drink water.", [["collect_wood", 1], ["collect_drink", 1]], True],
-        ["Broken.", [["collect_wood"]], False], ["Nothing.", [], False]]}]}
-    server = LLMServer().start()
-    server.queue(Reply(raw=json.dumps(completion(json.dumps(reply), "test-model"))))
-    try:
-        relabeler = LLMRelabeler(fast_client(server.url), batch_size=1, prompt="relabel_v5_compact",
-                                 response_format=response_format("compact", 4))
-        props = relabeler.propose_batch([seg])[0]
-        assert props[0] == {"text": "Collect wood.", "task": {"all": [{"counter": "collect_wood", "at_least": 1}]}}
-        assert props[2]["task"] == {"all": [{"counter": "collect_wood", "at_least": 1},
-                                            {"counter": "collect_drink", "at_least": 1}], "ordered": True}
-        kept, flawed = verify(seg, props)
-        assert [(r.text, r.step) for r in kept] == [("Collect wood.", 1), ("Collect two pieces of wood.", 30)]
-        assert sum(flawed.values()) == 3 and flawed["does-not-hold"] == 1
-        assert server.calls[0].body["response_format"]["schema"]["properties"]["segments"]["items"][
-            "properties"]["proposals"]["items"]["prefixItems"][2] == {"type": "boolean"}
-        assert "TEXT, CLAUSES, ORDERED" in server.calls[0].body["messages"][0]["content"]
-        # the reply holds exactly the segments asked about, no more for the model to run on with
-        sent = server.calls[0].body["response_format"]["schema"]["properties"]["segments"]
-        assert (sent["minItems"], sent["maxItems"]) == (1, 1)
-    finally:
-        server.stop()
     if importlib.util.find_spec("llama_cpp") is not None:  # the local server's grammar compiler takes it
         from llama_cpp.llama_grammar import LlamaGrammar
 
-        for fmt in (response_format("compact"), for_segments(response_format("schema"), 4)):
-            assert LlamaGrammar.from_json_schema(json.dumps(fmt["schema"]), verbose=False)
+        assert LlamaGrammar.from_json_schema(json.dumps(for_segments(response_format("schema"), 4)["schema"]),
+                                             verbose=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,14 +233,13 @@ needs_llama = pytest.mark.skipif(
 
 @pytest.mark.llm
 @needs_llama
-@pytest.mark.parametrize("json_mode", ["off", "schema", "compact"])
+@pytest.mark.parametrize("json_mode", ["off", "schema"])
 def test_real_local_model_relabels_saved_segments(json_mode, tmp_path):
     segments = load_segments(SEGMENTS)[:3]
     with llm_local.serve("smollm2-135m") as server:
         from oir.llm import make_llm_relabeler
 
-        prompt = "relabel_v5_compact" if json_mode == "compact" else "relabel_v2_small"
-        relabeler = make_llm_relabeler(server.url, "smollm2-135m", prompt=prompt,
+        relabeler = make_llm_relabeler(server.url, "smollm2-135m", prompt="relabel_v2_small",
                                        batch_size=1, use_cache=False, timeout=300,
                                        response_format=response_format(json_mode))
         t0 = time.perf_counter()

@@ -1,5 +1,5 @@
-"""LLM-written relabel templates: validation, slot binding and verification, retirement, the
-library file, and the LLM relabeler's template mode against a real local HTTP server."""
+"""Relabel templates lifted from an LLM's relabels: validation, slot binding and verification,
+retirement, the library file, and the LLM relabeler's template mode against a real local HTTP server."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ DEEP: dict = {}
 for _ in range(5000):
     DEEP = {"all": [DEEP]}
 TABLE_FIRST = segment_with({2: ["place_table"], 4: ["collect_wood"], 6: ["collect_wood"]})
+HEALTH = {"text": "Keep your health above zero.", "task": {"all": [{"counter": "health", "at_least": 1}]}}
 
 
 def test_slots_bind_to_what_the_segment_reached_and_verify():
@@ -91,41 +92,13 @@ def test_the_library_file_round_trips_and_leaves_retired_templates_out(tmp_path)
     assert again.propose([WOOD3_TABLE])[0][0]["text"] == "Collect 3 wood, then place a crafting table"
 
 
-def test_template_mode_asks_the_model_only_for_segments_no_template_covers():
-    server = LLMServer().start()
-    hostile = {"text": "mine {n} diamonds", "task": {"all": [{"counter": "collect_diamond", "at_least": "{n}"}]},
-               "slots": {"n": "count"}}  # valid, but it never matches here: no diamond was mined
-    server.respond = lambda req: Reply(content=json.dumps({"templates": [
-        WOOD_THEN_TABLE, hostile, {"text": "dance", "task": {"all": [{"counter": "dance", "at_least": 1}]}},
-        {"text": "drink water {n} times", "task": {"all": [{"counter": "collect_drink", "at_least": "{n}"}]},
-         "slots": {"n": "count"}}]}))
-    try:
-        relabeler = LLMRelabeler(ChatClient(server.url, "test-model", timeout=5.0), templates=TemplateLibrary())
-        first = relabeler.propose_batch([WOOD3_TABLE, segment_with({3: ["collect_drink"], 7: ["collect_drink"]})])
-        assert len(server.calls) == 1 and "templates" in server.calls[0].body["messages"][0]["content"].lower()
-        assert [p["text"] for p in first[0]] == ["Collect 3 wood, then place a crafting table"]
-        assert [p["text"] for p in first[1]] == ["Drink water 2 times"]
-        # Other segments of the same kinds: covered by the library, no request.
-        again = relabeler.propose_batch([segment_with({1: ["collect_wood"], 2: ["collect_wood"], 5: ["place_table"]}),
-                                         segment_with({4: ["collect_drink"], 6: ["collect_drink"]})])
-        assert len(server.calls) == 1 and [p["text"] for p in again[0]] == ["Collect 2 wood, then place a crafting table"]
-        stats = relabeler.stats()
-        assert stats["llm_templates"] == 3 and stats["llm_templates_rejected_bad-spec"] == 1
-        assert stats["llm_templates_in_use"] == 2 and stats["llm_template_share"] == 1.0
-        assert all(not verify(s, p)[1] for s, p in zip([WOOD3_TABLE], first[:1], strict=True))
-    finally:
-        server.stop()
-
-
 def test_a_training_run_in_template_mode_writes_its_library_and_a_later_run_reuses_it(tmp_path, capsys):
     from test_oir import run
 
     server = LLMServer().start()
-    server.respond = lambda req: Reply(content=json.dumps({"templates": [
-        {"text": "gather {n} wood", "task": {"all": [{"counter": "collect_wood", "at_least": "{n}"}]}, "slots": {"n": "count"}},
-        {"text": "collect a sapling", "task": {"all": [{"counter": "collect_sapling", "at_least": 1}]}},
-        {"text": "drink {n} times", "task": {"all": [{"counter": "collect_drink", "at_least": "{n}"}]}, "slots": {"n": "count"}},
-        {"text": "x", "task": {"all": [{"counter": "nope", "at_least": 1}]}}]}))
+    server.respond = lambda req: Reply(content=json.dumps({"segments": [{"id": i, "proposals": [
+        HEALTH, {"text": "x", "task": {"all": [{"counter": "nope", "at_least": 1}]}}]}  # the second is flawed
+        for i in range(1, len(req.narrations) + 1)]}))
     llm = ["--relabel", "llm", "--llm-url", server.url, "--llm-model", "test-model", "--llm-mode", "templates",
            "--llm-cache", "off"]
     try:
@@ -135,13 +108,14 @@ def test_a_training_run_in_template_mode_writes_its_library_and_a_later_run_reus
     finally:
         server.stop()
     rel = summary["relabeling"]
-    assert "templates by templates_v1" in summary["llm"]
-    assert rel["llm_templates"] == 3 and rel["llm_templates_rejected_bad-spec"] >= 1
+    assert "templates lifted from its verified relabels" in summary["llm"]
+    # the model's relabel that verifies became the one template; the flawed one never did
+    assert rel["llm_templates"] == 1 and rel["llm_lift_flawed_unknown-counter"] >= 1
     assert rel["relabel_verified"] > 0 and rel["relabel_flawed"] == 0 and rel["llm_template_share"] > 0
-    assert len(lib.read_text().splitlines()) == 3
+    assert len(lib.read_text().splitlines()) == 1
     assert rel["llm_calls_per_1m_steps"] == pytest.approx(rel["llm_calls"] * 1e6 / summary["env_steps"])
-    assert "oir: 3 templates from" in capsys.readouterr().err
-    assert again["relabeling"]["relabel_verified"] > 0 and again["relabeling"]["llm_templates"] >= 3
+    assert "oir: 1 templates from" in capsys.readouterr().err
+    assert again["relabeling"]["relabel_verified"] > 0 and again["relabeling"]["llm_templates"] >= 1
 
 
 def test_oir_relabel_tries_templates_on_saved_segments(capsys):
@@ -150,8 +124,8 @@ def test_oir_relabel_tries_templates_on_saved_segments(capsys):
     from oir.cli import main
 
     server = LLMServer().start()
-    server.respond = lambda req: Reply(content=json.dumps({"templates": [
-        {"text": "gather {n} wood", "task": {"all": [{"counter": "collect_wood", "at_least": "{n}"}]}, "slots": {"n": "count"}}]}))
+    server.respond = lambda req: Reply(content=json.dumps({"segments": [
+        {"id": i, "proposals": [HEALTH]} for i in range(1, len(req.narrations) + 1)]}))
     segments = Path(__file__).parents[1] / "bench" / "data" / "segments.npz"
     try:
         assert main(["relabel", "--segments", str(segments), "--relabeler", "llm", "--llm-url", server.url,
@@ -159,8 +133,8 @@ def test_oir_relabel_tries_templates_on_saved_segments(capsys):
     finally:
         server.stop()
     out = capsys.readouterr().out
-    assert "templates by templates_v1" in out and "llm_templates: 1" in out
-    verified = int(out.split("verified ")[1].split(",")[0])
+    assert "templates lifted from its verified relabels" in out and "llm_templates: 1" in out
+    verified = int(out.split(", verified ")[1].split(",")[0])
     assert verified > 0 and "flawed 0" in out
 
 
@@ -200,8 +174,7 @@ def test_lifted_mode_keeps_the_model_s_verified_relabels_as_templates():
         {"text": "Eat a cow", "task": {"all": [{"counter": "eat_cow", "at_least": 1}]}},  # did not happen
     ]}]}))
     try:
-        relabeler = LLMRelabeler(ChatClient(server.url, "test-model", timeout=5.0), templates=TemplateLibrary(),
-                                 template_source="lifted")
+        relabeler = LLMRelabeler(ChatClient(server.url, "test-model", timeout=5.0), templates=TemplateLibrary())
         first = relabeler.propose_batch([WOOD3_TABLE])
         assert len(server.calls) == 1 and "templates" not in server.calls[0].body["messages"][0]["content"].lower()
         assert [p["text"] for p in first[0]] == ["Chop 3 logs, then build a workbench"]
@@ -226,8 +199,7 @@ def test_a_segment_is_asked_about_while_something_it_did_goes_unnamed():
     try:
         lib = TemplateLibrary()
         lib.add(sapling)
-        relabeler = LLMRelabeler(ChatClient(server.url, "test-model", timeout=5.0), templates=lib,
-                                 template_source="lifted")
+        relabeler = LLMRelabeler(ChatClient(server.url, "test-model", timeout=5.0), templates=lib)
         only = segment_with({2: ["collect_sapling"]})
         both = segment_with({2: ["collect_sapling"], 5: ["place_table"]})
         got = relabeler.propose_batch([only, both])
@@ -248,7 +220,7 @@ def test_in_training_the_model_is_asked_in_the_background():
     server.respond = lambda req: Reply(content=json.dumps({"segments": [{"id": 1, "proposals": [
         {"text": "Drink water 2 times", "task": {"all": [{"counter": "collect_drink", "at_least": 2}]}}]}]}), delay=1.0)
     relabeler = LLMRelabeler(ChatClient(server.url, "test-model", timeout=5.0), templates=TemplateLibrary(),
-                             template_source="lifted", ask_in_background=True)
+                             ask_in_background=True)
     try:
         drinks = segment_with({2: ["collect_drink"], 4: ["collect_drink"], 6: ["collect_drink"]})
         t0 = time.perf_counter()
@@ -271,7 +243,7 @@ def test_the_background_asks_first_about_what_no_template_names_then_the_newest(
     server = LLMServer().start()
     server.respond = lambda req: Reply(content=json.dumps({"segments": [{"id": 1, "proposals": []}]}), delay=0.5)
     relabeler = LLMRelabeler(ChatClient(server.url, "test-model", timeout=5.0), batch_size=1, templates=TemplateLibrary(),
-                             template_source="lifted", ask_in_background=True)
+                             ask_in_background=True)
     busy = segment_with({1: ["collect_wood"]})
     old, two, new = (segment_with({2: ["eat_cow"]}), segment_with({2: ["collect_sapling"], 4: ["place_table"]}),
                      segment_with({3: ["collect_drink"]}))
@@ -287,9 +259,6 @@ def test_the_background_asks_first_about_what_no_template_names_then_the_newest(
     finally:
         relabeler.close()
         server.stop()
-
-
-HEALTH = {"text": "Keep your health above zero.", "task": {"all": [{"counter": "health", "at_least": 1}]}}
 
 
 def test_the_duty_cycle_spaces_requests_so_the_model_is_busy_at_most_that_share():
@@ -309,7 +278,7 @@ def test_the_duty_cycle_spaces_requests_so_the_model_is_busy_at_most_that_share(
     lib = TemplateLibrary()
     assert lib.add(HEALTH) is not None
     relabeler = LLMRelabeler(ChatClient(server.url, "test-model", timeout=5.0), batch_size=1, templates=lib,
-                             template_source="lifted", ask_in_background=True, duty=0.4)
+                             ask_in_background=True, duty=0.4)
     try:
         began = time.monotonic()
         relabeler.propose_batch([segment_with({2: ["eat_cow"]}), segment_with({3: ["collect_drink"]}),
@@ -347,7 +316,7 @@ def test_the_duty_cap_starts_with_the_first_template_and_counts_the_time_before_
     server = LLMServer().start()
     server.respond = respond
     relabeler = LLMRelabeler(ChatClient(server.url, "test-model", timeout=5.0), batch_size=1, templates=TemplateLibrary(),
-                             template_source="lifted", ask_in_background=True, duty=0.4)
+                             ask_in_background=True, duty=0.4)
     try:
         relabeler.propose_batch([segment_with({2: [a]}) for a in
                                  ("eat_cow", "collect_drink", "collect_sapling", "collect_wood", "wake_up")])
@@ -374,7 +343,7 @@ def test_the_asker_first_warms_the_server_s_prompt_cache():
     server = LLMServer().start()
     server.respond = lambda req: Reply(content=json.dumps({"segments": [{"id": 1, "proposals": []}]}))
     relabeler = LLMRelabeler(ChatClient(server.url, "test-model", timeout=5.0), templates=TemplateLibrary(),
-                             template_source="lifted", ask_in_background=True, warm_up=True)
+                             ask_in_background=True, warm_up=True)
     try:
         deadline = time.monotonic() + 10
         while not server.calls and time.monotonic() < deadline:
@@ -402,8 +371,7 @@ def test_narrator_plus_llm_puts_the_model_s_relabels_first_and_counts_what_they_
                   "ordered": True}},
         {"text": "Collect 3 logs", "task": {"all": [{"counter": "collect_wood", "at_least": 3}]}},  # so does it
     ]}]}))
-    llm = LLMRelabeler(ChatClient(server.url, "test-model", timeout=5.0), templates=TemplateLibrary(),
-                       template_source="lifted")
+    llm = LLMRelabeler(ChatClient(server.url, "test-model", timeout=5.0), templates=TemplateLibrary())
     joint = JointRelabeler(llm, NarratorRelabeler(8))
     try:
         nothing = segment_with({}, 10)
@@ -433,8 +401,7 @@ def test_a_narrator_plus_llm_training_run_relabels_with_both(tmp_path):
         for i in range(1, len(req.narrations) + 1)]}))
     try:
         out, summary, _ = run(tmp_path, "joint", "--relabel", "narrator+llm", "--llm-url", server.url,
-                              "--llm-model", "test-model", "--llm-mode", "templates",
-                              "--llm-template-source", "lifted", "--llm-cache", "off")
+                              "--llm-model", "test-model", "--llm-mode", "templates", "--llm-cache", "off")
     finally:
         server.stop()
     rel = summary["relabeling"]

@@ -42,7 +42,7 @@ METHODS: dict[str, dict] = {
     "llm-direct": {"relabel": "llm", "reward": "verified", "llm_mode": "direct", "labels": 0.0},
     "llm-similarity": {"relabel": "llm", "reward": "similarity", "labels": 0.0},
     "narrator+llm": {"relabel": "narrator+llm", "reward": "verified", "labels": 0.0},
-    "llm-lifted": {"relabel": "llm", "reward": "verified", "llm_mode": "templates"},
+    "llm-lifted": {"relabel": "llm", "reward": "verified", "llm_mode": "templates", "labels": 0.0},
     # ELLM (oir.ellm): goals from the offline rule-based suggester, paid the caption's cosine
     "ellm": {"relabel": "none", "suggest": "rules", "reward": "similarity", "delta": 0.76},
     "ellm-llm": {"relabel": "none", "suggest": "llm", "reward": "similarity", "delta": 0.76},  # needs --llm-url
@@ -427,7 +427,7 @@ def _llm_section(by: dict[str, list[Run]]) -> list[str]:
             f"| {', '.join(f'{v:,.0f} / {p:,.0f}' for v, p in own if p is not None) or '—'} "
             f"| {_ms([x.get('relabels_expired') for x in xs], 0)} "
             f"| {'' if wall is None else f'{wall:.2f}'} |")
-    md += ["", "Means ± std over seeds. Templates: written by the model or lifted from its verified relabels "
+    md += ["", "Means ± std over seeds. Templates: lifted from the model's verified relabels "
            "(`templates.jsonl` in each run dir holds them). The last three shares are of the segments handed "
            "to the relabeler with something in them, and exist for `narrator+llm` only: a verified LLM "
            "relabel there may state a spec the narrator also proposed, in the LLM's wording. The second "

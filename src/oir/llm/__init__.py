@@ -35,7 +35,7 @@ from oir.llm.client import (
     make_client,
     split_urls,
 )
-from oir.llm.prompt import DEFAULT_PROMPT, REPLY_FORMS, load_prompt, render_prompt, reply_form
+from oir.llm.prompt import DEFAULT_PROMPT, load_prompt, render_prompt
 from oir.llm.relabeler import LLMRelabeler, make_llm_relabeler
 from oir.llm.reply import JSON_MODES, MAX_REPLY_CHARS, parse_reply, reply_schema, response_format
 
@@ -44,7 +44,6 @@ __all__ = [
     "DEFAULT_PROMPT",
     "JSON_MODES",
     "MAX_REPLY_CHARS",
-    "REPLY_FORMS",
     "ChatClient",
     "CircuitBreaker",
     "EndpointPool",
@@ -58,7 +57,6 @@ __all__ = [
     "make_llm_relabeler",
     "parse_reply",
     "render_prompt",
-    "reply_form",
     "reply_schema",
     "response_format",
     "split_urls",

@@ -1,9 +1,8 @@
 """The LLM relabeler's prompt: versioned templates filled with the vocabulary and narrations.
 
-:func:`load_prompt` reads ``oir/prompts/<version>.txt`` (an optional ``=== reply: FORM ===``
-line, then a ``=== system ===`` section and a ``=== user ===`` section); :func:`reply_form` says
-which reply form the prompt shows; :func:`render_prompt` fills it with the counter vocabulary and
-a batch of numbered narrations, giving the chat messages of one request.
+:func:`load_prompt` reads ``oir/prompts/<version>.txt`` (a ``=== system ===`` section and a
+``=== user ===`` section); :func:`render_prompt` fills it with the counter vocabulary and a batch
+of numbered narrations, giving the chat messages of one request.
 """
 
 from __future__ import annotations
@@ -45,40 +44,23 @@ def _phrases() -> str:
     return "\n".join(f"  {phrase} -> {name}" for name, phrase in PHRASES.items())
 
 
-# The reply forms a prompt can ask for; a file that does not declare one asks for the full form.
-REPLY_FORMS = ("full", "compact")
-
-
 @functools.lru_cache(maxsize=16)
-def _read_prompt(version: str) -> tuple[str, str, str]:
+def _read_prompt(version: str) -> tuple[str, str]:
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", version):
         raise ValueError(f"prompt version must be a file stem like 'relabel_v1', got {version!r}")
     try:
         raw = (resources.files("oir") / "prompts" / f"{version}.txt").read_text("utf-8")
     except FileNotFoundError:
         raise ValueError(f"no prompt file oir/prompts/{version}.txt") from None
-    match = re.fullmatch(r"(?:=== reply: (\w+) ===\n)?=== system ===\n(.*)\n=== user ===\n(.*)", raw, re.S)
+    match = re.fullmatch(r"=== system ===\n(.*)\n=== user ===\n(.*)", raw, re.S)
     if match is None:
-        raise ValueError(
-            f"prompt {version}: expected an optional '=== reply: FORM ===' line, then "
-            "'=== system ===' and '=== user ===' sections"
-        )
-    form = match.group(1) or "full"
-    if form not in REPLY_FORMS:
-        raise ValueError(f"prompt {version}: unknown reply form {form!r} (choose from {', '.join(REPLY_FORMS)})")
-    return form, match.group(2).strip(), match.group(3).strip()
+        raise ValueError(f"prompt {version}: expected '=== system ===' and '=== user ===' sections")
+    return match.group(1).strip(), match.group(2).strip()
 
 
 def load_prompt(version: str = DEFAULT_PROMPT) -> tuple[str, str]:
     """The (system, user) templates of ``oir/prompts/<version>.txt``."""
-    return _read_prompt(version)[1:]
-
-
-def reply_form(version: str = DEFAULT_PROMPT) -> str:
-    """The reply form the prompt shows the model: declared by a first line
-    ``=== reply: compact ===`` (proposals as ``[text, [[counter, count], ...], ordered]``),
-    else ``full`` (``{"text", "task"}`` objects). A JSON grammar must force the same form."""
-    return _read_prompt(version)[0]
+    return _read_prompt(version)
 
 
 def render_prompt(narrations: Sequence[str], version: str = DEFAULT_PROMPT) -> list[dict[str, str]]:

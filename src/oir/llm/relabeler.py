@@ -22,14 +22,7 @@ from oir.llm.client import ChatClient, EndpointPool, LLMError, api_key_from_env,
 from oir.llm.prompt import DEFAULT_PROMPT, load_prompt, render_prompt
 from oir.llm.reply import for_segments, parse_reply
 from oir.llm.signature import event_signature, rebind
-from oir.llm.templates import (
-    TEMPLATE_PROMPT,
-    TEMPLATE_SOURCES,
-    TemplateLibrary,
-    lift,
-    reached,
-    template_objects,
-)
+from oir.llm.templates import TemplateLibrary, lift, reached
 from oir.narrate import Segment, narrate
 from oir.relabel import FLAW_REASONS, Flawed, parse_task, verify
 
@@ -64,16 +57,12 @@ class LLMRelabeler:
         signatures: bool = True,
         max_signatures: int = 50_000,
         templates: TemplateLibrary | None = None,
-        template_prompt: str = TEMPLATE_PROMPT,
-        template_source: str = "written",
         ask_in_background: bool = False,
         duty: float = 1.0,
         warm_up: bool = False,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if template_source not in TEMPLATE_SOURCES:
-            raise ValueError(f"unknown template source {template_source!r} (choose from {', '.join(TEMPLATE_SOURCES)})")
         load_prompt(prompt)  # a missing or broken prompt file fails here, not mid-training
         self.client = client
         self.prompt_version = prompt
@@ -98,14 +87,11 @@ class LLMRelabeler:
         self._sig_hits = self._segments = 0
         self._latency_total = 0.0
         self._ok_calls = 0
-        # Template mode: the model writes templates (oir.llm.templates) for segments that none
-        # covers, and every segment is relabeled by instantiating the library's templates.
-        # written: the model writes templates (the templates prompt); lifted: it writes relabels
-        # (the relabel prompt), and each one verified on its segment is lifted into a template.
-        self.library, self.template_prompt, self.template_source = templates, template_prompt, template_source
-        if templates is not None and template_source == "written":
-            load_prompt(template_prompt)
-        self._lift: Counter = Counter()  # lifted mode: the model's relabels proposed, verified, flawed by reason
+        # Template mode: the model writes relabels (the relabel prompt) for segments that no
+        # template covers, each one verified on its segment is lifted into a template
+        # (oir.llm.templates), and every segment is relabeled by instantiating the library's templates.
+        self.library = templates
+        self._lift: Counter = Counter()  # template mode: the model's relabels proposed, verified, flawed by reason
         # Template mode, in training: the model is asked in a thread of its own, so a request of
         # 30 s never holds up the templates' relabels of the segments that keep arriving.
         # Otherwise (oir relabel, --relabeling.synchronous) each batch waits for its requests.
@@ -141,8 +127,7 @@ class LLMRelabeler:
         where = "local llama.cpp server " if self.server is not None else ""
         fmt = f", response_format {self.response_format['type']}" if self.response_format else ""
         if self.library is not None:
-            fmt += (f", templates by {self.template_prompt}" if self.template_source == "written"
-                    else ", templates lifted from its verified relabels")
+            fmt += ", templates lifted from its verified relabels"
         if self.response_format and "schema" in self.response_format:
             fmt += " with schema"
         if self._asker is not None and self.duty < 1.0:
@@ -189,11 +174,6 @@ class LLMRelabeler:
             return parse_reply(reply, len(narrations), self.max_proposals)
         except Exception:  # a parser bug must not end a training run; the reply counts as malformed
             return [[Flawed("malformed-json")] for _ in narrations]
-
-    def _call_templates(self, segments: list[Segment]) -> list[Any] | None:
-        """Template objects from one request (unvalidated), or None if the call failed."""
-        reply = self._complete(render_prompt([narrate(s) for s in segments], self.template_prompt), len(segments))
-        return None if reply is None else template_objects(reply)
 
     def _call_lifted(self, segments: list[Segment]) -> list[Any] | None:
         """Template objects lifted from the model's relabels of ``segments`` that verify there."""
@@ -248,8 +228,7 @@ class LLMRelabeler:
 
     def _ask(self, items: list[tuple[str, Segment]]) -> None:
         """One request about these (signature, segment) pairs; what it yields joins the library."""
-        call = self._call_templates if self.template_source == "written" else self._call_lifted
-        got = call([seg for _, seg in items]) if self.breaker.allow() else None
+        got = self._call_lifted([seg for _, seg in items]) if self.breaker.allow() else None
         if got is None:
             return
         with self._lock:
@@ -263,10 +242,9 @@ class LLMRelabeler:
         """One request of a single token on the prompt: the server then holds the prompt's shared
         prefix (instructions and examples, about 900 tokens) in its cache, computed while training
         compiles, and the first real request costs only its segments."""
-        prompt = self.prompt_version if self.template_source == "lifted" else self.template_prompt
         began = time.monotonic()
         try:
-            self.client.complete(render_prompt(["(nothing yet)"], prompt), max_tokens=1, temperature=self.temperature)
+            self.client.complete(render_prompt(["(nothing yet)"], self.prompt_version), max_tokens=1, temperature=self.temperature)
         except LLMError:
             pass  # best effort: the first request then pays for the prompt itself
         except Exception as e:
@@ -436,7 +414,7 @@ class LLMRelabeler:
     def _template_stats(self) -> dict[str, float]:
         if self.library is None:
             return {}
-        lifted = {} if self.template_source == "written" else {
+        lifted = {
             "llm_lift_proposed": float(self._lift["proposed"]), "llm_lift_verified": float(self._lift["verified"]),
             **{f"llm_lift_flawed_{r}": float(self._lift[f"flawed_{r}"]) for r in FLAW_REASONS}}
         asking = {} if self._asker is None else {

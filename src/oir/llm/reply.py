@@ -26,7 +26,7 @@ _MAX_JSON_STARTS = 64
 # ---------------------------------------------------------------------------------------------
 # Constrained output
 
-JSON_MODES = ("off", "object", "schema", "compact")
+JSON_MODES = ("off", "object", "schema")
 
 
 def reply_schema(max_proposals: int = 8) -> dict[str, Any]:
@@ -64,29 +64,6 @@ def reply_schema(max_proposals: int = 8) -> dict[str, Any]:
     return _segments_of(proposal, max_proposals)
 
 
-def compact_schema(max_proposals: int = 8) -> dict[str, Any]:
-    """JSON schema of a compact reply: each proposal is ``[text, [[counter, count], ...], ordered]``.
-
-    The same specs as :func:`reply_schema`'s ``all`` and ``ordered`` (no ``none`` or ``within``)
-    in about half the generated tokens: a small local model spends about as long writing a
-    reply's keys as its instructions. :func:`parse_reply` turns each back into
-    ``{"text", "task"}``.
-    """
-    clause = {"type": "array", "prefixItems": [{"enum": [c.name for c in COUNTERS]}, {"type": "integer"}],
-              "minItems": 2, "maxItems": 2}
-    proposal = {
-        "type": "array",
-        "prefixItems": [
-            {"type": "string", "maxLength": 160},
-            {"type": "array", "items": clause, "minItems": 1, "maxItems": 4},
-            {"type": "boolean"},
-        ],
-        "minItems": 3,
-        "maxItems": 3,
-    }
-    return _segments_of(proposal, max_proposals)
-
-
 def _segments_of(proposal: dict[str, Any], max_proposals: int) -> dict[str, Any]:
     """The reply around a proposal schema: ``{"segments": [{"id", "proposals": [...]}, ...]}``."""
     segment = {
@@ -109,27 +86,13 @@ def _segments_of(proposal: dict[str, Any], max_proposals: int) -> dict[str, Any]
     }
 
 
-def _expanded(proposal: Any) -> Any:
-    """A compact proposal ``[text, [[counter, count], ...], ordered]`` as ``{"text", "task"}``;
-    anything else as it came (verification judges it)."""
-    if not (isinstance(proposal, list) and len(proposal) in (2, 3) and isinstance(proposal[0], str)
-            and isinstance(proposal[1], list)):
-        return proposal
-    clauses = [{"counter": c[0], "at_least": c[1]} if isinstance(c, list) and len(c) == 2 else c for c in proposal[1]]
-    task: dict[str, Any] = {"all": clauses}
-    if len(proposal) == 3 and proposal[2] is True:
-        task["ordered"] = True
-    return {"text": proposal[0], "task": task}
-
-
 def response_format(mode: str, max_proposals: int = 8) -> dict[str, Any] | None:
     """The request's ``response_format`` for a JSON mode.
 
     ``off``: none. ``object``: ``{"type": "json_object"}``, OpenAI's JSON mode (llama.cpp's and
     llama-cpp-python's servers, vLLM, Ollama). ``schema``: :func:`reply_schema` in the form
     llama-cpp-python's server takes, ``{"type": "json_object", "schema": ...}``, which it
-    compiles into a grammar. ``compact``: :func:`compact_schema` the same way, for a prompt
-    that asks for compact proposals (``relabel_v5_compact``).
+    compiles into a grammar.
     """
     if mode == "off":
         return None
@@ -137,8 +100,6 @@ def response_format(mode: str, max_proposals: int = 8) -> dict[str, Any] | None:
         return {"type": "json_object"}
     if mode == "schema":
         return {"type": "json_object", "schema": reply_schema(max_proposals)}
-    if mode == "compact":
-        return {"type": "json_object", "schema": compact_schema(max_proposals)}
     raise ValueError(f"unknown LLM JSON mode {mode!r} (choose from {', '.join(JSON_MODES)})")
 
 
@@ -260,8 +221,7 @@ def parse_reply(text: str, n_segments: int, max_proposals: int = 32) -> list[lis
     """One proposal list per segment from a model's reply to a batch of ``n_segments``.
 
     Tolerates markdown fences and prose around the JSON. Accepts ``{"segments": [{"id": i,
-    "proposals": [...]}, ...]}`` and, for one segment, a bare list of proposals; a compact
-    proposal (:func:`compact_schema`) becomes ``{"text", "task"}``. Proposals are
+    "proposals": [...]}, ...]}`` and, for one segment, a bare list of proposals. Proposals are
     returned as the model wrote them (``verify`` judges them); known failures become
     :class:`~oir.relabel.Flawed`: an empty reply gives ``Flawed("empty")`` for every segment, an
     unparseable one ``Flawed("malformed-json")``, a segment missing from the reply
@@ -279,4 +239,4 @@ def parse_reply(text: str, n_segments: int, max_proposals: int = 32) -> list[lis
     if not readings:
         return [[Flawed("malformed-json")][:keep] for _ in range(n_segments)]
     by_segment = min(readings, key=lambda r: r[0])[1]  # the surest reading, the first of equals
-    return [[_expanded(p) for p in by_segment.get(i, [Flawed("empty")])[:keep]] for i in range(1, n_segments + 1)]
+    return [by_segment.get(i, [Flawed("empty")])[:keep] for i in range(1, n_segments + 1)]

@@ -1,7 +1,9 @@
-"""LLM-written relabel templates: an instruction pattern and a task-spec pattern with typed slots.
+"""Relabel templates lifted from an LLM's relabels: an instruction pattern and a task-spec
+pattern with typed slots.
 
 A slow LLM cannot read every segment, but the segments it has not read mostly repeat ones it
-has. So instead of relabels it writes *templates*, each reusable on every later segment::
+has. So each of its relabels that verifies becomes a *template* (:func:`lift`), reusable on every
+later segment::
 
     {"text": "collect {n} wood, then place a crafting table",
      "task": {"all": [{"counter": "collect_wood", "at_least": "{n}"},
@@ -37,7 +39,6 @@ from oir.narrate import Segment
 from oir.relabel import parse_task
 from oir.tasks import MAX_ALL, SpecError, first_success, parse_spec
 
-TEMPLATE_PROMPT = "templates_v1"
 SLOT_TYPES = ("count",)
 MAX_SLOT = 9  # a bound count above this is stated as this many ("at least")
 MIN_SLOT = 2  # a count slot states 2 or more: "collect 1 pieces of wood" is no instruction anyone gives
@@ -147,14 +148,13 @@ def templates_problem(mode: str, path: Path | None) -> str | None:
     return None
 
 
-TEMPLATE_SOURCES = ("written", "lifted")
 _NUMBER = re.compile(r"\b(\d+|two|three|four|five|six|seven|eight|nine)\b", re.IGNORECASE)
 _NUMBER_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9}
 
 
 def lift(text: str, task: dict) -> dict:
-    """A template object from one of the model's verified relabels (``--llm-template-source
-    lifted``): each count of 2 or more that the text states once, and exactly one ``all`` clause
+    """A template object from one of the model's verified relabels (``--llm-mode templates``):
+    each count of 2 or more that the text states once, and exactly one ``all`` clause
     asks at least of, becomes a count slot; the rest stays as the model wrote it and was verified.
 
     "Collect three wood, then place a table" with ``collect_wood`` at least 3 becomes "Collect {n}
@@ -180,23 +180,6 @@ def lift(text: str, task: dict) -> dict:
         clauses[at[0]]["at_least"] = "{" + name + "}"
         slots[name] = "count"
     return {"text": "".join(parts) + text[last:], "task": task, "slots": slots}
-
-
-def template_objects(reply: str) -> list[Any]:
-    """The template objects in a model's reply (``{"templates": [...]}``, a bare list, or one
-    template), unvalidated; nothing for a reply with none. Only ``json.loads`` runs on it."""
-    from oir.llm.reply import MAX_REPLY_CHARS, _json_values
-
-    if not isinstance(reply, str) or len(reply) > MAX_REPLY_CHARS:
-        return []
-    for value in _json_values(reply):
-        if isinstance(value, dict) and isinstance(value.get("templates"), list):
-            return value["templates"][:64]
-        if isinstance(value, list):
-            return value[:64]
-        if isinstance(value, dict) and "text" in value:
-            return [value]
-    return []
 
 
 def reached(segments: Sequence[Segment]) -> np.ndarray:
