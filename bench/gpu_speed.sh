@@ -46,15 +46,18 @@ cb_ppo() {  # Craftax_Baselines ppo.py at the same env count, timed as a whole p
   $PY -c "import sys; t=float(sys.argv[2])-float(sys.argv[1]); n=int(sys.argv[3]); print(f'$name rc=$rc process {n/t:,.0f} sps (whole process, compile included) in {t:.0f} s')" "$t0" "$t1" "$STEPS"
   [ $rc = 0 ] || tail -20 "/tmp/$name.log"
 }
+# The rows as first measured: plain learners (no relabels, no bonus) and the zero-label OIR loop.
+PLAIN="--relabel none --achievement-bonus 0"
+ZERO="--relabel narrator --labels 0 --achievement-bonus 0 --relabeling.world-span 0"
 RUNS=${RUNS:-"pqn-none pqn-narrator pqn-narrator-procs ppo-none cb-ppo"}
 for ENVS in $ENV_COUNTS; do
   for r in $RUNS; do
     case $r in
-      pqn-none) run pqn-none-$ENVS --algo pqn ;;
-      pqn-narrator) run pqn-narrator-$ENVS --algo pqn --relabel narrator --relabeling.batch $((ENVS / 4)) ;;
-      pqn-narrator-procs) run pqn-narrator-procs-$ENVS --algo pqn --relabel narrator --relabeling.batch $((ENVS / 4)) \
+      pqn-none) run pqn-none-$ENVS --algo pqn $PLAIN ;;
+      pqn-narrator) run pqn-narrator-$ENVS --algo pqn $ZERO --relabeling.batch $((ENVS / 4)) ;;
+      pqn-narrator-procs) run pqn-narrator-procs-$ENVS --algo pqn $ZERO --relabeling.batch $((ENVS / 4)) \
           --relabeling.processes "$PROCS" ;;
-      ppo-none) run ppo-none-$ENVS --algo ppo ;;
+      ppo-none) run ppo-none-$ENVS --algo ppo $PLAIN ;;
       cb-ppo) cb_ppo ;;
     esac
   done

@@ -70,7 +70,8 @@ def record(num_envs: int, updates: int, path: Path, seed: int) -> None:
     hindsight.Hindsight.observe, hindsight.Hindsight.start = keep, started
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            cfg = TrainConfig(algo="pqn", relabel="narrator", num_envs=num_envs, seed=seed,
+            cfg = TrainConfig(algo="pqn", relabel="narrator", labels=0.0, achievement_bonus=0.0,
+                              relabeling=hindsight.RelabelingConfig(world_span=0), num_envs=num_envs, seed=seed,
                               steps=updates * num_envs * 16, eval_episodes=0, checkpoint_every=0,
                               out=Path(tmp) / "run")
             train(cfg, progress=False)
@@ -163,7 +164,7 @@ def bench(path: Path, args: Args) -> list[str]:
     timed = [c.replace(task=np.zeros_like(c.task)) for c in timed]
     encoder = make_encoder(args.encoder)
     for k in (0, *args.processes):
-        cfg = replace(RelabelingConfig(), synchronous=True, processes=k)
+        cfg = replace(RelabelingConfig(), synchronous=True, processes=k, world_span=0)  # as first measured
         hs = Hindsight(cfg, NarratorRelabeler(), encoder, num_envs)
         hs.tracker = tracker()
         for u, c in enumerate(timed[:2]):  # warm: children started, the first texts embedded

@@ -64,7 +64,9 @@ def main(args: Args) -> int:
     for name in args.rows:
         out = args.out / slug(name)
         cmd = [sys.executable, "-m", "oir.cli", "compare", "--methods", args.method, "--algo", "pqn",
-               "--steps", str(args.steps), "--seeds", args.seeds, "--out", str(out), *ROWS[name]]
+               "--steps", str(args.steps), "--seeds", args.seeds, "--out", str(out),
+               # the sweep's settings, from before the bonus and spans were defaults
+               "--train.achievement-bonus", "0", "--train.relabeling.world-span", "0", *ROWS[name]]
         print("$", " ".join(cmd[2:]), flush=True)
         rc = subprocess.run(cmd, cwd=ROOT).returncode
         runs = sorted(out.glob(f"{args.method}-s*"))

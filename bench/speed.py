@@ -62,12 +62,17 @@ def run_ours(name: str, extra: list[str], args: Args) -> dict:
 
 
 def main(args: Args) -> None:
+    # The plain learners (no relabels, no bonus) are what the peers run; the OIR rows are the loop
+    # as measured since it was built (PQN, zero labels) and `oir train`'s default (the oir preset).
+    plain = ["--relabel", "none", "--achievement-bonus", "0"]
     rows = [
-        run_ours("oir PPO (small net)", ["--algo", "ppo"], args),
-        run_ours("oir PQN (small net)", ["--algo", "pqn"], args),
-        run_ours("oir PQN --relabel narrator", ["--algo", "pqn", "--relabel", "narrator"], args),
+        run_ours("oir PPO (small net)", ["--algo", "ppo", *plain], args),
+        run_ours("oir PQN (small net)", ["--algo", "pqn", *plain], args),
+        run_ours("oir PQN --relabel narrator", ["--algo", "pqn", "--relabel", "narrator", "--labels", "0",
+                                                "--achievement-bonus", "0", "--relabeling.world-span", "0"], args),
+        run_ours("oir train default (oir preset, PPO)", [], args),
         # purejaxql's craftax config does one epoch of one minibatch per update: same work here.
-        run_ours("oir PQN (purejaxql net, 4x1024 LN)", ["--algo", "pqn", "--network", "purejaxql",
+        run_ours("oir PQN (purejaxql net, 4x1024 LN)", ["--algo", "pqn", *plain, "--network", "purejaxql",
                                                        "--pqn.num-epochs", "1", "--pqn.num-minibatches", "1"], args),
     ]
     if not args.skip_peers:
