@@ -88,17 +88,17 @@ class CompareConfig:
     # comma-separated, from METHODS (llm-* need --llm-url); the default is the headline: OIR at its
     # best measured settings against the labelled baseline, every shared setting the same
     methods: str = "narrator+suite,no-relabel"
-    algo: Literal["pqn", "ppo"] = "ppo"
+    algo: Literal["pqn", "ppo"] = "ppo"  # the learner of every run
     seeds: str = "0,1"  # comma-separated
     steps: int = 5_000_000  # env steps per run
-    out: Path = Path("runs/compare")
+    out: Path = Path("runs/compare")  # one run dir per method and seed, and report.md
     suite: Path = STANDARD_SUITE  # training-time curves use all its lines; the final eval --split
-    split: Literal["test", "train", "all"] = "test"
+    split: Literal["test", "train", "all"] = "test"  # the final evaluation's lines
     episodes: int = 4  # final evaluation: fresh worlds per suite line
     max_steps: int = 1000  # final evaluation: cap for tasks without a `within` budget
     eval_every: int = 0  # training-time evaluation every this many env steps (0: steps / 10)
     llm_url: str = ""  # OpenAI-compatible server for the llm-* methods
-    llm_model: str = "default"
+    llm_model: str = "default"  # model name sent to that server
     # Every other training setting; compare sets algo, relabel, reward, steps, seed, out, suite,
     # the eval_* fields and the LLM url and model of each run itself.
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -244,6 +244,9 @@ def compare(cfg: CompareConfig, say=print, command: str = "") -> Path:
     for m in methods:
         method_config(m)  # an unknown method or a bad @delta: one error line
     seeds = parse_list(cfg.seeds, "seeds", int)
+    if cfg.train.preset != TrainConfig().preset:
+        raise ConfigError("oir compare sets each method itself: choose them with --methods (presets are for "
+                          "oir train); --train.* options set what every method shares")
     if cfg.steps < 1 or cfg.episodes < 1 or cfg.max_steps < 1 or cfg.eval_every < 0:
         raise ConfigError("--steps, --episodes and --max-steps must be at least 1, --eval-every at least 0")
     skipped = {}

@@ -10,8 +10,9 @@ Each update hands the host a :class:`~oir.segments.Chunk` of its rollout. :class
 4. pushes new instructions (spec, text embedding, similarity hits) and fresh sampling weights
    to the device.
 
-Instructions come only from relabels (design doc §9: OIR never trains on a human suite). Until
-the first relabels arrive, and for a ``free_play`` share of the time afterwards, envs follow a
+Instructions come from relabels, added to the human-labelled train lines the run was given
+(``--labels``; none with ``--labels 0``). Until the first relabels arrive (with no labels), and
+for a ``free_play`` share of the time afterwards, envs follow a
 reserved *free-play* instruction whose spec cannot hold: its segments end by timeout or the
 world's end and are relabeled like any other.
 """

@@ -50,7 +50,7 @@ class PlayConfig:
     suite files) is checked beside it to report success, failure or timeout; the policy never sees it.
     """
 
-    run: Path  # an `oir train` run dir (config.json and checkpoint)
+    run: Path  # an `oir train` run dir or a shipped agent (agents/NAME)
     instruction: str  # any text; embedded with the run's encoder
     out: Path  # the GIF to write
     seed: int = 0  # world and action noise

@@ -33,20 +33,20 @@ from oir.segments import RelabelBatch, relabel_windows, replay_write
 @dataclass
 class PPOConfig:
     num_steps: int = 64  # steps per env per update
-    lr: float = 3e-4
-    anneal_lr: bool = True
-    gamma: float = 0.99
-    gae_lambda: float = 0.8
-    clip_eps: float = 0.2
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    max_grad_norm: float = 1.0
-    update_epochs: int = 4
-    num_minibatches: int = 8
+    lr: float = 3e-4  # Adam learning rate
+    anneal_lr: bool = True  # anneal the learning rate linearly to 0 over the run
+    gamma: float = 0.99  # discount
+    gae_lambda: float = 0.8  # GAE lambda
+    clip_eps: float = 0.2  # PPO's ratio clip
+    ent_coef: float = 0.01  # entropy bonus
+    vf_coef: float = 0.5  # value loss weight
+    max_grad_norm: float = 1.0  # gradient clipping (global norm)
+    update_epochs: int = 4  # passes over each rollout
+    num_minibatches: int = 8  # minibatches per pass
     # Hindsight imitation of relabeled windows (GCSL, Ghosh et al. 2021): with relabeling, each
     # minibatch also minimises this times -log pi(a | s, hindsight instruction) over the window.
-    # 0.02 beat 0 by 1.4 points on held-out tasks at 2M steps over 2 seeds; 0.1 lost 4 points
-    # (docs/results.md, "Imitating relabeled windows in PPO").
+    # 0.02 beat 0 by 1.4 points on held-out tasks at 2M steps over 2 seeds and paid early at 5M;
+    # 0.1 lost 4 points (docs/results.md).
     relabel_bc_coef: float = 0.02
 
     @property

@@ -39,20 +39,20 @@ from oir.segments import RelabelBatch, relabel_windows, replay_write
 @dataclass
 class PQNConfig:
     num_steps: int = 16  # steps per env per update
-    lr: float = 3e-4
-    anneal_lr: bool = True
-    gamma: float = 0.99
+    lr: float = 3e-4  # Adam learning rate
+    anneal_lr: bool = True  # anneal the learning rate linearly to 0 over the run
+    gamma: float = 0.99  # discount
     lam: float = 0.5  # Q(lambda)
     # Relabeled windows' actions followed another instruction: "peng" keeps lambda on them,
     # "watkins" cuts the trace after an action that is not greedy for the hindsight instruction,
     # "onestep" uses lambda = 0 there.
     relabel_trace: str = "peng"
-    eps_start: float = 1.0
-    eps_finish: float = 0.05
+    eps_start: float = 1.0  # epsilon-greedy exploration at the start...
+    eps_finish: float = 0.05  # ...and after the decay
     eps_decay: float = 0.2  # fraction of training over which epsilon decays
-    num_epochs: int = 2
-    num_minibatches: int = 4
-    max_grad_norm: float = 10.0
+    num_epochs: int = 2  # passes over each rollout
+    num_minibatches: int = 4  # minibatches per pass
+    max_grad_norm: float = 10.0  # gradient clipping (global norm)
     eval_epsilon: float = 0.05  # acting outside training: a fully greedy agent can stall against a wall
 
 

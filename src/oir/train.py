@@ -1,16 +1,17 @@
 """``oir train``: one instruction-conditioned learner on Craftax, with logs and a checkpoint.
 
+* ``--relabel narrator`` (the default) / ``--relabel llm`` is OIR: hindsight relabels of the
+  agent's own segments (:mod:`oir.hindsight`), added to ``--labels`` of the suite's train tasks
+  (``--labels 0``: relabels only, no human label). The narrator relabeler is rule-based (no
+  language model); ``llm`` asks an OpenAI-compatible server.
 * ``--relabel none`` is the no-relabel baseline (the paper's "PQN" row): instructions drawn
-  uniformly from the suite's ``train`` split, binary task rewards from the jitted task check.
-* ``--relabel narrator`` / ``--relabel llm`` is OIR: instructions come only from hindsight
-  relabels of the agent's own segments (:mod:`oir.hindsight`), never from a human suite. The
-  narrator relabeler is rule-based (no language model); ``llm`` asks an OpenAI-compatible server.
+  uniformly from ``--labels`` of the suite's train tasks, binary task rewards from the jitted check.
 * ``--reward verified`` (default) rewards a relabel at the step its spec first holds;
   ``--reward similarity --delta D`` at the first step whose state text is within cosine D.
 * ``--suggest rules --reward similarity`` is the ELLM baseline (:mod:`oir.ellm`): goals suggested
   from the agent's state at each instruction draw, paid the cosine of a step's caption to the goal.
 
-The suite is used for the final evaluation only, unless the baseline trains on its train split.
+The suite's test split is for evaluation only; no run ever trains on it.
 """
 
 from __future__ import annotations
