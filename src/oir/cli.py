@@ -491,11 +491,10 @@ def compare_cmd(cfg: CompareConfig, console: Console, argv: list[str] | None) ->
 
 
 def train_cmd(cfg: TrainConfig, console: Console, argv: list[str]) -> int:
-    from oir.launch import flag_value
     from oir.train import load_config, train
 
     resume = cfg.resume is not None
-    preset = flag_value(argv, "--preset")
+    preset = cfg.preset if cfg.preset != TrainConfig().preset else None  # the default preset changes nothing
     if preset is not None and (resume or cfg.config is not None):
         raise CliError("--preset starts a new run from a preset: it does not go with --resume or --config")
     if preset is not None:

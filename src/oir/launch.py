@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 
 
-def flag_value(argv: list[str], name: str) -> str | None:
+def _flag(argv: list[str], name: str) -> str | None:
     """The value of ``name`` in ``argv`` (``--name V`` or ``--name=V``; the last one wins), or None."""
     value = None
     for i, a in enumerate(argv):
@@ -29,10 +29,10 @@ def join(argv: list[str]) -> None:
     if argv[:1] != ["train"]:
         return
     try:
-        n, pid = int(flag_value(argv, "--num-processes") or 1), int(flag_value(argv, "--process-id") or 0)
+        n, pid = int(_flag(argv, "--num-processes") or 1), int(_flag(argv, "--process-id") or 0)
     except ValueError:
         return
-    coordinator = flag_value(argv, "--coordinator") or ""
+    coordinator = _flag(argv, "--coordinator") or ""
     if n > 1 and 0 <= pid < n and ":" in coordinator:
         from oir.devices import DeviceError, start_processes
 
