@@ -218,62 +218,17 @@ def test_priorities_favour_intermediate_success():
     assert buf.attempts[1] == 300 and buf.successes[1] == 150
 
 
-@pytest.mark.parametrize("hopeless", [2, 40])
-def test_revisit_share_bounds_what_hopeless_rows_get_however_many_there_are(hopeless):
-    """A per-row floor gives rows never solved a share that grows with their number; with
-    ``revisit`` R they share R / n each, and the rest goes by success and learning progress."""
-    buf = make(capacity=64)
-    for k in range(1, hopeless + 3):
-        buf.add(f"collect {k} wood", spec(n=k), 0)
-    n = hopeless + 2
-    attempts = np.zeros(64, np.int64)
-    attempts[:n] = 10
-    successes = np.zeros(64, np.int64)
-    successes[:2] = 5  # rows 0, 1 at 50%; the others never succeed
-    for _ in range(30):
-        buf.record(attempts, successes)
-    floor = buf.priorities()
-    buf.revisit = 0.2
-    p = buf.priorities().astype(np.float64)
-    assert p[n:].sum() == 0
-    np.testing.assert_allclose(p[2:n], 0.2 / n, rtol=1e-5)  # hopeless: the uniform share alone
-    np.testing.assert_allclose(p[:2], 0.2 / n + 0.8 / 2, rtol=1e-5)
-    share = lambda w: w[2:n].sum() / w.sum()  # noqa: E731
-    assert share(p) <= 0.2 + 1e-6
-    if hopeless == 40:  # with the floor, 40 hopeless rows took most of the draws
-        assert share(floor) > 0.6
-    buf.fast[:], buf.slow[:] = 0.0, 0.0  # nothing learnable at all: every row equally
-    np.testing.assert_allclose(buf.priorities()[:n], 1.0 / n, rtol=1e-5)
-
-
-def test_shape_prior_starts_a_new_row_at_its_shape_s_success():
-    """With the shape prior, a new ordered triple where triples never succeed starts at the floor,
-    a new single count where counts succeed half the time at the top; without it both at 0.5."""
-    buf = make(capacity=32)
-    things = ["wood", "sapling", "drink", "stone", "coal", "iron"]
-    counters = ["collect_" + t for t in things]
-    for k in range(6):  # rows 0-5: single counts, attempted, 50% success
-        buf.add(f"collect {k + 1} {things[k]}", spec(counters[k], k + 1), 0)
-    for k in range(6):  # rows 6-11: ordered triples, attempted, never solved
-        a, b, c = (counters[(k + j) % 6] for j in range(3))
-        buf.add(f"{things[k]} then {things[(k + 1) % 6]} then {things[(k + 2) % 6]}",
-                parse_spec({"all": [{"counter": x, "at_least": 1} for x in (a, b, c)], "ordered": True}), 0)
-    attempts, successes = np.zeros(32, np.int64), np.zeros(32, np.int64)
-    attempts[:12], successes[:6] = 10, 5
-    for _ in range(30):
-        buf.record(attempts, successes)
-    buf.add("collect 9 wood", spec("collect_wood", 9), 0)  # row 12: a new single count
-    buf.add("iron then coal then stone", parse_spec({"all": [{"counter": x, "at_least": 1} for x in
-                                                             ("collect_iron", "collect_coal", "collect_stone")],
-                                                     "ordered": True}), 0)  # row 13: a new triple
-    np.testing.assert_allclose(buf.priorities()[[12, 13]], [1.1, 1.1], rtol=1e-6)  # both at 0.5
-    buf.shape_prior = True
-    np.testing.assert_allclose(buf.priorities()[[12, 13]], [1.1, 0.1], rtol=1e-6)
-    state = buf.__getstate__()  # a buffer pickled before the prior gets its rows' shapes back
-    del state["shape"], state["shape_prior"]
+def test_a_buffer_pickled_with_retired_options_loads_without_them():
+    """Checkpoints from before the rarity weight, the revisit share and the shape prior were
+    retired hold their fields: they load, and priorities are today's."""
+    buf = filled(n=2)
+    state = buf.__getstate__()
+    state |= {"rarity": 1.0, "revisit": 0.2, "shape_prior": True, "shape": np.zeros(8, np.int64),
+              "found": np.zeros(3, np.int64), "_asks": {0: np.zeros(1, np.int64)}}
     old = InstructionBuffer.__new__(InstructionBuffer)
     old.__setstate__(state)
-    assert not old.shape_prior and (old.shape[:14] == buf.shape[:14]).all() and (old.shape[14:] == -1).all()
+    assert not any(hasattr(old, k) for k in ("rarity", "revisit", "shape_prior", "shape", "found", "_asks"))
+    np.testing.assert_array_equal(old.priorities(), buf.priorities())
 
 
 def test_learning_progress_raises_priority_of_changing_rows():
@@ -356,31 +311,3 @@ def test_summary_counts_outcomes():
     assert s["unique_instructions"] == 3 and s["new"] == 3 and s["merged"] == 1
     assert s["conflict"] == 1 and s["full"] == 1
     assert s["rejected"] == 2 and s["rejected_too_short"] == 1 and s["rejected_vocabulary"] == 1
-
-
-def test_rarity_weights_favour_instructions_asking_for_rarely_found_achievements():
-    from oir.encode import make_encoder
-    from oir.tasks import parse_spec
-
-    buf = InstructionBuffer(16, make_encoder("hash", cache=None), reserved=1)
-    wood = parse_spec({"all": [{"counter": "collect_wood", "at_least": 1}]})
-    drink = parse_spec({"all": [{"counter": "collect_drink", "at_least": 1}]})
-    pick = parse_spec({"all": [{"counter": "collect_wood", "at_least": 1}, {"counter": "make_wood_pickaxe", "at_least": 1}],
-                       "ordered": True})
-    for i in range(16):
-        buf.add(f"collect wood number {i}" if i % 2 else "collect some wood", wood, i)
-    for _ in range(4):
-        buf.add("drink some water", drink, 0)
-    buf.add("get wood, then craft a pickaxe", pick, 0)
-    w = buf.rarity_weights()
-    rows = {buf.texts()[i]: r for i, r in enumerate(buf.rows())}
-    # found: wood 17 (16 + the pickaxe line), drink 4, pickaxe 1; median 4
-    assert w[rows["collect some wood"]] == 1.0  # common: never below 1
-    assert w[rows["drink some water"]] == 1.0  # the median
-    before = buf.priorities()
-    assert w[rows["get wood, then craft a pickaxe"]] == 1.0  # rarity off by default...
-    buf.rarity = 1.0
-    assert buf.rarity_weights()[rows["get wood, then craft a pickaxe"]] == 4.0  # ...its rarest part: 4 / 1
-    after = buf.priorities()
-    r = rows["get wood, then craft a pickaxe"]
-    assert after[r] == pytest.approx(4 * before[r]) and after[rows["collect some wood"]] == before[rows["collect some wood"]]

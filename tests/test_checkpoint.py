@@ -16,10 +16,12 @@ from oir.checkpoint import TMP_MARK, committed_steps
 from oir.cli import main
 
 PER_UPDATE = 8 * 16
-# OIR with the narrator, relabeling synchronous so the same seed gives the same run.
+# OIR (PQN) with the narrator, relabeling synchronous so the same seed gives the same run; zero-label,
+# no bonus, no world spans: the shapes of tests/test_oir.py.
 TINY = ["--encoder", "hash", "--num-envs", "8", "--max-task-steps", "32", "--relabeling.history", "64",
         "--relabeling.batch", "8", "--relabeling.window", "8", "--pqn.num-minibatches", "2",
-        "--eval-episodes", "0", "--relabel", "narrator", "--relabeling.synchronous", "--keep-checkpoints", "3"]
+        "--eval-episodes", "0", "--relabel", "narrator", "--relabeling.synchronous", "--keep-checkpoints", "3",
+        "--algo", "pqn", "--labels", "0", "--achievement-bonus", "0", "--relabeling.world-span", "0"]
 # Wall-clock and process-local counters; everything else in a row comes from the jitted update or
 # from deterministic host work.
 TIMING = {"sps", "wall_s", "relabel_wall_frac", "relabel_worker_frac", "texts_embedded"}
@@ -164,13 +166,14 @@ def test_resume_refuses_other_flags_and_corrupt_runs(finished, tmp_path, capsys)
 
 BASE = ["--encoder", "hash", "--num-envs", "8", "--max-task-steps", "32", "--relabeling.history", "64",
         "--relabeling.batch", "8", "--relabeling.window", "8", "--pqn.num-minibatches", "2",
-        "--ppo.num-steps", "16", "--ppo.num-minibatches", "2", "--eval-episodes", "0", "--keep-checkpoints", "2"]
+        "--ppo.num-steps", "16", "--ppo.num-minibatches", "2", "--eval-episodes", "0", "--keep-checkpoints", "2",
+        "--achievement-bonus", "0", "--relabeling.world-span", "0"]
 MATRIX = {
     "pqn-none": ["--algo", "pqn", "--relabel", "none"],
-    "pqn-narrator": ["--algo", "pqn", "--relabel", "narrator"],
+    "pqn-narrator": ["--algo", "pqn", "--relabel", "narrator", "--labels", "0"],
     "ppo-none": ["--algo", "ppo", "--relabel", "none"],
-    "ppo-narrator": ["--algo", "ppo", "--relabel", "narrator"],
-    "pqn-llm": ["--algo", "pqn", "--relabel", "llm", "--llm-model", "test-model", "--llm-timeout", "2",
+    "ppo-narrator": ["--algo", "ppo", "--relabel", "narrator", "--labels", "0"],
+    "pqn-llm": ["--algo", "pqn", "--relabel", "llm", "--labels", "0", "--llm-model", "test-model", "--llm-timeout", "2",
                 "--llm-batch", "2", "--llm-cache", "off"],
 }
 UPDATES, EVERY = 48, 8

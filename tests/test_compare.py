@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from oir.cli import main
+from oir.train import TrainConfig
 
 SUITE = [
     {"id": "wood", "text": "collect some wood", "split": "train", "category": "single",
@@ -19,7 +21,9 @@ SUITE = [
 TINY = ["--steps", str(8 * 16 * 8), "--eval-every", str(8 * 16 * 4), "--episodes", "1", "--max-steps", "8",
         "--train.encoder", "hash", "--train.num-envs", "8", "--train.max-task-steps", "32",
         "--train.eval-max-steps", "8", "--train.relabeling.history", "64", "--train.relabeling.batch", "8",
-        "--train.relabeling.window", "8", "--train.pqn.num-minibatches", "2"]
+        "--train.relabeling.window", "8", "--train.pqn.num-minibatches", "2",
+        # PQN, no bonus, no world spans: the shapes the other tiny training tests compile
+        "--algo", "pqn", "--train.achievement-bonus", "0", "--train.relabeling.world-span", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +72,16 @@ def test_compare_trains_reuses_and_reports(tmp_path, suite, capsys):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--methods", "narrator,gpt"], "unknown method 'gpt' (choose from no-relabel, narrator, "
-                                    "narrator+suite, narrator-similarity, llm-verified, llm-direct, llm-similarity, narrator+llm, llm-templates, llm-lifted, ellm, ellm-llm; "
+    (["--methods", "narrator,gpt"], "unknown method 'gpt' (choose from no-relabel, narrator+suite, "
+                                    "narrator, narrator-similarity, llm-verified, llm-direct, llm-similarity, narrator+llm, llm-lifted, ellm, ellm-llm; "
                                     "similarity methods take @DELTA, e.g. narrator-similarity@0.7)"),
     (["--methods", "narrator@0.7"], "method 'narrator@0.7': only similarity-reward methods take @DELTA"),
     (["--methods", "narrator-similarity@high"],
      "method 'narrator-similarity@high': 'high' after @ is not a number (a cosine threshold)"),
     (["--seeds", "0,x"], "--seeds must be comma-separated ints, got '0,x'"),
     (["--methods", "llm-similarity"], "no method left to run"),
+    (["--train.preset", "labelled"], "oir compare sets each method itself: choose them with --methods (presets are "
+                                     "for oir train); --train.* options set what every method shares"),
 ])
 def test_bad_compare_input_is_one_line(tmp_path, capsys, args, message):
     assert main(["compare", "--out", str(tmp_path / "c"), "--steps", "64", *args]) == 2
@@ -86,17 +92,40 @@ def test_narrator_plus_suite_starts_from_the_suites_train_lines(tmp_path, suite)
     from oir.compare import CompareConfig, run_config
 
     tcfg = run_config(CompareConfig(suite=suite, out=tmp_path), "narrator+suite", 0)
-    assert tcfg.relabel == "narrator" and tcfg.relabeling.seed_suite and tcfg.reward == "verified"
-    assert not run_config(CompareConfig(suite=suite, out=tmp_path), "narrator", 0).relabeling.seed_suite
+    assert tcfg.relabel == "narrator" and tcfg.labels == 1.0 and tcfg.reward == "verified"
+    assert run_config(CompareConfig(suite=suite, out=tmp_path), "narrator", 0).labels == 0.0
+    assert run_config(CompareConfig(suite=suite, out=tmp_path), "no-relabel", 0).labels == 1.0
+    # --train.labels sets the labelled methods' share; the zero-label methods keep none
+    half = CompareConfig(suite=suite, out=tmp_path, train=replace(TrainConfig(), labels=0.5))
+    assert run_config(half, "narrator+suite", 0).labels == run_config(half, "no-relabel", 0).labels == 0.5
+    assert run_config(half, "narrator", 0).labels == 0.0
     out = tmp_path / "ns"
-    args = ["train", "--relabel", "narrator", "--relabeling.seed-suite", "--suite", str(suite), "--out", str(out),
+    args = ["train", "--relabel", "narrator", "--labels", "1", "--suite", str(suite), "--out", str(out),
             "--steps", str(8 * 16 * 4), "--encoder", "hash", "--num-envs", "8", "--max-task-steps", "32",
             "--relabeling.history", "64", "--relabeling.batch", "8", "--relabeling.window", "8",
+            "--algo", "pqn", "--achievement-bonus", "0", "--relabeling.world-span", "0",
             "--pqn.num-minibatches", "2", "--eval-episodes", "0"]
     assert main(args) == 0
     texts = [json.loads(x)["text"] for x in (out / "instructions.jsonl").read_text().splitlines()]
     assert texts[0] == "collect some wood"  # the one train line, before any relabel
     assert "stay alive" not in texts and "do not die" not in texts  # test lines never
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["labels"] == {"share": 1.0, "seed": 0, "train_lines": 1}
+
+
+def test_only_the_labelled_methods_train_on_suite_lines(tmp_path):
+    """no-relabel and narrator+suite train on the suite's train lines; every other method never
+    sees a suite line in training (ELLM draws its own goals)."""
+    from oir.compare import METHODS, CompareConfig, run_config
+    from oir.suites import STANDARD_SUITE, load_suite
+    from oir.train import _train_lines
+
+    suite = load_suite(STANDARD_SUITE)
+    cc = CompareConfig(out=tmp_path, llm_url="http://127.0.0.1:9/v1")
+    for m in METHODS:
+        tcfg = run_config(cc, m, 0)
+        used = [] if tcfg.suggest else _train_lines(tcfg, suite)
+        assert bool(used) == (m in ("no-relabel", "narrator+suite")), m
 
 
 def test_a_run_made_before_a_behaviour_changing_option_is_not_reused_as_its_new_default(tmp_path, suite, capsys):
@@ -109,9 +138,30 @@ def test_a_run_made_before_a_behaviour_changing_option_is_not_reused_as_its_new_
     config = _comparable(tcfg)
     (tcfg.out / "config.json").write_text(json.dumps(config))
     assert finished(tcfg)  # the same config: reused
-    del config["pqn"]["bootstrap_timeouts"]  # a run from before timeouts bootstrapped
+    del config["achievement_bonus"]  # a run from before the bonus: it had none
     (tcfg.out / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match="differs in: pqn"):
+    with pytest.raises(ValueError, match=r"differs in: achievement_bonus\)"):
+        finished(tcfg)
+
+
+def test_a_run_saved_with_a_retired_option_is_reused_only_at_its_off_value(tmp_path, suite):
+    from oir.compare import CompareConfig, _comparable, run_config
+    from oir.compare import _finished as finished
+    from oir.train import ConfigError
+
+    tcfg = run_config(CompareConfig(suite=suite, out=tmp_path, algo="pqn"), "narrator", 0)
+    tcfg.out.mkdir(parents=True)
+    (tcfg.out / "summary.json").write_text("{}")
+    config = _comparable(tcfg)
+    del config["labels"]  # a narrator run from before --labels: no suite line, as labels 0 now
+    config |= {"fresh_start": 0.0, "achievement_bonus_fade": 0.0}
+    config["pqn"]["bootstrap_timeouts"] = True  # what every run did, and does now
+    config["relabeling"] |= {"seed_suite": False, "sampling": "uniform", "rarity": 0.0, "revisit": 0.0}
+    (tcfg.out / "config.json").write_text(json.dumps(config))
+    assert finished(tcfg)
+    config["fresh_start"] = 0.5
+    (tcfg.out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=r"fresh_start = 0\.5 was retired"):
         finished(tcfg)
 
 

@@ -90,6 +90,7 @@ def test_ellm_run_trains_on_suggested_goals_and_counts_false_rewards(tmp_path, c
     # Threshold -1: every event pays every goal, so rewards for other achievements than the goal's are false.
     args = ["train", "--out", str(out), "--encoder", "hash", "--num-envs", "8", "--steps", str(8 * 16 * 16),
             "--max-task-steps", "32", "--pqn.num-minibatches", "2", "--eval-episodes", "0",
+            "--algo", "pqn", "--relabel", "none", "--achievement-bonus", "0",
             "--suggest", "rules", "--reward", "similarity", "--delta", "-1", "--ellm-reward", "binary",
             "--checkpoint-every", "0"]
     assert main(args) == 0
@@ -165,7 +166,8 @@ def test_ellm_run_with_an_llm_suggester_and_with_its_server_down(tmp_path, capsy
     from oir.cli import main
 
     args = ["--encoder", "hash", "--num-envs", "8", "--steps", str(8 * 16 * 12), "--max-task-steps", "32",
-            "--pqn.num-minibatches", "2", "--eval-episodes", "0", "--suggest", "llm", "--reward", "similarity",
+            "--pqn.num-minibatches", "2", "--eval-episodes", "0", "--algo", "pqn", "--relabel", "none",
+            "--achievement-bonus", "0", "--suggest", "llm", "--reward", "similarity",
             "--checkpoint-every", "0", "--llm-timeout", "5"]
     server = LLMServer().start()
     server.respond = lambda request: Reply(content='{"goals": ["collect wood", "drink water"]}')

@@ -141,43 +141,21 @@ def test_sampling_follows_weights(task_env):
 
 
 @pytest.fixture(scope="module")
-def fresh_env():
-    # Fresh starts and the achievement bonus (count-based, K = 1), all off by default, share this one compile.
-    env = TaskEnv(VecEnv(N, reset_pool=2), max_task_steps=3, fresh_start=1.0, achievement_bonus=0.5,
-                  achievement_bonus_counts=1)
+def bonus_env():
+    # The achievement bonus (count-based, K = 1), off in a plain TaskEnv.
+    env = TaskEnv(VecEnv(N, reset_pool=2), max_task_steps=3, achievement_bonus=0.5, achievement_bonus_counts=1)
     return env, jax.jit(env.reset), jax.jit(env.step)
 
 
-def test_fresh_start_gives_a_fresh_world_after_success_but_not_after_a_timeout(fresh_env):
-    _env, reset, step = fresh_env
-    # Every task holds after one step: each env's next instruction starts in a fresh world.
-    _, s = reset(jax.random.PRNGKey(0), TaskBank.from_specs([AT_ONCE]))
-    _, s, _ = step(jax.random.PRNGKey(1), s, act(Action.NOOP))
-    pool_next = int(s.vec.pool_next)
-    _, s, out = step(jax.random.PRNGKey(2), s, act(Action.NOOP))
-    assert np.asarray(out.success).all() and np.asarray(out.fresh).all() and not np.asarray(out.world.done).any()
-    assert (np.asarray(s.vec.env.timestep) == 0).all() and (np.asarray(s.vec.episode_length) == 0).all()
-    # A burst of N = 4 restarts over a pool of 2: the refilled pool's worlds are all handed out too.
-    assert pool_next + N >= 2 and int(s.vec.pool_next) == 2
-    # A task that never holds times out after 3 steps: the world goes on.
-    _, s = reset(jax.random.PRNGKey(3), TaskBank.from_specs([NEVER]))
-    for k in range(3):
-        _, s, out = step(jax.random.PRNGKey(10 + k), s, act(Action.NOOP))
-    assert np.asarray(out.timeout).all() and not np.asarray(out.fresh).any()
-    assert (np.asarray(s.vec.env.timestep) == 3).all()
-
-
-def test_fresh_start_share_must_be_a_probability():
-    with pytest.raises(ValueError, match="fresh_start"):
-        TaskEnv(VecEnv(N), fresh_start=1.5)
+def test_achievement_bonus_options_are_checked():
     with pytest.raises(ValueError, match="achievement_bonus"):
         TaskEnv(VecEnv(N), achievement_bonus=-1.0)
     with pytest.raises(ValueError, match="achievement_bonus_counts"):
         TaskEnv(VecEnv(N), achievement_bonus=0.5, achievement_bonus_counts=-1)
 
 
-def test_achievement_bonus_pays_first_unlocks_only_and_is_never_a_success(fresh_env):
-    _env, reset, step = fresh_env
+def test_achievement_bonus_pays_first_unlocks_only_and_is_never_a_success(bonus_env):
+    _env, reset, step = bonus_env
     _, s = reset(jax.random.PRNGKey(20), TaskBank.from_specs([NEVER]))
     for i in range(N):
         s = edit_env(s, i, lambda e: scene(e, target=BlockType.TREE))
@@ -187,8 +165,8 @@ def test_achievement_bonus_pays_first_unlocks_only_and_is_never_a_success(fresh_
     assert int(out.world.events[:, WOOD].sum()) == N and np.asarray(out.reward).tolist() == [0.0] * N
 
 
-def test_count_based_bonus_falls_with_the_runs_unlocks_of_that_achievement(fresh_env):
-    _env, reset, step = fresh_env
+def test_count_based_bonus_falls_with_the_runs_unlocks_of_that_achievement(bonus_env):
+    _env, reset, step = bonus_env
     _, s = reset(jax.random.PRNGKey(25), TaskBank.from_specs([NEVER]))
     assert np.asarray(s.unlocks).sum() == 0  # a new run has found nothing
     for i in range(N):
@@ -198,21 +176,3 @@ def test_count_based_bonus_falls_with_the_runs_unlocks_of_that_achievement(fresh
     _, s, out = step(jax.random.PRNGKey(26), s, act(Action.DO))
     assert np.asarray(out.reward).tolist() == [0.25] * N and not np.asarray(out.success).any()
     assert float(s.unlocks[WOOD]) == 4.0 + N and float(s.unlocks.sum()) == 4.0 + N  # every env's unlock counted
-
-
-def test_achievement_bonus_set_during_training_pays_the_new_value(fresh_env):
-    env, reset, step = fresh_env
-    _, s = reset(jax.random.PRNGKey(23), TaskBank.from_specs([NEVER]))
-    for i in range(N):
-        s = edit_env(s, i, lambda e: scene(e, target=BlockType.TREE))
-    _, _, out = step(jax.random.PRNGKey(24), s, act(Action.DO))
-    assert np.asarray(out.reward).tolist() == [0.5] * N
-    compiled = step._cache_size()
-    _, _, out = step(jax.random.PRNGKey(24), env.with_bonus(s, 0.125), act(Action.DO))  # a faded bonus
-    assert np.asarray(out.reward).tolist() == [0.125] * N
-    _, _, out = step(jax.random.PRNGKey(24), env.with_bonus(s, 0.0), act(Action.DO))  # faded out
-    assert np.asarray(out.reward).tolist() == [0.0] * N and int(out.world.unlocked.sum()) == N
-    assert step._cache_size() == compiled  # the value changed, not the compiled step
-    _, plain = TaskEnv(VecEnv(N)).reset(jax.random.PRNGKey(0), TaskBank.from_specs([NEVER]))
-    with pytest.raises(ValueError, match="without an achievement bonus"):
-        env.with_bonus(plain, 0.1)

@@ -73,16 +73,27 @@ def test_coverage_and_paraphrase_gap_on_constructed_results():
     assert s.mean_steps_to_success is None and "paraphrase success 67% of canonical" in s.describe()
 
 
-def test_demo_trains_with_the_narrator_then_prints_a_table_beside_a_random_agent(tiny_suite, tmp_path, capsys):
+def test_demo_trains_a_preset_then_prints_a_table_beside_a_random_agent(tiny_suite, tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--suite", str(tiny_suite), "--split", "all", "--steps", "512", "--num-envs", "8",
-                 "--encoder", "hash", "--max-steps", "12", "--out", str(out), "--agents", str(tmp_path / "none")]) == 0
+    # zero-label: the narrator's relabels only, so a suite of test lines alone is enough
+    assert main(["demo", "--preset", "zero-label", "--suite", str(tiny_suite), "--split", "all", "--steps", "512",
+                 "--num-envs", "8", "--encoder", "hash", "--max-steps", "12", "--out", str(out),
+                 "--agents", str(tmp_path / "none")]) == 0
     text = " ".join(capsys.readouterr().out.split())  # rich wraps lines at the terminal width
-    assert "narrator relabeler (rule-based, offline; not a language model)" in text
+    assert "live run: preset zero-label (OIR with no human label: the narrator's relabels only" in text
     assert "Task success on held-out instructions, per category" in text
-    assert "OIR PQN, live" in text and "random" in text and "easy" in text
+    assert "PPO zero-label, live" in text and "random" in text and "easy" in text
     saved = json.loads((out / "results.json").read_text())
-    assert set(saved) == {"OIR PQN, live", "random"}
+    assert set(saved) == {"PPO zero-label, live", "random"}
     for rep in saved.values():  # "stay alive" holds for any agent; nine diamonds for none
         assert rep["success_by_category"]["easy"] == 1.0 and rep["success_by_category"]["hard"] == 0.0
     assert (out / "instructions.jsonl").exists() and (out / "checkpoint").is_dir()
+    config = json.loads((out / "config.json").read_text())
+    assert (config["preset"], config["algo"], config["relabel"], config["labels"]) == ("zero-label", "ppo", "narrator", 0.0)
+
+
+def test_demo_refuses_an_unknown_preset_in_one_line(tiny_suite, tmp_path, capsys):
+    assert main(["demo", "--preset", "nope", "--suite", str(tiny_suite), "--steps", "512", "--encoder", "hash",
+                 "--out", str(tmp_path / "demo"), "--agents", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "oir: error: unknown --preset 'nope' (choose from oir, labelled, zero-label, ellm, paper)")

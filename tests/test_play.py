@@ -17,6 +17,7 @@ from oir.tasks import parse_spec
 def run_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("play") / "run"
     assert main(["train", "--out", str(out), "--encoder", "hash", "--num-envs", "8", "--steps", "1024",
+                 "--algo", "pqn", "--relabel", "none", "--achievement-bonus", "0",
                  "--pqn.num-minibatches", "2", "--eval-episodes", "0"]) == 0
     return out
 

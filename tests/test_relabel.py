@@ -77,14 +77,13 @@ levels_st = st.lists(st.lists(st.integers(0, 9), min_size=NUM_LEVELS, max_size=N
 
 
 @settings(max_examples=200, deadline=None)
-@given(events_st, levels_st, st.integers(1, 40), st.sampled_from([0, 0, 1, 7, 20, 39, 40]), st.booleans(),
-       st.booleans())
-def test_narrator_never_proposes_a_flawed_relabel(events_at, levels, cap, after, prefixes, pairs):
+@given(events_st, levels_st, st.integers(1, 40), st.sampled_from([0, 0, 1, 7, 20, 39, 40]))
+def test_narrator_never_proposes_a_flawed_relabel(events_at, levels, cap, after):
     """Random events and random inventory and vitals traces, in a world span or not: every
     proposal of every kind holds, and first holds after the earlier instructions' steps."""
     seg = segment_with(events_at, length=40)
     seg = Segment(seg.events, np.array(levels, np.int32), seg.nearby, after=after)
-    kept, flawed = verify(seg, NarratorRelabeler(max_proposals=cap, prefix_counts=prefixes, all_pairs=pairs).propose(seg))
+    kept, flawed = verify(seg, NarratorRelabeler(max_proposals=cap).propose(seg))
     assert not flawed
     assert all(after < r.step <= seg.length for r in kept)
 
@@ -150,38 +149,29 @@ def test_every_narrator_form_verifies_on_a_constructed_trace():
     assert len(set(texts)) == len(texts)
 
 
-def test_prefix_counts_state_every_count_on_the_way_at_its_own_step():
-    """Wood at steps 2, 3, 5, 9 and 14, in a world span whose instruction began after step 4:
-    with prefix counts, three to five wood are stated, each at the step it was reached, and not the
-    counts that held before the instruction (one and two); without, only the total."""
+def test_a_count_is_stated_as_its_total_and_its_first_not_every_count_on_the_way():
+    """Wood at steps 2, 3, 5, 9 and 14, in a world span whose instruction began after step 4: the
+    total (five, at 14) is stated; one wood held before the instruction, and the counts on the way
+    (three, four) are not stated (stating them was measured and retired)."""
     seg = segment_with({t: ["collect_wood"] for t in (2, 3, 5, 9, 14)}, 16)
     seg = Segment(seg.events, seg.levels, seg.nearby, after=4)
-
-    def counts(prefixes: bool) -> dict[int, int]:
-        kept, flawed = verify(seg, NarratorRelabeler(max_proposals=100, prefix_counts=prefixes).propose(seg))
-        assert not flawed
-        return {r.spec.all[0].at_least: r.step for r in kept
-                if len(r.spec.all) == 1 and not r.spec.none and r.spec.within is None
-                and r.spec.all[0].counter == "collect_wood"}
-
-    assert counts(True) == {3: 5, 4: 9, 5: 14}
-    assert counts(False) == {5: 14}
+    kept, flawed = verify(seg, NarratorRelabeler(max_proposals=100).propose(seg))
+    assert not flawed
+    counts = {r.spec.all[0].at_least: r.step for r in kept
+              if len(r.spec.all) == 1 and not r.spec.none and r.spec.within is None
+              and r.spec.all[0].counter == "collect_wood"}
+    assert counts == {5: 14}
 
 
-def test_all_pairs_state_two_things_in_order_however_much_came_between():
-    """A wood sword at 3, a sapling at 5, a zombie at 9: sword then zombie is stated (at 9) only
-    with all_pairs; the pairs next to each other and the triple are stated either way."""
+def test_ordered_statements_are_of_things_done_next_to_each_other():
+    """A wood sword at 3, a sapling at 5, a zombie at 9: the pairs next to each other and the
+    triple are stated; sword then zombie, with the sapling between, is not."""
     seg = segment_with({3: ["make_wood_sword"], 5: ["collect_sapling"], 9: ["defeat_zombie"]}, 12)
-
-    def ordered(pairs: bool) -> dict[tuple[str, ...], int]:
-        kept, flawed = verify(seg, NarratorRelabeler(max_proposals=100, all_pairs=pairs).propose(seg))
-        assert not flawed
-        return {tuple(c.counter for c in r.spec.all): r.step for r in kept if r.spec.ordered}
-
-    adjacent = {("make_wood_sword", "collect_sapling"): 5, ("collect_sapling", "defeat_zombie"): 9,
-                ("make_wood_sword", "collect_sapling", "defeat_zombie"): 9}
-    assert ordered(False) == adjacent
-    assert ordered(True) == {**adjacent, ("make_wood_sword", "defeat_zombie"): 9}
+    kept, flawed = verify(seg, NarratorRelabeler(max_proposals=100).propose(seg))
+    assert not flawed
+    ordered = {tuple(c.counter for c in r.spec.all): r.step for r in kept if r.spec.ordered}
+    assert ordered == {("make_wood_sword", "collect_sapling"): 5, ("collect_sapling", "defeat_zombie"): 9,
+                       ("make_wood_sword", "collect_sapling", "defeat_zombie"): 9}
 
 
 def test_a_small_cap_keeps_every_kind_of_statement():

@@ -54,7 +54,8 @@ def test_a_damaged_agent_is_one_error_line(tmp_path, capsys):
 def test_oir_export_ships_a_run_that_oir_eval_then_measures_the_same(tmp_path):
     run, agent = tmp_path / "run", tmp_path / "agents" / "tiny"
     assert main(["train", "--out", str(run), "--encoder", "hash", "--num-envs", "8", "--steps", str(8 * 16 * 24),
-                 "--max-task-steps", "32", "--pqn.num-minibatches", "2", "--eval-episodes", "0"]) == 0
+                 "--max-task-steps", "32", "--pqn.num-minibatches", "2", "--eval-episodes", "0",
+                 "--algo", "pqn", "--relabel", "none", "--achievement-bonus", "0"]) == 0
     assert main(["export", "--run", str(run), "--out", str(agent), "--command", "oir train (tiny)",
                  "--commit", "0000000", "--max-steps", "20"]) == 0
     prov = provenance(agent)

@@ -95,7 +95,7 @@ class Chunk:
     events: jax.Array  # int8[T, N, NUM_EVENTS]
     levels: jax.Array  # int8[T, N, NUM_LEVELS]: after the step (before any world reset)
     nearby: jax.Array  # bool[T, N, NUM_NEARBY]: seen in the next observation
-    world_new: jax.Array | None = None  # bool[T, N]: a fresh world follows (game over or fresh start); None: world_done
+    world_new: jax.Array | None = None  # bool[T, N]: a fresh world follows (the game ended); None: world_done
     # With a late-window store only: the steps themselves, kept on the host past the replay.
     obs: jax.Array | None = None  # float16[T, N, obs_dim]: seen before each action
     action: jax.Array | None = None  # int8[T, N]

@@ -248,6 +248,8 @@ def validate(cfg: TrainConfig) -> None:
     need(0.0 <= cfg.llm_duty <= 1.0, f"--llm-duty must be in (0, 1] (or 0 for the default), got {cfg.llm_duty}")
     problem = templates_problem(llm["mode"], cfg.templates)
     need(problem is None, problem or "")
+    need(cfg.llm_json_mode != "compact", "--llm-json-mode compact was retired (it measured negative): "
+         "use schema, the reply's full schema")
     need(cfg.llm_json_mode in ("", *JSON_MODES), f"unknown --llm-json-mode {cfg.llm_json_mode!r} (choose from {', '.join(JSON_MODES)})")
     need(cfg.reward == "verified" or cfg.relabel != "none" or bool(cfg.suggest),
          "--reward similarity needs --relabel narrator or llm, or --suggest rules")
@@ -269,8 +271,6 @@ def validate(cfg: TrainConfig) -> None:
          f"the rollout's {steps} steps), got {rl.world_span}")
     need(cfg.ppo.relabel_bc_coef >= 0, f"--ppo.relabel-bc-coef must be >= 0, got {cfg.ppo.relabel_bc_coef}")
     need(cfg.encoder in ENCODERS, f"unknown --encoder {cfg.encoder!r} (choose from {', '.join(ENCODERS)})")
-    need(cfg.llm_json_mode != "compact", "--llm-json-mode compact was retired (it measured negative): "
-         "use schema, the reply's full schema")
     need(cfg.network != "medium", "--network medium was retired (it measured negative): nothing replaces it")
     need(cfg.network in NETWORKS, f"unknown --network {cfg.network!r} (choose from {', '.join(NETWORKS)})")
     need(cfg.num_envs >= 1, f"--num-envs must be at least 1, got {cfg.num_envs}")
@@ -437,7 +437,9 @@ def _setup(cfg: TrainConfig, out: Path, resume: bool) -> _Run:
         raise ConfigError(str(e)) from None
     hs = _hindsight(cfg, encoder) if cfg.relabel != "none" else None
     if hs and not resume:  # a resumed run's buffer comes from its checkpoint
-        hs.seed(_train_lines(cfg, suite))  # the human labels OIR adds its relabels to (none: nothing)
+        # the human labels OIR adds its relabels to (a suite without train lines: none)
+        hs.seed(_train_lines(cfg, suite, required=False))
+    if hs:
         bank, weights, emb, hit = hs.initial()
     else:
         bank, weights, emb, hit = _ellm_goals(cfg, encoder) if cfg.suggest else _baseline_tasks(cfg, suite, encoder)
@@ -559,7 +561,7 @@ def _summary(run: _Run, wall_s: float, checkpoint_s: float, resumed_after: int |
                "processes": jax.process_count(),
                "relabeler": RELABELER_NAMES.get(cfg.relabel, "none"), "reward": cfg.reward,
                "labels": {"share": cfg.labels, "seed": cfg.labels_seed,
-                          "train_lines": len(_train_lines(cfg, run.suite, required=False))}}
+                          "train_lines": 0 if cfg.suggest else len(_train_lines(cfg, run.suite, required=False))}}
     if run.runner.env.unlocks is not None:  # the count-based bonus's counts: how often each achievement was found
         counts = [int(c) for c in to_host(run.runner.env.unlocks)]
         summary["achievement_unlocks"] = dict(zip(ACHIEVEMENTS, counts, strict=True))
