@@ -30,8 +30,8 @@ from oir.train import ConfigError, RunError
 class Demo:
     """The main job, in three parts, all on held-out human instructions (the suite's test split).
 
-    1. The shipped agents (agents/: an OIR agent trained on zero-label narrator relabels and a
-       no-relabel agent trained on the suite's train lines, the same env steps; provenance beside
+    1. The shipped agents (agents/: the default OIR agent, narrator relabels added to the suite's
+       train lines, and the labelled agent, the same settings without relabels; provenance beside
        each) and a random agent, each evaluated in one vectorized batch.
     2. A short live run of a training preset (default ``oir``: PPO with the narrator relabeler,
        rule-based and offline, not a language model, its hindsight relabels added to the suite's
@@ -286,8 +286,9 @@ def demo(cfg: Demo, console: Console) -> int:
         raise CliError(str(e)) from None
     live = f"{tcfg.algo.upper()} {cfg.preset}, live"
     if cfg.steps:
-        console.print(f"[bold]live run[/]: preset {cfg.preset} ({presets.PRESETS[cfg.preset].summary}), "
-                      f"{cfg.steps:,} env steps, {cfg.num_envs} envs, in {cfg.out}", soft_wrap=True, highlight=False)
+        console.print(f"[bold]live run[/]: `oir train --preset {cfg.preset}` ({tcfg.algo.upper()}, relabel "
+                      f"{tcfg.relabel}, labels {tcfg.labels:g}) for {cfg.steps:,} env steps, {cfg.num_envs} envs, "
+                      f"in {cfg.out}", soft_wrap=True, highlight=False)
         summary = train(tcfg)
         rel = summary.get("relabeling", {})
         if rel:
