@@ -80,7 +80,7 @@ def test_demo_trains_a_preset_then_prints_a_table_beside_a_random_agent(tiny_sui
                  "--num-envs", "8", "--encoder", "hash", "--max-steps", "12", "--out", str(out),
                  "--agents", str(tmp_path / "none")]) == 0
     text = " ".join(capsys.readouterr().out.split())  # rich wraps lines at the terminal width
-    assert "live run: preset zero-label (OIR with no human label: the narrator's relabels only" in text
+    assert "live run: `oir train --preset zero-label` (PPO, relabel narrator, labels 0) for 512 env steps" in text
     assert "Task success on held-out instructions, per category" in text
     assert "PPO zero-label, live" in text and "random" in text and "easy" in text
     saved = json.loads((out / "results.json").read_text())
