@@ -185,3 +185,22 @@ def test_the_report_says_what_the_llm_did_and_does_not_count_duplicates_as_flawe
     assert rows == ["| narrator+llm | 3.0 | 1.5 | 7 (1) | 60.0 | 60.0 | 100.0 | 10.0 | 14 / 24 | 0 | 1.30 |"]
     assert _llm_section({"narrator": by["narrator"]}) == []  # no LLM run, no section
     assert _wrong({"relabel_flawed": 10, "relabel_flawed_duplicate": 7}) == 3
+
+
+def test_a_run_from_before_timeouts_bootstrapped_is_not_reused(tmp_path):
+    """An old config.json without bootstrap_timeouts ran terminal timeouts: never a run of today's config."""
+    from dataclasses import asdict
+
+    from oir.compare import CompareConfig, _finished, run_config
+    from oir.train import ConfigError
+
+    tcfg = run_config(CompareConfig(out=tmp_path), "no-relabel", 0)
+    tcfg.out.mkdir(parents=True)
+    raw = json.loads(json.dumps(asdict(tcfg), default=str))
+    (tcfg.out / "summary.json").write_text("{}")
+    (tcfg.out / "config.json").write_text(json.dumps(raw))
+    assert _finished(tcfg)  # today's config: reused
+    old = {k: v for k, v in raw.items() if k != "labels"}  # written before --labels and the retirement
+    (tcfg.out / "config.json").write_text(json.dumps(old))
+    with pytest.raises(ConfigError, match=r"ppo\.bootstrap_timeouts = False was retired"):
+        _finished(tcfg)

@@ -323,6 +323,7 @@ def test_an_old_config_json_loads_as_the_run_it_was(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(old_config(fresh_start=0.5)))
     with pytest.raises(ConfigError, match=r"fresh_start = 0\.5 was retired"):
         load_config(tmp_path / "config.json")
+    assert load_config(tmp_path / "config.json", strict=False).algo == "ppo"  # its policy still loads (oir eval)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -184,7 +184,11 @@ def _finished(tcfg: TrainConfig) -> bool:
         return False
     # Options added since the run was made count as what the code did before them (train.migrate);
     # a run that used a retired option is never reused.
-    raw = migrate(json.loads((run / "config.json").read_text()), str(run / "config.json"))
+    raw = json.loads((run / "config.json").read_text())
+    for algo in ("pqn", "ppo"):  # runs from before timeouts bootstrapped (and before --labels): terminal timeouts
+        if "labels" not in raw and isinstance(raw.get(algo), dict):
+            raw[algo].setdefault("bootstrap_timeouts", False)
+    raw = migrate(raw, str(run / "config.json"))
     saved = _learning_part(_merged(_plain(TrainConfig()), raw))
     want = _comparable(tcfg)
     differ = sorted(k for k in set(want) | set(saved) if want.get(k) != saved.get(k)

@@ -39,7 +39,7 @@ def load_run(run_dir: str | Path) -> tuple[TrainConfig, Callable[[Sequence[str]]
     """The run's config and a function ``texts -> TextPolicy`` over its restored parameters."""
     run_dir = Path(run_dir)
     check_run_dir(run_dir)
-    cfg = load_config(run_dir / "config.json")
+    cfg = load_config(run_dir / "config.json", strict=False)  # a run of a retired option still acts
     act = ALGOS[cfg.algo].make_act(getattr(cfg, cfg.algo), NETWORKS[cfg.network])
     params = load_agent_params(run_dir) if is_agent(run_dir) else load_params(run_dir)
     encoder = make_encoder(cfg.encoder)

@@ -183,10 +183,11 @@ def retired_flag(name: str) -> str | None:
     return None
 
 
-def migrate(raw: dict, where: str = "config") -> dict:
+def migrate(raw: dict, where: str = "config", strict: bool = True) -> dict:
     """A saved config (``config.json``'s dict) in today's options: retired options at their "off"
-    value dropped (ConfigError, one line, for any other value), options added since the run was
-    made set to what the code did before them."""
+    value dropped (ConfigError, one line, for any other value; ``strict=False``: dropped whatever
+    their value, for loading a run's policy, which acts the same however it was trained), options
+    added since the run was made set to what the code did before them."""
     raw = json.loads(json.dumps(raw))
     if "labels" not in raw:  # --labels replaced --relabeling.seed-suite
         seeded = bool((raw.get("relabeling") or {}).get("seed_suite"))
@@ -196,7 +197,7 @@ def migrate(raw: dict, where: str = "config") -> dict:
         holder = raw.get(section) if section else raw
         if isinstance(holder, dict) and key in holder:
             value = holder.pop(key)
-            if value not in off:
+            if strict and value not in off:
                 raise ConfigError(f"{where}: {dotted} = {value!r} was retired (it measured negative): {instead}")
     for dotted, before in BEFORE_OPTION.items():
         section, _, key = dotted.rpartition(".")
@@ -206,10 +207,11 @@ def migrate(raw: dict, where: str = "config") -> dict:
     return raw
 
 
-def load_config(path: Path) -> TrainConfig:
-    """The TrainConfig a run saved as ``config.json``; ConfigError (one line) for anything else."""
+def load_config(path: Path, strict: bool = True) -> TrainConfig:
+    """The TrainConfig a run saved as ``config.json``; ConfigError (one line) for anything else
+    (``strict``: as :func:`migrate`)."""
     try:
-        raw = migrate(json.loads(Path(path).read_text()), str(path))
+        raw = migrate(json.loads(Path(path).read_text()), str(path), strict)
         nested = {"pqn": pqn.PQNConfig(**raw.pop("pqn")), "ppo": ppo.PPOConfig(**raw.pop("ppo")),
                   "relabeling": RelabelingConfig(**raw.pop("relabeling", {}))}
         paths = {k: Path(raw.pop(k)) for k in ("out", "suite")}
