@@ -404,3 +404,43 @@ def test_the_options_before_they_existed_are_options():
     from oir.train import BEFORE_OPTION
 
     assert set(BEFORE_OPTION) <= _nested_fields(TrainConfig())
+
+
+def _flags(cls: type, prefix: str = "--") -> set[str]:
+    """Every option tyro makes of a config dataclass, nested groups as --group.name."""
+    out = set()
+    for f in fields(cls):
+        name = prefix + f.name.replace("_", "-")
+        out |= _flags(f.default_factory, name + ".") if is_dataclass(f.default_factory) else {name}
+    return out
+
+
+def _listed(text: str) -> set[str]:
+    return {m.group(1) for m in re.finditer(r"^(?:│ | {2})(--[a-z][\w.-]*)", text, re.M)}
+
+
+def test_train_help_shows_the_main_options_and_help_all_every_one(capsys):
+    every = _flags(TrainConfig)
+    with pytest.raises(SystemExit):
+        main(["train", "--help-all"])
+    assert _listed(capsys.readouterr().out) == every
+    assert main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    shown = _listed(out)
+    assert shown < every and len(shown) <= 50
+    assert {"--preset", "--algo", "--relabel", "--labels", "--steps", "--seed", "--ppo.lr"} <= shown
+    assert "--llm-duty" not in shown and "--pqn.eps-start" not in shown
+    assert f"{len(shown)} of {len(every)} options shown" in out
+    assert "help for argument" not in out and "Traceback" not in out
+
+
+def test_short_help_reads_tyros_plain_output_too():
+    from oir.cli import short_help
+
+    plain = ("usage: oir train\n\n options\n ----\n  -h, --help   show\n  --algo STR   the learner\n"
+             "               (default: ppo)\n  --llm-duty F  duty\n               more duty\n\n"
+             " pqn options\n ----\n  --pqn.eps-start F  eps\n\n")
+    text, shown, total = short_help(plain)
+    assert (shown, total) == (1, 3)
+    assert "--algo" in text and "(default: ppo)" in text
+    assert "duty" not in text and "pqn options" not in text and "--pqn" not in text

@@ -6,7 +6,10 @@ exit, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -540,6 +543,81 @@ def train_cmd(cfg: TrainConfig, console: Console, argv: list[str]) -> int:
     return 0
 
 
+# `oir train --help` shows what a user of the method sets; `--help-all` shows every option. Hidden:
+# learner and relabeling-loop internals, LLM client details and multi-process training, each with a
+# default that measured well or that only a cluster or a slow server needs changed.
+TRAIN_HELP_HIDDEN = (
+    "--llm-api-key-env", "--llm-required", "--llm-timeout", "--llm-batch", "--llm-temperature",
+    "--llm-concurrency", "--llm-cache", "--llm-prompt", "--templates", "--llm-duty", "--llm-json-mode",
+    "--coordinator", "--num-processes", "--process-id", "--keep-checkpoints", "--progress-every",
+    "--pqn.", "--ppo.", "--relabeling.",
+)
+TRAIN_HELP_SHOWN = (  # exceptions to the prefixes above
+    "--ppo.lr", "--ppo.num-steps", "--ppo.ent-coef", "--ppo.relabel-bc-coef",
+    "--pqn.lr", "--pqn.num-steps", "--pqn.lam", "--pqn.relabel-trace",
+    "--relabeling.world-span", "--relabeling.free-play", "--relabeling.max-proposals",
+    "--relabeling.processes",
+)
+_OPTION = re.compile(r"^(?:│ | {2})(-h|--[a-z][\w.-]*)")  # an option's first line, boxed or plain
+_MORE = re.compile(r"^│? {3,}\S")  # its help text's further lines
+
+
+def _shown(option: str) -> bool:
+    return option in TRAIN_HELP_SHOWN or not any(
+        option == h or (h.endswith(".") and option.startswith(h)) for h in TRAIN_HELP_HIDDEN)
+
+
+def short_help(full: str) -> tuple[str, int, int]:
+    """tyro's help for `oir train` without the hidden options, a group left empty dropped too;
+    with the count of options shown and in all. Works on tyro's boxed (terminal) and plain output."""
+    lines, keep, option = full.splitlines(), [], None
+    shown = total = 0
+    for line in lines:
+        m = _OPTION.match(line)
+        if m:
+            option = m.group(1)
+            if option != "-h":
+                total += 1
+                shown += _shown(option)
+        elif not (option and _MORE.match(line)):
+            option = None
+        keep.append(option is None or _shown(option))
+    # A group (a box, or a heading over a dashed line down to a blank line) with no option left goes.
+    out, group = [], []
+    for line, k in zip(lines, keep, strict=True):
+        starts = line.startswith("╭") or (not group and line.startswith(" ") and not line.startswith("  ")
+                                           and line.strip() and not _OPTION.match(line))
+        if starts and not group:
+            group = [(line, k)]
+            continue
+        if group:
+            group.append((line, k))
+            if line.startswith("╰") or not line.strip():
+                if any(_OPTION.match(g) for g, kk in group if kk):
+                    out += [g for g, kk in group if kk]
+                elif not line.strip():
+                    out.append(line)
+                group = []
+            continue
+        if k:
+            out.append(line)
+    out += [g for g, kk in group if kk]
+    return "\n".join(out), shown, total
+
+
+def _train_help() -> int:
+    raw = io.BytesIO()
+    buf = io.TextIOWrapper(raw, encoding="utf-8")  # tyro draws its boxes only on a UTF-8 stream
+    with contextlib.redirect_stdout(buf), contextlib.suppress(SystemExit):
+        tyro.cli(TrainConfig, prog="oir train", args=["--help"])
+    buf.flush()
+    text, shown, total = short_help(raw.getvalue().decode())
+    print(text)
+    print(f"{shown} of {total} options shown; `oir train --help-all` lists them all (each learner's and the "
+          "relabeling loop's knobs, the LLM client's, multi-process training).")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from oir.train import retired_flag
 
@@ -548,7 +626,12 @@ def main(argv: list[str] | None = None) -> int:
         if refusal:
             print(f"oir: error: {refusal}", file=sys.stderr)
             return 2
-    cmd = tyro.cli(Command, prog="oir", args=argv)
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["train"] and "--help-all" in args:
+        args = [a if a != "--help-all" else "--help" for a in args]
+    elif args[:1] == ["train"] and ("-h" in args or "--help" in args):
+        return _train_help()
+    cmd = tyro.cli(Command, prog="oir", args=args)
     console = Console()
     try:
         if isinstance(cmd, Demo):
