@@ -27,8 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from oir.curves import auc, band, steps_to
+
 # The holdout names of oir.suites (HELD_OUT_TASK, HELD_OUT_PARAPHRASE), kept here so that this
-# script needs neither JAX nor the package; tests/test_headline.py checks they still agree.
+# script needs no JAX (oir.curves is NumPy only); tests/test_headline.py checks they still agree.
 HELD_OUT_TASK, HELD_OUT_PARAPHRASE = "held-out task", "held-out paraphrase"
 # oir.train._during_eval's metrics.jsonl key for held-out-task success (a share, 0 to 1).
 CURVE_KEY = "eval_success_held_out_tasks"
@@ -184,28 +186,6 @@ def _settings_line(runs: list[Run]) -> str:
 
 
 # -- the curves ----------------------------------------------------------------------------------
-
-def band(curves: list[list[tuple[int, float]]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Env steps every seed evaluated at, and the mean, min and max over seeds there (shares)."""
-    curves = [c for c in curves if c]
-    if not curves:
-        return (np.zeros(0),) * 4
-    common = sorted(set.intersection(*({x for x, _ in c} for c in curves)))
-    ys = np.array([[dict(c)[x] for x in common] for c in curves], float).reshape(len(curves), len(common))
-    return np.asarray(common, float), ys.mean(0), ys.min(0), ys.max(0)
-
-
-def auc(x: np.ndarray, y: np.ndarray) -> float:
-    """Trapezoid area under y over x (from the first point to the last)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2)) if len(x) > 1 else 0.0
-
-
-def steps_to(x: np.ndarray, y: np.ndarray, threshold: float) -> float | None:
-    """The first x at which y reaches ``threshold``; None if it never does."""
-    hit = np.nonzero(np.asarray(y) >= threshold)[0]
-    return float(x[hit[0]]) if len(hit) else None
-
 
 def _training_eval_line(runs: list[Run]) -> str:
     kinds = sorted({(max(int(r.config.get("eval_episodes", 1) or 0), 1), r.config.get("eval_max_steps"))

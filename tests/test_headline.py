@@ -1,5 +1,5 @@
-"""bench/headline.py: the headline table, the × ratio, the curve band, AUC and steps to a threshold,
-on run dirs built here (no training)."""
+"""bench/headline.py and oir.curves: the headline table, the × ratio, the curve band, AUC and steps
+to a threshold, on run dirs built here (no training)."""
 
 import json
 import subprocess
@@ -12,6 +12,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
 
 import headline
+
+from oir.curves import auc, band, steps_to
 
 BENCH = Path(__file__).parents[1] / "bench"
 
@@ -88,7 +90,7 @@ def test_held_out_rates_from_per_line_results_when_the_evaluation_predates_them(
 
 
 def test_band_is_mean_min_max_over_the_steps_every_seed_has():
-    x, mean, lo, hi = headline.band([SEED0, SEED1, []])  # a seed without evaluations is no seed here
+    x, mean, lo, hi = band([SEED0, SEED1, []])  # a seed without evaluations is no seed here
     assert x.tolist() == [1e6, 2e6, 3e6]  # 4M: seed 0 has no evaluation there
     assert np.allclose(mean, [0.2, 0.4, 0.45])
     assert np.allclose(lo, [0.1, 0.3, 0.4])
@@ -98,11 +100,11 @@ def test_band_is_mean_min_max_over_the_steps_every_seed_has():
 
 def test_auc_and_steps_to_threshold_by_hand():
     x, y = np.array([1.0, 2.0, 3.0]), np.array([20.0, 40.0, 45.0])
-    assert headline.auc(x, y) == pytest.approx((20 + 40) / 2 + (40 + 45) / 2)  # 72.5
-    assert headline.auc(np.array([0.0, 1.0, 3.0]), np.array([0.0, 10.0, 10.0])) == pytest.approx(5 + 20)
-    assert headline.steps_to(x, y, 35) == 2.0  # the first evaluation at or above it, not interpolated
-    assert headline.steps_to(x, y, 20) == 1.0
-    assert headline.steps_to(x, y, 45.1) is None
+    assert auc(x, y) == pytest.approx((20 + 40) / 2 + (40 + 45) / 2)  # 72.5
+    assert auc(np.array([0.0, 1.0, 3.0]), np.array([0.0, 10.0, 10.0])) == pytest.approx(5 + 20)
+    assert steps_to(x, y, 35) == 2.0  # the first evaluation at or above it, not interpolated
+    assert steps_to(x, y, 20) == 1.0
+    assert steps_to(x, y, 45.1) is None
 
 
 def test_curve_lines_plot_and_markdown_file(runs, tmp_path, capsys):
