@@ -204,3 +204,64 @@ def test_a_run_from_before_timeouts_bootstrapped_is_not_reused(tmp_path):
     (tcfg.out / "config.json").write_text(json.dumps(old))
     with pytest.raises(ConfigError, match=r"ppo\.bootstrap_timeouts = False was retired"):
         _finished(tcfg)
+
+
+def _run(tmp_path, method, seed, labels, tasks, curve=(), train_lines=10):
+    """A finished, evaluated run as compare holds it: held-out-task share ``tasks``, training-time
+    held-out-task evaluations ``curve`` ((env steps, share) pairs)."""
+    from oir.compare import Run
+
+    ev = {"success_by_split": {"all": tasks}, "lines": [{"id": "alive", "successes": round(4 * tasks), "episodes": 4}]}
+    share = labels if labels is not None else 0.0
+    metrics = [{"env_steps": x, "eval_success_held_out_tasks": y, "wall_s": x / 1000} for x, y in curve]
+    return Run(method, seed, tmp_path / f"{method}-{labels}-s{seed}", {"wall_s": 1.0, "labels": {
+        "share": share, "seed": 0, "train_lines": train_lines if share else 0}}, ev, metrics, labels)
+
+
+def test_label_axis_plans_a_dir_per_budget_and_skips_the_baseline_without_labels(tmp_path, suite, capsys):
+    from oir.compare import CompareConfig, budgets, labelled, run_config
+    from oir.suites import load_suite
+    from oir.train import _train_lines
+
+    cc = CompareConfig(suite=suite, out=tmp_path, labels="1,0,0.1")
+    assert budgets(cc) == [0.0, 0.1, 1.0] and budgets(CompareConfig()) == [None]
+    assert labelled("no-relabel") and labelled("narrator+suite") and not labelled("narrator") and not labelled("ellm")
+    t = run_config(cc, "narrator+suite", 1, 0.1)
+    assert t.labels == 0.1 and t.out == tmp_path / "labels-0.1" / "narrator+suite-s1"
+    assert run_config(cc, "narrator+suite", 0, None).out == tmp_path / "narrator+suite-s0"
+    # F = 0 leaves no suite line in training: narrator+suite is then the zero-label method
+    assert _train_lines(run_config(cc, "narrator+suite", 0, 0.0), load_suite(suite)) == []
+    for args, message in [(["--labels", "0,2"], "--labels are shares of the suite's train tasks in [0, 1], got '0,2'"),
+                          (["--labels", "0", "--methods", "no-relabel"], "no method left to run")]:
+        assert main(["compare", "--out", str(tmp_path / "c"), "--suite", str(suite), *args]) == 2
+        assert capsys.readouterr().err.strip() == f"oir: error: {message}"
+
+
+def test_label_table_and_sample_efficiency_on_constructed_runs(tmp_path, suite):
+    from oir.compare import CompareConfig, _label_section, _sample_efficiency_section
+    from oir.suites import HELD_OUT_TASK
+
+    base = [(1_000_000, 0.2), (2_000_000, 0.4), (3_000_000, 0.5)]  # its last evaluation: 50%, so 45% is the bar
+    fast = [(1_000_000, 0.3), (2_000_000, 0.46), (3_000_000, 0.5)]
+    runs = [_run(tmp_path, "no-relabel", s, 1.0, 0.5, base) for s in (0, 1)]
+    runs += [_run(tmp_path, "no-relabel", 0, 0.1, 0.2, base[:2])]
+    runs += [_run(tmp_path, "narrator+suite", s, 0.1, 0.4 + 0.1 * s, fast) for s in (0, 1)]
+    runs += [_run(tmp_path, "narrator+suite", 0, 0.0, 0.25)]
+    by = {}
+    for r in runs:
+        by.setdefault(r.arm, []).append(r)
+    holdout = {r.dir: {HELD_OUT_TASK: r.eval["success_by_split"]["all"], "held-out paraphrase": None} for r in runs}
+    cc = CompareConfig(suite=suite, out=tmp_path, labels="0,0.1,1")
+    md = "\n".join(_label_section(cc, by, holdout))
+    # OIR at a tenth: 45% (40, 50) against 20% for the baseline given the same tenth and 50% with all labels
+    assert "| 0.1 | 10 | narrator+suite | 2 | 45.0 ± 5.0 | 2.25 | 0.90 | n/a |" in md
+    assert "| 0 | 0 | narrator+suite | 1 | 25.0 |  | 0.50 |" in md  # no baseline without labels
+    assert "| 1 | 10 | no-relabel | 2 | 50.0 ± 0.0 | 1.00 | 1.00 |" in md
+    assert (tmp_path / "label_efficiency.png").read_bytes()[:4] == b"\x89PNG"
+    md = "\n".join(_sample_efficiency_section(cc, by))
+    # 45% of the bar: reached by OIR at 2M steps (46%), by the baseline at 3M (50%): 1.5x fewer steps
+    assert "| narrator+suite labels=0.1 | 3 | 1.00-3.00M | 86.0 | 2,000,000 | 1.50 | 50.0 |" in md
+    assert "| no-relabel labels=1 | 3 | 1.00-3.00M | 75.0 | 3,000,000 | 1.00 | 50.0 |" in md
+    assert "| no-relabel labels=0.1 | 2 | 1.00-2.00M | 30.0 | not reached | | 40.0 |" in md
+    assert "narrator+suite labels=0 |" not in md  # no training-time evaluation: no curve row
+    assert (tmp_path / "held_out_curves.png").read_bytes()[:4] == b"\x89PNG"

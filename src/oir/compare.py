@@ -99,6 +99,10 @@ class CompareConfig:
     eval_every: int = 0  # training-time evaluation every this many env steps (0: steps / 10)
     llm_url: str = ""  # OpenAI-compatible server for the llm-* methods
     llm_model: str = "default"  # model name sent to that server
+    # Label budgets, comma-separated shares of the suite's train tasks (e.g. 0,0.1,1): each labelled
+    # method (no-relabel, narrator+suite) runs at each, in OUT/labels-<share>/; the report gets the
+    # label-efficiency table. Empty: the one share of --train.labels, runs directly in OUT.
+    labels: str = ""
     # Every other training setting; compare sets algo, relabel, reward, steps, seed, out, suite,
     # the eval_* fields and the LLM url and model of each run itself.
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -112,6 +116,22 @@ class Run:
     summary: dict
     eval: dict
     metrics: list[dict]
+    labels: float | None = None  # its label budget on a --labels axis
+
+    @property
+    def arm(self) -> str:
+        """What the report calls its row: the method, and its label budget on a --labels axis."""
+        return arm_name(self.method, self.labels)
+
+
+def arm_name(method: str, labels: float | None) -> str:
+    return method if labels is None else f"{method} labels={labels:g}"
+
+
+def labelled(method: str) -> bool:
+    """Whether the method trains on the suite's human labels (so a --labels axis applies to it)."""
+    cfg = method_config(method)
+    return "labels" not in cfg and not cfg.get("suggest")
 
 
 def parse_list(text: str, what: str, cast=str) -> list:
@@ -127,14 +147,25 @@ def parse_list(text: str, what: str, cast=str) -> list:
     return items
 
 
-def run_config(cfg: CompareConfig, method: str, seed: int) -> TrainConfig:
-    """The ``oir train`` config of one (method, seed)."""
+def run_config(cfg: CompareConfig, method: str, seed: int, labels: float | None = None) -> TrainConfig:
+    """The ``oir train`` config of one (method, seed), at label budget ``labels`` on a --labels axis."""
     method_cfg = method_config(method)
     relabeling = replace(cfg.train.relabeling, **method_cfg.pop("relabeling", {}))
-    return replace(cfg.train, algo=cfg.algo, steps=cfg.steps, seed=seed, out=cfg.out / f"{method}-s{seed}",
+    out = cfg.out if labels is None else cfg.out / f"labels-{labels:g}"
+    return replace(cfg.train, algo=cfg.algo, steps=cfg.steps, seed=seed, out=out / f"{method}-s{seed}",
                    suite=cfg.suite, eval_suite=cfg.suite, eval_every=cfg.eval_every or max(cfg.steps // 10, 1),
                    eval_episodes=0, llm_url=cfg.llm_url, llm_model=cfg.llm_model, relabeling=relabeling,
-                   **{"reward": "verified", **method_cfg})
+                   **{"reward": "verified", **({} if labels is None else {"labels": labels}), **method_cfg})
+
+
+def budgets(cfg: CompareConfig) -> list[float | None]:
+    """The --labels axis: its shares, or [None] for the one share of --train.labels."""
+    if not cfg.labels:
+        return [None]
+    shares = parse_list(cfg.labels, "labels", float)
+    if not all(0.0 <= f <= 1.0 for f in shares):
+        raise ConfigError(f"--labels are shares of the suite's train tasks in [0, 1], got {cfg.labels!r}")
+    return sorted(shares)
 
 
 def _plain(tcfg: TrainConfig) -> dict:
@@ -260,25 +291,30 @@ def compare(cfg: CompareConfig, say=print, command: str = "") -> Path:
             skipped[m] = "needs --llm-url (an OpenAI-compatible server, or local); not run, not faked"
             say(f"skipping {m}: {skipped[m]}")
             methods.remove(m)
-    if not methods:
+    arms = [(m, f) for m in methods for f in (budgets(cfg) if labelled(m) else [None])]
+    for m, f in list(arms):
+        if f == 0.0 and method_config(m)["relabel"] == "none":
+            skipped[arm_name(m, f)] = "trains on human labels only: at --labels 0 it has none to learn from"
+            arms.remove((m, f))
+    if not arms:
         raise ConfigError("no method left to run")
-    for m in methods:  # every config and run dir is checked before hours of training start
+    for m, f in arms:  # every config and run dir is checked before hours of training start
         for s in seeds:
-            validate(run_config(cfg, m, s))
-            _finished(run_config(cfg, m, s))
+            validate(run_config(cfg, m, s, f))
+            _finished(run_config(cfg, m, s, f))
     try:
         cfg.out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot write to --out {cfg.out}: {e.strerror or e}") from None
 
     runs: list[Run] = []
-    for m in methods:
+    for m, f in arms:
         for s in seeds:
-            tcfg = run_config(cfg, m, s)
+            tcfg = run_config(cfg, m, s, f)
             summary = _ensure_trained(tcfg, say)
             ev = _ensure_evaluated(cfg, tcfg.out, say)
             rows = [json.loads(x) for x in (tcfg.out / "metrics.jsonl").read_text().splitlines() if x.strip()]
-            runs.append(Run(m, s, tcfg.out, summary, ev, rows))
+            runs.append(Run(m, s, tcfg.out, summary, ev, rows, f))
     return write_report(cfg, runs, methods, seeds, skipped, command or f"oir.compare.compare({cfg!r})")
 
 
@@ -327,9 +363,9 @@ def _git_commit() -> str:
 def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds: list[int],
                  skipped: dict[str, str], command: str) -> Path:
     """``report.md`` and its PNGs in ``cfg.out`` from finished, evaluated runs."""
-    by = {m: [r for r in runs if r.method == m] for m in methods}
-    base = by.get("no-relabel")
-    base_wall = np.mean([r.summary["wall_s"] for r in base]) if base else None
+    by: dict[str, list[Run]] = {}
+    for r in runs:
+        by.setdefault(r.arm, []).append(r)
     split = cfg.split
     md = [f"# oir compare: {', '.join(methods)} ({cfg.algo.upper()}, {len(seeds)} seed(s))", ""]
     md += ["```", command, "```", ""]
@@ -337,10 +373,9 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
            f"seeds {', '.join(map(str, seeds))}; report written at commit {_git_commit()}; {platform.machine()}, "
            f"{_cpus()} CPU(s), {_device()}. Final evaluation: the {split} split of `{cfg.suite.name}`, "
            f"{cfg.episodes} episode(s) per line, cap {cfg.max_steps} steps, the same worlds for every run. "
-           "OIR runs never see the suite in training (narrator+suite adds its train lines to the relabels); no-relabel trains on its train split.", ""]
+           f"{_labels_line(cfg)}", ""]
     suite = load_suite(cfg.suite)
     holdout = _holdout_rates(suite, runs)
-    base_tasks = _mean_or_none([holdout[r.dir][HELD_OUT_TASK] for r in base]) if base else None
     md += [f"## Success on the {split} split (mean ± std over seeds)", ""]
     md += ["**Held-out tasks** are test tasks whose spec no train line has: no method trained on them. "
            "**Held-out paraphrases** are new wordings of train tasks, whose exact spec the no-relabel "
@@ -349,8 +384,10 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
            "coverage % | paraphrase / canonical % | "
            "steps to success | unique instructions | flawed relabels % | wall min | steps/s | wall × no-relabel |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for m in methods:
-        rs = by[m]
+    for m, rs in by.items():
+        base = _baseline(by, rs[0].labels)
+        base_tasks = _mean_or_none([holdout[r.dir][HELD_OUT_TASK] for r in base]) if base else None
+        base_wall = np.mean([r.summary["wall_s"] for r in base]) if base else None
         succ = [r.eval["success_by_split"]["all"] for r in rs]
         tasks_rate = [holdout[r.dir][HELD_OUT_TASK] for r in rs]
         rel = [r.summary.get("relabeling") for r in rs]
@@ -374,10 +411,12 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
     cats = sorted({c for r in runs for c in r.eval["success_by_category"] if c != "all"})
     md += [f"### Per category ({split} split, success %)", "",
            "| method | " + " | ".join(cats) + " |", "|---|" + "---:|" * len(cats)]
-    for m in methods:
+    for m in by:
         md.append(f"| {m} | " + " | ".join(_ms([_pct(r.eval["success_by_category"].get(c)) for r in by[m]])
                                           for c in cats) + " |")
     md += [""]
+    md += _label_section(cfg, by, holdout)
+    md += _sample_efficiency_section(cfg, by)
     md += _held_out_task_section(suite, by)
     md += _coverage_section(suite, by, split)
     md += _similarity_section(cfg, by, holdout)
@@ -397,6 +436,133 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
         [{"method": r.method, "seed": r.seed, "dir": str(r.dir), "summary": r.summary,
           "eval": {k: v for k, v in r.eval.items() if k not in ("lines", "tasks")}} for r in runs], indent=1))
     return path
+
+
+def _labels_line(cfg: CompareConfig) -> str:
+    shares = "each share of the --labels axis" if cfg.labels else f"--train.labels {cfg.train.labels:g}"
+    return (f"Human labels: the labelled methods (no-relabel, narrator+suite) train on {shares} of the suite's "
+            f"train tasks (whole tasks, drawn with --train.labels-seed {cfg.train.labels_seed}, the same for both); "
+            "narrator+suite adds its relabels to them. The zero-label methods never see a suite line in training.")
+
+
+def _baseline(by: dict[str, list[Run]], labels: float | None) -> list[Run] | None:
+    """The no-relabel runs at this label budget: what a row's × is against."""
+    return by.get(arm_name("no-relabel", labels))
+
+
+def _share(r: Run) -> float:
+    """The run's label share, as it trained (a zero-label method's is 0; a run from before --labels
+    trained a labelled method on every train line)."""
+    if "labels" in r.summary:
+        return float(r.summary["labels"]["share"])
+    return r.labels if r.labels is not None else float(labelled(r.method))
+
+
+def _label_section(cfg: CompareConfig, by: dict[str, list[Run]], holdout: dict) -> list[str]:
+    """Success against the label budget, when the runs span more than one: the table and its plot."""
+    shares = sorted({_share(r) for rs in by.values() for r in rs})
+    if len(shares) < 2:
+        return []
+    full = _baseline(by, max(r.labels for rs in by.values() for r in rs if r.labels is not None)
+                     if any(r.labels is not None for rs in by.values() for r in rs) else None)
+
+    def tasks(rs: list[Run] | None) -> float | None:
+        return _mean_or_none([holdout[r.dir][HELD_OUT_TASK] for r in rs]) if rs else None
+
+    def ratio(a: float | None, b: float | None) -> str:
+        return "" if a is None or not b else f"{a / b:.2f}"
+
+    md = ["## Label efficiency", "",
+          "Success against the share of the suite's train tasks given as human labels (`--labels`). "
+          "× same share: against no-relabel given the same labels; × all labels: against no-relabel at the "
+          "largest share here.", "",
+          "| labels | train lines | method | seeds | held-out tasks % | × same share | × all labels | "
+          "held-out paraphrases % | all test lines % |", "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    rows = sorted(by.items(), key=lambda kv: (_share(kv[1][0]), kv[0]))
+    for _, rs in rows:
+        t = tasks(rs)
+        counts = {r.summary.get("labels", {}).get("train_lines") for r in rs}  # the same for every seed
+        lines = "n/a" if None in counts else ", ".join(f"{c:,}" for c in sorted(counts))
+        md.append(f"| {_share(rs[0]):g} | {lines} | {rs[0].method} | {len(rs)} | {_ms([_pct(holdout[r.dir][HELD_OUT_TASK]) for r in rs])} "
+                  f"| {ratio(t, tasks(_baseline(by, rs[0].labels)))} | {ratio(t, tasks(full))} "
+                  f"| {_ms([_pct(holdout[r.dir][HELD_OUT_PARAPHRASE]) for r in rs])} "
+                  f"| {_ms([100 * r.eval['success_by_split']['all'] for r in rs])} |")
+    md += ["", "![held-out-task success against the label share](label_efficiency.png)", ""]
+    _label_figure(cfg.out / "label_efficiency.png", by, holdout)
+    return md
+
+
+def _label_figure(path: Path, by: dict[str, list[Run]], holdout: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method in dict.fromkeys(r.method for rs in by.values() for r in rs):
+        pts = sorted((_share(rs[0]), [100 * (holdout[r.dir][HELD_OUT_TASK] or 0.0) for r in rs])
+                     for rs in by.values() if rs[0].method == method)
+        x = np.array([p[0] for p in pts])
+        ys = [np.array(p[1]) for p in pts]
+        mean = np.array([y.mean() for y in ys])
+        err = np.array([[m - y.min() for m, y in zip(mean, ys, strict=True)],
+                        [y.max() - m for m, y in zip(mean, ys, strict=True)]])
+        ax.errorbar(x, mean, yerr=err, marker="o", capsize=3, label=method, color=_color(method))
+    ax.set(xlabel="share of the suite's train tasks labelled", ylabel="held-out tasks success (%)",
+           title="Label efficiency (mean over seeds, min to max)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# A method's sample efficiency: the env steps its held-out-task curve needs to reach this share of
+# the labelled baseline's figure at the end of training.
+THRESHOLD = 0.9
+CURVE_KEY = "eval_success_held_out_tasks"  # oir.train's training-time held-out-task success
+
+
+def _sample_efficiency_section(cfg: CompareConfig, by: dict[str, list[Run]]) -> list[str]:
+    """AUC of each row's held-out-task curve and its env steps to THRESHOLD x the labelled
+    baseline's last training-time evaluation (no-relabel at the largest label share)."""
+    from oir.curves import auc, band, steps_to
+
+    curves = {m: band([[(int(x), float(y)) for x, y in zip(*_series(r.metrics, CURVE_KEY), strict=True)]
+                       for r in rs]) for m, rs in by.items()}
+    curves = {m: c for m, c in curves.items() if len(c[0])}
+    if not curves:
+        return []
+    labelled_runs = [r.labels for rs in by.values() for r in rs if r.labels is not None]
+    base_arm = arm_name("no-relabel", max(labelled_runs) if labelled_runs else None)
+    target = 100 * THRESHOLD * curves[base_arm][1][-1] if base_arm in curves else None
+    base_at = steps_to(curves[base_arm][0], 100 * curves[base_arm][1], target) if target is not None else None
+    md = ["## Sample efficiency (held-out tasks over training)", "",
+          "From the training-time evaluations (`--eval-every`, one episode per suite line, cap "
+          f"{cfg.train.eval_max_steps} steps): the area under the seed-mean held-out-task curve (trapezoid, "
+          "% x million env steps, over the evaluations every seed has)"
+          + ("" if target is None else
+             f", and the first evaluated env steps at which that mean reaches {THRESHOLD:.0%} of {base_arm}'s "
+             f"last evaluation ({target:.1f}%)") + ". Held-out-task curves: `held_out_curves.png`.", "",
+          "| method | evaluations | over env steps | AUC %·M steps | "
+          + ("" if target is None else f"steps to {target:.1f}% | × fewer steps than {base_arm} | ")
+          + "last evaluation % |", "|---|---:|---|---:|" + ("" if target is None else "---:|---:|") + "---:|"]
+    for m, (x, mean, _, _) in curves.items():
+        row = f"| {m} | {len(x)} | {x[0] / 1e6:.2f}-{x[-1] / 1e6:.2f}M | {auc(x / 1e6, 100 * mean):.1f} | "
+        if target is not None:
+            at = steps_to(x, 100 * mean, target)
+            row += ("not reached | | " if at is None else
+                    f"{at:,.0f} | {'' if base_at is None else f'{base_at / at:.2f}'} | ")
+        md.append(row + f"{100 * mean[-1]:.1f} |")
+    md += ["", "![held-out-task success over training](held_out_curves.png)", ""]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    _line_figure(plt, cfg.out / "held_out_curves.png", by, CURVE_KEY, 100, "held-out tasks success (%)",
+                 "Held-out tasks over training")
+    return md
 
 
 def _wrong(rel: dict) -> float:
@@ -637,7 +803,14 @@ def _series(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _color(method: str):
-    """One colour per method in every figure; a delta sweep's runs shade from light to dark."""
+    """One colour per method in every figure; a delta sweep's runs, and a method's label budgets,
+    shade from light to dark."""
+    method, labelled_, share = method.partition(" labels=")
+    if labelled_:
+        from matplotlib import colormaps
+
+        maps = ("Blues", "Oranges", "Greens", "Reds", "Purples", "Greys")
+        return colormaps[maps[list(METHODS).index(method) % len(maps)]](0.35 + 0.6 * float(share))
     base, at, arg = method.partition("@")
     if at:
         from matplotlib import colormaps
