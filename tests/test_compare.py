@@ -265,3 +265,22 @@ def test_label_table_and_sample_efficiency_on_constructed_runs(tmp_path, suite):
     assert "| no-relabel labels=0.1 | 2 | 1.00-2.00M | 30.0 | not reached | | 40.0 |" in md
     assert "narrator+suite labels=0 |" not in md  # no training-time evaluation: no curve row
     assert (tmp_path / "held_out_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_curve_episodes_set_the_training_time_evaluations_and_an_older_run_counts_as_one(tmp_path):
+    from dataclasses import asdict
+
+    from oir.compare import CompareConfig, _finished, run_config
+    from oir.train import ConfigError, training_eval_episodes
+
+    assert run_config(CompareConfig(out=tmp_path), "no-relabel", 0).eval_every_episodes == 2
+    assert training_eval_episodes(TrainConfig()) == 1 and training_eval_episodes(TrainConfig(eval_episodes=4)) == 4
+    one = run_config(CompareConfig(out=tmp_path, curve_episodes=1), "no-relabel", 0)
+    one.out.mkdir(parents=True)
+    raw = json.loads(json.dumps(asdict(one), default=str))
+    del raw["eval_every_episodes"]  # written before the option: it evaluated once per line
+    (one.out / "summary.json").write_text("{}")
+    (one.out / "config.json").write_text(json.dumps(raw))
+    assert _finished(one)
+    with pytest.raises(ConfigError, match=r"differs in: eval_every_episodes"):
+        _finished(run_config(CompareConfig(out=tmp_path), "no-relabel", 0))

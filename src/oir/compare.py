@@ -26,7 +26,7 @@ import numpy as np
 
 from oir.relabel import LLM_RELABELS
 from oir.suites import HELD_OUT_PARAPHRASE, HELD_OUT_TASK, STANDARD_SUITE, SuiteLine, load_suite
-from oir.train import ConfigError, TrainConfig, migrate, validate
+from oir.train import ConfigError, TrainConfig, migrate, training_eval_episodes, validate
 
 # method -> what it changes in TrainConfig (llm-* need --llm-url)
 METHODS: dict[str, dict] = {
@@ -96,7 +96,8 @@ class CompareConfig:
     split: Literal["test", "train", "all"] = "test"  # the final evaluation's lines
     episodes: int = 4  # final evaluation: fresh worlds per suite line
     max_steps: int = 1000  # final evaluation: cap for tasks without a `within` budget
-    eval_every: int = 0  # training-time evaluation every this many env steps (0: steps / 10)
+    eval_every: int = 0  # training-time evaluation every this many env steps (0: steps / 10)...
+    curve_episodes: int = 2  # ...with this many episodes per suite line
     llm_url: str = ""  # OpenAI-compatible server for the llm-* methods
     llm_model: str = "default"  # model name sent to that server
     # Label budgets, comma-separated shares of the suite's train tasks (e.g. 0,0.1,1): each labelled
@@ -154,7 +155,7 @@ def run_config(cfg: CompareConfig, method: str, seed: int, labels: float | None 
     out = cfg.out if labels is None else cfg.out / f"labels-{labels:g}"
     return replace(cfg.train, algo=cfg.algo, steps=cfg.steps, seed=seed, out=out / f"{method}-s{seed}",
                    suite=cfg.suite, eval_suite=cfg.suite, eval_every=cfg.eval_every or max(cfg.steps // 10, 1),
-                   eval_episodes=0, llm_url=cfg.llm_url, llm_model=cfg.llm_model, relabeling=relabeling,
+                   eval_every_episodes=cfg.curve_episodes, eval_episodes=0, llm_url=cfg.llm_url, llm_model=cfg.llm_model, relabeling=relabeling,
                    **{"reward": "verified", **({} if labels is None else {"labels": labels}), **method_cfg})
 
 
@@ -184,6 +185,8 @@ def _learning_part(config: dict) -> dict:
     skip = ("out", "progress_every", "checkpoint_every", "keep_checkpoints", "preset", *unused,
             *(("relabeling",) if config.get("relabel") == "none" else ()))
     out = {k: v for k, v in config.items() if k not in skip}
+    # what the training-time evaluations did, however the config said it (0 meant --eval-episodes)
+    out["eval_every_episodes"] = training_eval_episodes(config)
     if config.get("relabel") == "none":  # the learners' options for relabeled windows
         out = {k: {f: x for f, x in v.items() if (k, f) not in RELABEL_ONLY} if isinstance(v, dict) else v
                for k, v in out.items()}
@@ -282,8 +285,9 @@ def compare(cfg: CompareConfig, say=print, command: str = "") -> Path:
     if cfg.train.preset != TrainConfig().preset:
         raise ConfigError("oir compare sets each method itself: choose them with --methods (presets are for "
                           "oir train); --train.* options set what every method shares")
-    if cfg.steps < 1 or cfg.episodes < 1 or cfg.max_steps < 1 or cfg.eval_every < 0:
-        raise ConfigError("--steps, --episodes and --max-steps must be at least 1, --eval-every at least 0")
+    if cfg.steps < 1 or cfg.episodes < 1 or cfg.max_steps < 1 or cfg.curve_episodes < 1 or cfg.eval_every < 0:
+        raise ConfigError("--steps, --episodes, --max-steps and --curve-episodes must be at least 1, "
+                          "--eval-every at least 0")
     skipped = {}
     if not cfg.llm_url:
         asks_llm = [m for m in methods if method_config(m).get("relabel") in LLM_RELABELS or method_config(m).get("suggest") == "llm"]
@@ -458,6 +462,13 @@ def _share(r: Run) -> float:
     return r.labels if r.labels is not None else float(labelled(r.method))
 
 
+def _curve_episodes(by: dict[str, list[Run]]) -> str:
+    """How many episodes each training-time evaluation ran per line, as the runs' configs say."""
+    n = sorted({training_eval_episodes(json.loads((r.dir / "config.json").read_text()))
+                for rs in by.values() for r in rs if (r.dir / "config.json").is_file()})
+    return " or ".join(map(str, n)) + " episode(s)" if n else "the runs' episodes"
+
+
 def _label_section(cfg: CompareConfig, by: dict[str, list[Run]], holdout: dict) -> list[str]:
     """Success against the label budget, when the runs span more than one: the table and its plot."""
     shares = sorted({_share(r) for rs in by.values() for r in rs})
@@ -538,7 +549,7 @@ def _sample_efficiency_section(cfg: CompareConfig, by: dict[str, list[Run]]) -> 
     target = 100 * THRESHOLD * curves[base_arm][1][-1] if base_arm in curves else None
     base_at = steps_to(curves[base_arm][0], 100 * curves[base_arm][1], target) if target is not None else None
     md = ["## Sample efficiency (held-out tasks over training)", "",
-          "From the training-time evaluations (`--eval-every`, one episode per suite line, cap "
+          f"From the training-time evaluations (`--eval-every`, {_curve_episodes(by)} per suite line, cap "
           f"{cfg.train.eval_max_steps} steps): the area under the seed-mean held-out-task curve (trapezoid, "
           "% x million env steps, over the evaluations every seed has)"
           + ("" if target is None else
@@ -846,7 +857,7 @@ def _plots(cfg: CompareConfig, by: dict[str, list[Run]], split: str) -> list[tup
     _line_figure(plt, cfg.out / "success_curves.png", by, f"eval_success_{split}", 100,
                  f"success on the {split} split (%)", "Training-time evaluation")
     out.append(("success_curves.png", "Success over training",
-                f"Training-time evaluation (`--eval-every`, one episode per suite line, cap "
+                f"Training-time evaluation (`--eval-every`, {_curve_episodes(by)} per suite line, cap "
                 f"{cfg.train.eval_max_steps} steps, the same worlds each time) on the {split} split: mean over "
                 "seeds, min to max shaded."))
 

@@ -123,7 +123,8 @@ class TrainConfig:
     eval_episodes: int = 1  # episodes per suite line in the final evaluation (0: skip)
     eval_max_steps: int = 500  # step cap of an evaluation episode without a `within` budget
     eval_suite: Path | None = None  # evaluate during training on this suite (all its lines)...
-    eval_every: int = 0  # ...every this many env steps (0: only the final evaluation)
+    eval_every: int = 0  # ...every this many env steps (0: only the final evaluation)...
+    eval_every_episodes: int = 0  # ...with this many episodes per suite line (0: --eval-episodes, at least 1)
     checkpoint_every: int = 1_000_000  # env steps between resumable checkpoints, DIR/checkpoints (0: none)
     keep_checkpoints: int = 2  # the newest this many are kept
     progress_every: int = 0  # output not a terminal: a plain progress line every this many updates (0: ~20 a run)
@@ -295,6 +296,7 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.eval_episodes >= 0 and cfg.eval_max_steps >= 1, "--eval-episodes must be >= 0 and --eval-max-steps >= 1")
     need(cfg.suite.is_file(), f"suite file not found: {cfg.suite}")
     need(cfg.eval_every >= 0, f"--eval-every must be >= 0, got {cfg.eval_every}")
+    need(cfg.eval_every_episodes >= 0, f"--eval-every-episodes must be >= 0, got {cfg.eval_every_episodes}")
     need(cfg.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {cfg.checkpoint_every}")
     need(cfg.progress_every >= 0, f"--progress-every must be >= 0, got {cfg.progress_every}")
     need(cfg.keep_checkpoints >= 1, f"--keep-checkpoints must be at least 1, got {cfg.keep_checkpoints}")
@@ -605,6 +607,12 @@ def _crossed(u: int, per_update: int, every: int) -> bool:
     return every > 0 and u > 0 and (u * per_update) // every > ((u - 1) * per_update) // every
 
 
+def training_eval_episodes(cfg: TrainConfig | dict) -> int:
+    """Episodes per suite line in each training-time evaluation (a config.json's dict too)."""
+    get = cfg.get if isinstance(cfg, dict) else lambda k, d=None: getattr(cfg, k, d)
+    return int(get("eval_every_episodes", 0) or max(int(get("eval_episodes", 1) or 0), 1))
+
+
 def _during_eval(cfg: TrainConfig, encoder, act):
     """``params -> metrics`` for training-time evaluation: the same code as ``oir eval``."""
     from oir.evaluate import summarize
@@ -613,7 +621,7 @@ def _during_eval(cfg: TrainConfig, encoder, act):
     emb = encoder.encode([x.text for x in lines])
 
     def run(params) -> dict[str, float]:
-        results = run_suite(lines, text_policy(act, params, emb), episodes=max(cfg.eval_episodes, 1),
+        results = run_suite(lines, text_policy(act, params, emb), episodes=training_eval_episodes(cfg),
                             max_steps=cfg.eval_max_steps, seed=cfg.seed + 20_000)
         by_split = summarize(results, "split")
         out = {f"eval_success_{name}": rate for name, _, _, rate in by_split.rows}
