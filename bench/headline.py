@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from oir.curves import auc, band, steps_to
+from oir.curves import auc, band, steps_to, training_eval_episodes
 
 # The holdout names of oir.suites (HELD_OUT_TASK, HELD_OUT_PARAPHRASE), kept here so that this
 # script needs no JAX (oir.curves is NumPy only); tests/test_headline.py checks they still agree.
@@ -188,7 +188,7 @@ def _settings_line(runs: list[Run]) -> str:
 # -- the curves ----------------------------------------------------------------------------------
 
 def _training_eval_line(runs: list[Run]) -> str:
-    kinds = sorted({(max(int(r.config.get("eval_episodes", 1) or 0), 1), r.config.get("eval_max_steps"))
+    kinds = sorted({(training_eval_episodes(r.config), r.config.get("eval_max_steps"))
                     for r in runs}, key=str)
     text = "; ".join(f"{e} episode(s) per suite line, cap {c} steps" for e, c in kinds)
     return (f"Held-out-task success over training (metrics.jsonl, the training-time evaluations: {text}), "

@@ -271,10 +271,13 @@ def test_curve_episodes_set_the_training_time_evaluations_and_an_older_run_count
     from dataclasses import asdict
 
     from oir.compare import CompareConfig, _finished, run_config
-    from oir.train import ConfigError, training_eval_episodes
+    from oir.curves import training_eval_episodes
+    from oir.train import ConfigError
 
     assert run_config(CompareConfig(out=tmp_path), "no-relabel", 0).eval_every_episodes == 2
-    assert training_eval_episodes(TrainConfig()) == 1 and training_eval_episodes(TrainConfig(eval_episodes=4)) == 4
+    assert training_eval_episodes(asdict(TrainConfig())) == 1
+    assert training_eval_episodes(asdict(TrainConfig(eval_episodes=4))) == 4
+    assert training_eval_episodes(asdict(TrainConfig(eval_episodes=4, eval_every_episodes=2))) == 2
     one = run_config(CompareConfig(out=tmp_path, curve_episodes=1), "no-relabel", 0)
     one.out.mkdir(parents=True)
     raw = json.loads(json.dumps(asdict(one), default=str))

@@ -24,9 +24,10 @@ from typing import Literal
 
 import numpy as np
 
+from oir.curves import training_eval_episodes
 from oir.relabel import LLM_RELABELS
 from oir.suites import HELD_OUT_PARAPHRASE, HELD_OUT_TASK, STANDARD_SUITE, SuiteLine, load_suite
-from oir.train import ConfigError, TrainConfig, migrate, training_eval_episodes, validate
+from oir.train import ConfigError, TrainConfig, migrate, validate
 
 # method -> what it changes in TrainConfig (llm-* need --llm-url)
 METHODS: dict[str, dict] = {

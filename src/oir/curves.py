@@ -11,6 +11,13 @@ import numpy as np
 Curve = list[tuple[int, float]]
 
 
+def training_eval_episodes(config: dict) -> int:
+    """Episodes per suite line behind each point of a run's curve, from its config (as a dict:
+    a config.json's, or ``asdict`` of a TrainConfig); 0 in ``eval_every_episodes`` means
+    ``eval_episodes``, at least 1, as before the option existed."""
+    return int(config.get("eval_every_episodes", 0) or max(int(config.get("eval_episodes", 1) or 0), 1))
+
+
 def band(curves: list[Curve]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Env steps every seed evaluated at, and the mean, min and max over seeds there."""
     curves = [c for c in curves if c]

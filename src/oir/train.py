@@ -31,6 +31,7 @@ import jax
 
 from oir import ellm, jaxcache, ppo, pqn
 from oir.checkpoint import CheckpointError, Checkpoints, committed_steps, save_params
+from oir.curves import training_eval_episodes
 from oir.devices import DeviceError, data_parallel, make_mesh, to_host
 from oir.encode import ENCODERS, make_encoder
 from oir.env import TaskEnv, VecEnv
@@ -607,12 +608,6 @@ def _crossed(u: int, per_update: int, every: int) -> bool:
     return every > 0 and u > 0 and (u * per_update) // every > ((u - 1) * per_update) // every
 
 
-def training_eval_episodes(cfg: TrainConfig | dict) -> int:
-    """Episodes per suite line in each training-time evaluation (a config.json's dict too)."""
-    get = cfg.get if isinstance(cfg, dict) else lambda k, d=None: getattr(cfg, k, d)
-    return int(get("eval_every_episodes", 0) or max(int(get("eval_episodes", 1) or 0), 1))
-
-
 def _during_eval(cfg: TrainConfig, encoder, act):
     """``params -> metrics`` for training-time evaluation: the same code as ``oir eval``."""
     from oir.evaluate import summarize
@@ -621,7 +616,7 @@ def _during_eval(cfg: TrainConfig, encoder, act):
     emb = encoder.encode([x.text for x in lines])
 
     def run(params) -> dict[str, float]:
-        results = run_suite(lines, text_policy(act, params, emb), episodes=training_eval_episodes(cfg),
+        results = run_suite(lines, text_policy(act, params, emb), episodes=training_eval_episodes(asdict(cfg)),
                             max_steps=cfg.eval_max_steps, seed=cfg.seed + 20_000)
         by_split = summarize(results, "split")
         out = {f"eval_success_{name}": rate for name, _, _, rate in by_split.rows}
