@@ -36,6 +36,7 @@ HELD_OUT_TASK, HELD_OUT_PARAPHRASE = "held-out task", "held-out paraphrase"
 CURVE_KEY = "eval_success_held_out_tasks"
 EVAL_FILE = "eval-test.json"  # compare's final evaluation on its default split (test)
 RUN_NAME = re.compile(r"^(?P<method>.+)-s(?P<seed>\d+)$")
+BUDGET_DIR = re.compile(r"^labels-(?P<share>[0-9.e-]+)$")  # oir compare --labels: OUT/labels-<share>/<run>
 
 
 class InputError(Exception):
@@ -122,7 +123,9 @@ def load_run(d: Path) -> Run:
             rows = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
         except ValueError as e:
             raise InputError(f"cannot read {metrics}: {e}") from None
-    return Run(method=m["method"], seed=int(m["seed"]), dir=d, env_steps=int(summary["env_steps"]),
+    budget = BUDGET_DIR.match(d.parent.name)  # named as oir.compare.arm_name names a budget's row
+    method = m["method"] if not budget else f"{m['method']} labels={budget['share']}"
+    return Run(method=method, seed=int(m["seed"]), dir=d, env_steps=int(summary["env_steps"]),
                tasks=_holdout_rate(ev, HELD_OUT_TASK), paraphrases=_holdout_rate(ev, HELD_OUT_PARAPHRASE),
                all=all_rate, settings=dict(ev.get("settings") or {}), config=_read_json(d / "config.json"),
                curve=curve(rows))

@@ -158,3 +158,11 @@ def test_the_holdout_names_agree_with_the_suites():
     # oir.train._during_eval's key for held-out tasks, made from the holdout name as it makes it
     made = f"eval_success_{HELD_OUT_TASK.replace('-', '_').replace(' ', '_')}s"
     assert made == headline.CURVE_KEY
+
+
+def test_runs_on_a_label_axis_are_rows_of_their_own(tmp_path, capsys):
+    for share, tasks in (("0.1", 0.25), ("1", 0.5)):
+        make_run(tmp_path / f"labels-{share}" / "no-relabel-s0", tasks, 0.5, 0.5)
+    assert headline.main([str(tmp_path), "--baseline", "no-relabel labels=1"]) == 0
+    out = capsys.readouterr().out
+    assert "| no-relabel labels=0.1 | 0 |" in out and "| no-relabel labels=1 | 0 |" in out

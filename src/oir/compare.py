@@ -156,7 +156,8 @@ def run_config(cfg: CompareConfig, method: str, seed: int, labels: float | None 
     out = cfg.out if labels is None else cfg.out / f"labels-{labels:g}"
     return replace(cfg.train, algo=cfg.algo, steps=cfg.steps, seed=seed, out=out / f"{method}-s{seed}",
                    suite=cfg.suite, eval_suite=cfg.suite, eval_every=cfg.eval_every or max(cfg.steps // 10, 1),
-                   eval_every_episodes=cfg.curve_episodes, eval_episodes=0, llm_url=cfg.llm_url, llm_model=cfg.llm_model, relabeling=relabeling,
+                   eval_every_episodes=cfg.curve_episodes, eval_episodes=0, llm_url=cfg.llm_url,
+                   llm_model=cfg.llm_model, relabeling=relabeling,
                    **{"reward": "verified", **({} if labels is None else {"labels": labels}), **method_cfg})
 
 
@@ -438,7 +439,7 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
     path = cfg.out / "report.md"
     path.write_text("\n".join(md))
     (cfg.out / "compare.json").write_text(json.dumps(
-        [{"method": r.method, "seed": r.seed, "dir": str(r.dir), "summary": r.summary,
+        [{"method": r.method, "labels": r.labels, "seed": r.seed, "dir": str(r.dir), "summary": r.summary,
           "eval": {k: v for k, v in r.eval.items() if k not in ("lines", "tasks")}} for r in runs], indent=1))
     return path
 
