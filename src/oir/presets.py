@@ -28,21 +28,23 @@ PRESETS: dict[str, Preset] = {
         "OIR (the default): PPO on the narrator's verified relabels added to the suite's train "
         "lines, world spans of 256 steps, count-based achievement bonus, 5M env steps",
         {},
-        "59.0% held-out tasks at 5M steps (seeds 0, 1: 62.5, 55.4), 0.96x the labelled baseline; "
-        "docs/results/compare-5m-ppo-count-ns-span-s0-report.md and -s1",
+        "56.2% held-out tasks at 5M steps (seeds 0, 1: 57.4, 55.1), 0.95x the labelled baseline; "
+        "docs/results/best-5m-oir-s0-report.md and -s1 (an earlier pair of runs: 59.0%, 0.96x, "
+        "docs/results/compare-5m-ppo-count-ns-span-s0-report.md and -s1)",
         "oir compare --methods narrator+suite --seeds 0,1",
     ),
     "labelled": Preset(
         "the no-relabel baseline: PPO on the suite's human-labelled train lines only, same settings",
         {"relabel": "none"},
-        "61.2% held-out tasks at 5M steps (seeds 0, 1: 61.6, 60.7), the strongest baseline; "
-        "docs/results/compare-5m-ppo-count-base-s0-report.md and -s1",
+        "59.4% held-out tasks at 5M steps (seeds 0, 1: 58.6, 60.1), the strongest baseline; "
+        "docs/results/best-5m-base-s0-report.md and -s1 (an earlier pair of runs: 61.2%, "
+        "docs/results/compare-5m-ppo-count-base-s0-report.md and -s1)",
         "oir compare --methods no-relabel --seeds 0,1",
     ),
     "zero-label": Preset(
         "OIR with no human label: the narrator's relabels only, no suite line in training",
         {"labels": 0.0},
-        "53.3% held-out tasks at 5M steps (2 seeds), 0.87x the labelled baseline; "
+        "53.3% held-out tasks at 5M steps (2 seeds), 0.87x the labelled baseline of the same runs; "
         "docs/results/compare-5m-ppo-count-narr-span-s0-report.md and -s1",
         "oir compare --methods narrator --seeds 0,1",
     ),
