@@ -456,6 +456,12 @@ def _baseline(by: dict[str, list[Run]], labels: float | None) -> list[Run] | Non
     return by.get(arm_name("no-relabel", labels))
 
 
+def _full_baseline(by: dict[str, list[Run]]) -> str:
+    """The row of the labelled baseline with the most labels: no-relabel at the largest budget."""
+    shares = [r.labels for rs in by.values() for r in rs if r.labels is not None]
+    return arm_name("no-relabel", max(shares) if shares else None)
+
+
 def _share(r: Run) -> float:
     """The run's label share, as it trained (a zero-label method's is 0; a run from before --labels
     trained a labelled method on every train line)."""
@@ -476,8 +482,7 @@ def _label_section(cfg: CompareConfig, by: dict[str, list[Run]], holdout: dict) 
     shares = sorted({_share(r) for rs in by.values() for r in rs})
     if len(shares) < 2:
         return []
-    full = _baseline(by, max(r.labels for rs in by.values() for r in rs if r.labels is not None)
-                     if any(r.labels is not None for rs in by.values() for r in rs) else None)
+    full = by.get(_full_baseline(by))
 
     def tasks(rs: list[Run] | None) -> float | None:
         return _mean_or_none([holdout[r.dir][HELD_OUT_TASK] for r in rs]) if rs else None
@@ -546,8 +551,7 @@ def _sample_efficiency_section(cfg: CompareConfig, by: dict[str, list[Run]]) -> 
     curves = {m: c for m, c in curves.items() if len(c[0])}
     if not curves:
         return []
-    labelled_runs = [r.labels for rs in by.values() for r in rs if r.labels is not None]
-    base_arm = arm_name("no-relabel", max(labelled_runs) if labelled_runs else None)
+    base_arm = _full_baseline(by)
     target = 100 * THRESHOLD * curves[base_arm][1][-1] if base_arm in curves else None
     base_at = steps_to(curves[base_arm][0], 100 * curves[base_arm][1], target) if target is not None else None
     md = ["## Sample efficiency (held-out tasks over training)", "",

@@ -615,8 +615,10 @@ def _during_eval(cfg: TrainConfig, encoder, act):
     lines = load_suite(cfg.eval_suite or cfg.suite)
     emb = encoder.encode([x.text for x in lines])
 
+    episodes = training_eval_episodes(asdict(cfg))
+
     def run(params) -> dict[str, float]:
-        results = run_suite(lines, text_policy(act, params, emb), episodes=training_eval_episodes(asdict(cfg)),
+        results = run_suite(lines, text_policy(act, params, emb), episodes=episodes,
                             max_steps=cfg.eval_max_steps, seed=cfg.seed + 20_000)
         by_split = summarize(results, "split")
         out = {f"eval_success_{name}": rate for name, _, _, rate in by_split.rows}
