@@ -392,7 +392,7 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for m, rs in by.items():
         base = _baseline(by, rs[0].labels)
-        base_tasks = _mean_or_none([holdout[r.dir][HELD_OUT_TASK] for r in base]) if base else None
+        base_tasks = _held_out_tasks(holdout, base)
         base_wall = np.mean([r.summary["wall_s"] for r in base]) if base else None
         succ = [r.eval["success_by_split"]["all"] for r in rs]
         tasks_rate = [holdout[r.dir][HELD_OUT_TASK] for r in rs]
@@ -451,6 +451,11 @@ def _labels_line(cfg: CompareConfig) -> str:
             "narrator+suite adds its relabels to them. The zero-label methods never see a suite line in training.")
 
 
+def _held_out_tasks(holdout: dict, rs: list[Run] | None) -> float | None:
+    """The runs' mean success on held-out tasks (None without runs or such lines)."""
+    return _mean_or_none([holdout[r.dir][HELD_OUT_TASK] for r in rs]) if rs else None
+
+
 def _baseline(by: dict[str, list[Run]], labels: float | None) -> list[Run] | None:
     """The no-relabel runs at this label budget: what a row's × is against."""
     return by.get(arm_name("no-relabel", labels))
@@ -484,9 +489,6 @@ def _label_section(cfg: CompareConfig, by: dict[str, list[Run]], holdout: dict) 
         return []
     full = by.get(_full_baseline(by))
 
-    def tasks(rs: list[Run] | None) -> float | None:
-        return _mean_or_none([holdout[r.dir][HELD_OUT_TASK] for r in rs]) if rs else None
-
     def ratio(a: float | None, b: float | None) -> str:
         return "" if a is None or not b else f"{a / b:.2f}"
 
@@ -498,11 +500,11 @@ def _label_section(cfg: CompareConfig, by: dict[str, list[Run]], holdout: dict) 
           "held-out paraphrases % | all test lines % |", "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     rows = sorted(by.items(), key=lambda kv: (_share(kv[1][0]), kv[0]))
     for _, rs in rows:
-        t = tasks(rs)
+        t = _held_out_tasks(holdout, rs)
         counts = {r.summary.get("labels", {}).get("train_lines") for r in rs}  # the same for every seed
         lines = "n/a" if None in counts else ", ".join(f"{c:,}" for c in sorted(counts))
         md.append(f"| {_share(rs[0]):g} | {lines} | {rs[0].method} | {len(rs)} | {_ms([_pct(holdout[r.dir][HELD_OUT_TASK]) for r in rs])} "
-                  f"| {ratio(t, tasks(_baseline(by, rs[0].labels)))} | {ratio(t, tasks(full))} "
+                  f"| {ratio(t, _held_out_tasks(holdout, _baseline(by, rs[0].labels)))} | {ratio(t, _held_out_tasks(holdout, full))} "
                   f"| {_ms([_pct(holdout[r.dir][HELD_OUT_PARAPHRASE]) for r in rs])} "
                   f"| {_ms([100 * r.eval['success_by_split']['all'] for r in rs])} |")
     md += ["", "![held-out-task success against the label share](label_efficiency.png)", ""]
