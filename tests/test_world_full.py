@@ -75,7 +75,7 @@ def test_vocabulary_layout():
     assert [c.name for c in w.COUNTERS] == list(w.COUNTER_NAMES)
     assert all(c.relative == (c.name in w.EVENT_NAMES) for c in w.COUNTERS)
     assert {"descend", "ascend", "open_chest", "kill_zombie", "kill_cow", "drink_potion_red",
-            "learn_spell_fireball", "cast_spell_iceball", "place_torch_near_water"} <= set(w.EVENT_NAMES)  # fmt: skip
+            "learn_spell_fireball", "cast_iceball", "place_torch_near_water"} <= set(w.EVENT_NAMES)  # fmt: skip
     assert {"floor", "inventory_pickaxe", "inventory_helmet", "inventory_potion_cyan", "mana", "xp"} <= set(w.LEVEL_NAMES)
 
 

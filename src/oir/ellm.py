@@ -43,9 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from oir.events import ACHIEVEMENTS, LEVEL_NAMES
+from oir.events import ACHIEVEMENTS, LEVEL_NAMES, NEARBY_NAMES, nearby_from_obs
 from oir.llm import CircuitBreaker, LLMError
-from oir.narrate import NEARBY_NAMES, nearby_from_obs
 from oir.tasks import Clause, TaskSpec
 
 GOALS: dict[str, str] = {a: a.replace("_", " ") for a in ACHIEVEMENTS} | {

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
-from craftax.craftax_classic.constants import DIRECTIONS, Achievement, BlockType
+from craftax.craftax_classic.constants import DIRECTIONS, OBS_DIM, Achievement, BlockType
 
 ACHIEVEMENTS: tuple[str, ...] = tuple(a.name.lower() for a in Achievement)
 
@@ -63,6 +63,37 @@ NUM_EVENTS = len(EVENT_NAMES)
 NUM_LEVELS = len(LEVEL_NAMES)
 NUM_COUNTERS = len(COUNTER_NAMES)
 COUNTER_INDEX: dict[str, int] = {name: i for i, name in enumerate(COUNTER_NAMES)}
+
+
+# What the agent sees. The symbolic observation starts with the local map: one channel per
+# block type, then one per mob kind, for each cell in view.
+MOBS: tuple[str, ...] = ("zombie", "cow", "skeleton", "arrow")
+NEARBY_NAMES: tuple[str, ...] = tuple(b.name.lower() for b in BlockType) + MOBS
+NUM_NEARBY = len(NEARBY_NAMES)
+NUM_BLOCK_KINDS = len(BlockType)
+_MAP_CELLS = OBS_DIM[0] * OBS_DIM[1]
+
+
+def nearby_from_obs(obs):
+    """What the agent sees: bool[..., NUM_NEARBY] from a symbolic observation (jnp or np)."""
+    local = obs[..., : _MAP_CELLS * NUM_NEARBY].reshape((*obs.shape[:-1], _MAP_CELLS, NUM_NEARBY))
+    return local.max(axis=-2) > 0
+
+
+def make_env():
+    """Craftax-Classic-Symbolic without auto-reset (oir.env resets from a pool of worlds)."""
+    from craftax.craftax_classic.envs.craftax_symbolic_env import (
+        CraftaxClassicSymbolicEnvNoAutoReset,
+    )
+
+    return CraftaxClassicSymbolicEnvNoAutoReset()
+
+
+def make_renderer(pixels: int):
+    """Craftax-Classic's pixel renderer at ``pixels`` a block."""
+    from craftax.craftax_classic.renderer import make_craftax_pixel_renderer
+
+    return make_craftax_pixel_renderer(pixels)
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,8 @@ import numpy as np
 
 from oir.buffer import InstructionBuffer
 from oir.devices import to_host
-from oir.events import ACHIEVEMENTS, NUM_EVENTS
-from oir.narrate import EVENT_TEXTS, nearby_from_obs
+from oir.events import ACHIEVEMENTS, NUM_EVENTS, nearby_from_obs
+from oir.narrate import EVENT_TEXTS
 from oir.relabel import (
     BELOW_DELTA,
     FLAW_REASONS,

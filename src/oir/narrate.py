@@ -19,25 +19,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from craftax.craftax_classic.constants import OBS_DIM, BlockType
+from craftax.craftax_classic.constants import BlockType
 
 from oir.events import (
     ACHIEVEMENTS,
     EVENT_NAMES,
     INVENTORY_ITEMS,
     LEVEL_NAMES,
+    MOBS,
     NEAR_BLOCKS,
+    NEARBY_NAMES,
     NUM_EVENTS,
     NUM_LEVELS,
+    NUM_NEARBY,
     PLACEABLES,
     VITALS,
 )
 
-MOBS: tuple[str, ...] = ("zombie", "cow", "skeleton", "arrow")
-# Channels of the symbolic observation's local map: one per block type, then one per mob kind.
-NEARBY_NAMES: tuple[str, ...] = tuple(b.name.lower() for b in BlockType) + MOBS
-NUM_NEARBY = len(NEARBY_NAMES)
-_MAP_CELLS = OBS_DIM[0] * OBS_DIM[1]
 # Blocks not worth naming in a summary (the frame, or the ground everywhere).
 _QUIET = {"invalid", "out_of_bounds", "path"}
 _BLOCK_WORDS = {"crafting_table": "table", "ripe_plant": "ripe plant"}
@@ -77,12 +75,6 @@ _ITEM_OF = {
 _EVENT_INDEX = {name: i for i, name in enumerate(EVENT_NAMES)}
 _LEVEL_INDEX = {name: i for i, name in enumerate(LEVEL_NAMES)}
 _PLACE_OF = {f"place_{p}": p for p in PLACEABLES}
-
-
-def nearby_from_obs(obs):
-    """What the agent sees: bool[..., NUM_NEARBY] from a symbolic observation (jnp or np)."""
-    local = obs[..., : _MAP_CELLS * NUM_NEARBY].reshape((*obs.shape[:-1], _MAP_CELLS, NUM_NEARBY))
-    return local.max(axis=-2) > 0
 
 
 @dataclass

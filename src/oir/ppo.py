@@ -16,6 +16,7 @@ import optax
 from flax import struct
 
 from oir.env import NUM_ACTIONS, TaskEnv, task_metrics
+from oir.events import nearby_from_obs
 from oir.learn import (
     RelabelShapes,
     Runner,
@@ -25,7 +26,6 @@ from oir.learn import (
     minibatch_epochs,
     timeout_values,
 )
-from oir.narrate import nearby_from_obs
 from oir.networks import ActorCritic, NetPreset
 from oir.segments import RelabelBatch, relabel_windows, replay_write
 

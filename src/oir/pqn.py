@@ -22,6 +22,7 @@ import optax
 from flax import struct
 
 from oir.env import NUM_ACTIONS, TaskEnv, task_metrics
+from oir.events import nearby_from_obs
 from oir.learn import (
     RelabelShapes,
     Runner,
@@ -31,7 +32,6 @@ from oir.learn import (
     minibatch_epochs,
     timeout_values,
 )
-from oir.narrate import nearby_from_obs
 from oir.networks import NetPreset, QNetwork
 from oir.segments import RelabelBatch, relabel_windows, replay_write
 

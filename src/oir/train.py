@@ -36,12 +36,12 @@ from oir.devices import DeviceError, data_parallel, make_mesh, to_host
 from oir.encode import ENCODERS, make_encoder
 from oir.env import TaskEnv, VecEnv
 from oir.evaluate import report, run_suite, text_policy
-from oir.events import ACHIEVEMENTS, levels_of
+from oir.events import ACHIEVEMENTS, levels_of, nearby_from_obs
 from oir.hindsight import Hindsight, RelabelingConfig, late_store_mb
 from oir.learn import RelabelShapes
 from oir.llm import JSON_MODES
 from oir.llm.templates import TemplateLibrary, templates_problem
-from oir.narrate import EVENT_TEXTS, nearby_from_obs
+from oir.narrate import EVENT_TEXTS
 from oir.networks import NETWORKS
 from oir.presets import PRESETS
 from oir.relabel import LLM_RELABELS, JointRelabeler, NarratorRelabeler

@@ -11,7 +11,7 @@ interface. Counter vector layout (``NUM_COUNTERS`` ints):
   - ``descend``, ``ascend``: floor changes;
   - ``kill_<kind>``: creatures killed, by kind (19 kinds; ``kill_`` because the achievements
     already use ``defeat_``/``eat_`` for some of them, with first-kill-only meaning in the game);
-  - ``learn_spell_<spell>``, ``cast_spell_<spell>``;
+  - ``learn_spell_<spell>`` (casting is the achievement ``cast_<spell>``);
   - ``drink_potion_<colour>``;
   - ``place_<block>_near_<block>`` placements.
 
@@ -105,10 +105,8 @@ _MOB_CLASS = {"passive_mobs": MobType.PASSIVE.value, "melee_mobs": MobType.MELEE
               "ranged_mobs": MobType.RANGED.value}  # fmt: skip
 KILLS: tuple[str, ...] = tuple(f"kill_{n}" for n, _, _ in KILL_KINDS)
 SPELLS: tuple[str, ...] = ("fireball", "iceball")  # index into state.learned_spells
-_CAST_ACHIEVEMENT = (Achievement.CAST_FIREBALL.value, Achievement.CAST_ICEBALL.value)
-SPELL_EVENTS: tuple[str, ...] = tuple(f"learn_spell_{s}" for s in SPELLS) + tuple(
-    f"cast_spell_{s}" for s in SPELLS
-)
+# Casting is the achievements cast_fireball/cast_iceball, counted every time like the others.
+SPELL_EVENTS: tuple[str, ...] = tuple(f"learn_spell_{s}" for s in SPELLS)
 POTION_COLOURS: tuple[str, ...] = ("red", "green", "blue", "pink", "cyan", "yellow")  # inventory.potions order
 POTIONS: tuple[str, ...] = tuple(f"drink_potion_{c}" for c in POTION_COLOURS)
 
@@ -204,8 +202,7 @@ def _describe(name: str) -> Counter:
     if name in KILLS:
         return Counter(name, "kill", True, f"{name[len('kill_'):].replace('_', ' ')}s killed (by hand or missile)")
     if name in SPELL_EVENTS:
-        verb, spell = name.split("_spell_")
-        return Counter(name, "spell", True, f"times the {spell} spell was {'learnt' if verb == 'learn' else 'cast'}")
+        return Counter(name, "spell", True, f"times the {name[len('learn_spell_'):]} spell was learnt")
     if name in POTIONS:
         return Counter(name, "potion", True, f"{name[len('drink_potion_'):]} potions drunk")
     if name in PLACEMENTS:
@@ -338,16 +335,29 @@ def step_with_events(env, key: jax.Array, state, action: jax.Array, params):
     )
     floor_change = new_state.player_level - state.player_level
     spells_learnt = new_state.learned_spells & ~state.learned_spells
-    spells_cast = happened[np.array(_CAST_ACHIEVEMENT)]
     drunk = jnp.maximum(state.inventory.potions - new_state.inventory.potions, 0)
     events = jnp.concatenate(
         [
             achievement_events,
             jnp.stack([floor_change > 0, floor_change < 0]).astype(jnp.int32),
             _kill_events(state, new_state, happened),
-            jnp.concatenate([spells_learnt, spells_cast]).astype(jnp.int32),
+            spells_learnt.astype(jnp.int32),
             drunk.astype(jnp.int32),
             _placement_events(state, new_state, happened),
         ]
     )
     return obs, new_state, reward, done, events, levels_of(new_state)
+
+
+def make_env():
+    """Craftax-Symbolic (full Craftax) without auto-reset (oir.env resets from a pool of worlds)."""
+    from craftax.craftax.envs.craftax_symbolic_env import CraftaxSymbolicEnvNoAutoReset
+
+    return CraftaxSymbolicEnvNoAutoReset()
+
+
+def make_renderer(pixels: int):
+    """Full Craftax's pixel renderer at ``pixels`` a block."""
+    from craftax.craftax.renderer import make_craftax_pixel_renderer
+
+    return make_craftax_pixel_renderer(pixels)
