@@ -8,8 +8,8 @@ import numpy as np
 from craftax.craftax_classic.constants import Action, BlockType
 from scenes import T, scene
 
-from oir.events import COUNTER_INDEX, LEVEL_NAMES, NUM_EVENTS, NUM_LEVELS
-from oir.narrate import NEARBY_NAMES, NUM_NEARBY, Segment, narrate, narrate_batch, nearby_from_obs
+from oir.events import COUNTER_INDEX, LEVEL_NAMES, NUM_EVENTS, NUM_LEVELS, nearby_from_obs
+from oir.narrate import NEARBY_NAMES, NUM_NEARBY, Segment, narrate, narrate_batch
 from oir.relabel import NarratorRelabeler, verify
 from oir.tasks import first_success, parse_spec
 
