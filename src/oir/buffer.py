@@ -46,6 +46,7 @@ Unused and reserved rows have priority 0. The trainer samples rows in proportion
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -59,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from oir.events import ACHIEVEMENTS, COUNTER_NAMES
+from oir import worlds
 from oir.tasks import TaskSpec
 
 # ---------------------------------------------------------------------------------------------
@@ -86,9 +87,20 @@ _SYNONYMS = {
     "grass", "sand", "lava", "cave", "tunnel", "health", "heal", "vitals", "inventory",
     "block", "blocks", "gather",
 }  # fmt: skip
-VOCABULARY: frozenset[str] = frozenset(
-    {part for name in COUNTER_NAMES for part in name.split("_")} - _GENERIC_PARTS | _SYNONYMS
-)
+
+
+@functools.cache
+def _vocabulary() -> frozenset[str]:
+    # Every world's counter words: a relabel in full Craftax speaks of gnomes and potions. Made on
+    # first use, since importing full Craftax's constants takes seconds.
+    names = {name for w in worlds.NAMES for name in worlds.get(w).counter_names}
+    return frozenset({part for name in names for part in name.split("_")} - _GENERIC_PARTS | _SYNONYMS)
+
+
+def __getattr__(name: str):
+    if name == "VOCABULARY":  # the words that mark a text as about the game (check_text)
+        return _vocabulary()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # Whitelist, not blacklist: letters, digits, spaces and sentence punctuation. Everything else
 # ({}<>[]\`=$_/#@*| ...) is code, markup, a counter name or a URL leaking into the text. A
@@ -131,10 +143,11 @@ def normalize_text(text: str) -> str:
 
 
 def _in_vocabulary(word: str) -> bool:
-    if word in VOCABULARY:
+    vocabulary = _vocabulary()
+    if word in vocabulary:
         return True
     # Plurals without a stemmer: "saplings", "workbenches", "furnaces", "skeletons".
-    return any(word.endswith(end) and word[: -len(end)] in VOCABULARY for end in ("es", "s"))
+    return any(word.endswith(end) and word[: -len(end)] in vocabulary for end in ("es", "s"))
 
 
 def check_text(text: str, config: FilterConfig = DEFAULT_FILTERS) -> str | None:
@@ -459,11 +472,13 @@ class InstructionBuffer:
 
 
 def achievements_asked(spec: TaskSpec) -> np.ndarray:
-    """Indices (into ACHIEVEMENTS) of the achievements a spec's ``all`` clauses ask for at least
-    once; a placement counts as its block's placing (``place_table_near_water``: ``place_table``)."""
+    """Indices (into its world's achievements) of the achievements a spec's ``all`` clauses ask for
+    at least once; a placement counts as its block's placing (``place_table_near_water``:
+    ``place_table``)."""
+    achievements = worlds.get(spec.world).achievements
     out = set()
     for c in spec.all:
         name = c.counter.split("_near_")[0] if c.counter.startswith("place_") else c.counter
-        if name in ACHIEVEMENTS and (c.at_least or 0) >= 1:
-            out.add(ACHIEVEMENTS.index(name))
+        if name in achievements and (c.at_least or 0) >= 1:
+            out.add(achievements.index(name))
     return np.array(sorted(out), np.int64)

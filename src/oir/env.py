@@ -1,9 +1,10 @@
-"""The env layer: Craftax-Classic-Symbolic, vectorized, with optimistic resets and tasks.
+"""The env layer: a Craftax world (Classic or full, :mod:`oir.worlds`), vectorized, with
+optimistic resets and tasks.
 
 Two composable layers, PureJaxRL style (pure functions over explicit state, jit-friendly):
 
-* :class:`VecEnv`: N Craftax-Classic-Symbolic envs stepped with ``vmap``. Every step also
-  reports each env's events and levels (:mod:`oir.events`). Envs whose game ended restart
+* :class:`VecEnv`: N symbolic Craftax envs of one world stepped with ``vmap``. Every step also
+  reports each env's events and levels (the world's counters). Envs whose game ended restart
   from a **pool of pre-generated worlds**: world generation costs about as much as a hundred
   steps, so generating a world for every env on every step (Craftax's own auto-reset) is
   ~14x slower than stepping. The pool is refilled, in one batched call, only when it has been
@@ -24,16 +25,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from craftax.craftax_classic.envs.craftax_state import EnvParams
-from craftax.craftax_classic.envs.craftax_symbolic_env import (
-    CraftaxClassicSymbolicEnvNoAutoReset,
-)
 from flax import struct
 
-from oir import tasks
-from oir.events import ACHIEVEMENTS, levels_of, step_with_events
+from oir import tasks, worlds
+from oir.worlds import World
 
-NUM_ACTIONS = 17
+NUM_ACTIONS = 17  # Craftax-Classic's; a VecEnv knows its own world's (num_actions)
 
 
 def strong_types(tree):
@@ -65,18 +62,22 @@ class VecStep:
 
 
 class VecEnv:
-    """``num_envs`` Craftax-Classic-Symbolic envs with event counters and optimistic resets."""
+    """``num_envs`` symbolic envs of one world (default Craftax-Classic) with event counters and
+    optimistic resets."""
 
-    def __init__(self, num_envs: int, reset_pool: int | None = None, params: EnvParams | None = None):
+    def __init__(self, num_envs: int, reset_pool: int | None = None, params: Any = None,
+                 world: World | str | None = None):
         if num_envs < 1:
             raise ValueError(f"num_envs must be at least 1, got {num_envs}")
         self.num_envs = num_envs
         # A pool of ~1/8 of the envs: big enough that a burst of deaths rarely shares a world,
         # small enough that a refill is a short pause.
         self.reset_pool = reset_pool or max(4, num_envs // 8)
-        self.env = CraftaxClassicSymbolicEnvNoAutoReset()
+        self.world = worlds.world_of(world)
+        self.env = self.world.make_env()
         self.params = params or self.env.default_params
         self.obs_dim = int(self.env.observation_space(self.params).shape[0])
+        self.num_actions = int(self.env.action_space(self.params).n)
 
     def _worlds(self, key: jax.Array, n: int):
         keys = jax.random.split(key, n)
@@ -105,7 +106,7 @@ class VecEnv:
     def advance(self, key: jax.Array, state: VecState, action: jax.Array) -> tuple[jax.Array, VecState, VecStep]:
         """One step of every env and no restart: an env whose game ended still holds its world."""
         keys = jax.random.split(key, self.num_envs)
-        step = jax.vmap(step_with_events, in_axes=(None, 0, 0, 0, None))
+        step = jax.vmap(self.world.step_with_events, in_axes=(None, 0, 0, 0, None))
         obs, env_state, reward, done, events, levels = step(self.env, keys, state.env, action, self.params)
         length = state.episode_length + 1
         out = VecStep(
@@ -214,7 +215,7 @@ class TaskEnv:
         what a suggester proposes for the state each env is in now."""
         if self.suggest is None:
             return self._sample(key, cdf)
-        return self.suggest(key, obs, vec.env, jax.vmap(levels_of)(vec.env), table)
+        return self.suggest(key, obs, vec.env, jax.vmap(self.vec.world.levels_of)(vec.env), table)
 
     def _sample(self, key: jax.Array, cdf: jax.Array) -> jax.Array:
         # Inverse-CDF: N uniforms and a binary search, where categorical() would draw N x M
@@ -242,13 +243,13 @@ class TaskEnv:
         state = TaskState(
             vec=vec,
             task=self._draw(k_task, cdf, obs, vec, self.table),
-            progress=tasks.progress_init((self.num_envs,)),
+            progress=tasks.progress_init((self.num_envs,), self.vec.world.num_events),
             bank=bank,
             cdf=cdf,
             hit=None if hit is None else jnp.asarray(hit, jnp.float32),
             table=self.table,
             bonus=jnp.float32(self.achievement_bonus) if self.achievement_bonus > 0 else None,
-            unlocks=(jnp.zeros(len(ACHIEVEMENTS), jnp.float32)
+            unlocks=(jnp.zeros(len(self.vec.world.achievements), jnp.float32)
                      if self.achievement_bonus > 0 and self.achievement_bonus_counts > 0 else None),
         )
         return obs, state
@@ -267,7 +268,7 @@ class TaskEnv:
             fail, reason = jnp.zeros_like(fail), jnp.zeros_like(reason)
         unlocks = state.unlocks
         if state.bonus is not None:
-            per = jnp.broadcast_to(state.bonus, (len(ACHIEVEMENTS),))
+            per = jnp.broadcast_to(state.bonus, (len(self.vec.world.achievements),))
             if unlocks is not None:
                 per = per * jnp.minimum(1.0, jnp.sqrt(self.achievement_bonus_counts / jnp.maximum(unlocks, 1.0)))
                 unlocks = unlocks + world.unlocked.sum(0)

@@ -94,13 +94,13 @@ def run_suite(
     n = len(lines) * episodes
     line = jnp.asarray(np.tile(np.arange(len(lines)), episodes), jnp.int32)
     bank = tasks.TaskBank.from_specs([x.spec for x in lines]).take(line)
-    env = VecEnv(n)
+    env = VecEnv(n, world=lines[0].spec.world)  # a suite's specs are of one world (TaskBank checks)
     key, k_reset = jax.random.split(jax.random.PRNGKey(seed))
     obs, vec = jax.jit(env.reset)(k_reset)
     zeros = jnp.zeros(n, bool)
-    carry = (key, vec, obs, tasks.progress_init((n,)), zeros, zeros, jnp.zeros(n, jnp.int32))
+    carry = (key, vec, obs, tasks.progress_init((n,), env.world.num_events), zeros, zeros, jnp.zeros(n, jnp.int32))
     if isinstance(policy, TextPolicy):
-        key_ = (n, policy.act, chunk, max_steps)
+        key_ = (env.world.name, n, policy.act, chunk, max_steps)
         if key_ not in _CHUNKS:
             act = policy.act
             _CHUNKS[key_] = _make_chunk(env, lambda pe, k, o, ln: act(pe[0], k, o, pe[1][ln]), chunk, max_steps)

@@ -22,16 +22,16 @@ from __future__ import annotations
 import pickle
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from oir import worlds
 from oir.buffer import InstructionBuffer
 from oir.devices import to_host
-from oir.events import ACHIEVEMENTS, NUM_EVENTS, nearby_from_obs
-from oir.narrate import EVENT_TEXTS
+from oir.narrate import event_texts
 from oir.relabel import (
     BELOW_DELTA,
     FLAW_REASONS,
@@ -43,6 +43,7 @@ from oir.relabel import (
 )
 from oir.segments import LateWindows, RelabelBatch, RelabelPool, SegmentTracker, save_segments
 from oir.tasks import MAX_COUNT, Clause, TaskBank, TaskSpec
+from oir.worlds import World
 
 FREE_PLAY_TEXT = "Explore the world and survive."
 FREE_PLAY_SPEC = TaskSpec(all=(Clause("collect_diamond", at_least=MAX_COUNT),))  # never holds
@@ -102,12 +103,14 @@ class Hindsight:
         reward: str = "verified",
         delta: float = 0.5,
         seed: int = 0,
+        world: World | str | None = None,
     ):
         self.cfg, self.relabeler, self.encoder, self.n = cfg, relabeler, encoder, num_envs
+        self.world = worlds.world_of(world)
         self.buffer = InstructionBuffer(cfg.capacity, encoder, reserved=1)
         self.pool = RelabelPool(cfg.pool, cfg.history, cfg.window)
         self.rng = np.random.default_rng(seed)
-        self.event_emb = encoder.encode(list(EVENT_TEXTS)) if reward == "similarity" else None
+        self.event_emb = encoder.encode(list(event_texts(self.world))) if reward == "similarity" else None
         self.delta = delta
         self.env_steps = 0  # of the newest update the host has seen; stamps first-seen steps
         self.worker = AsyncRelabeler(relabeler, cfg.worker_batch, encoder=encoder, event_emb=self.event_emb,
@@ -117,10 +120,10 @@ class Hindsight:
         self.tracker: SegmentTracker | None = None
         self.late: LateWindows | None = None  # made at start, when the observation size is known
         # Host mirrors of the device's instruction tables; uploaded whole when rows are added.
-        self.bank = TaskBank.pack([FREE_PLAY_SPEC], capacity=cfg.capacity)
+        self.bank = TaskBank.pack([replace(FREE_PLAY_SPEC, world=self.world.name)], capacity=cfg.capacity)
         self.emb = np.zeros((cfg.capacity, encoder.dim), np.float32)
         self.emb[FREE_PLAY_ROW] = encoder.encode([FREE_PLAY_TEXT])[0]
-        self.hit = None if self.event_emb is None else np.zeros((cfg.capacity, NUM_EVENTS), np.float32)
+        self.hit = None if self.event_emb is None else np.zeros((cfg.capacity, self.world.num_events), np.float32)
         self.syncs = 0
         self.kept: list = []  # segments sampled for --relabeling.save-segments
         # Rows whose spec and embedding are on the device: the worker adds rows at any time, and a
@@ -145,8 +148,8 @@ class Hindsight:
         chunks then carry them: :func:`late_store_mb`)."""
         obs = np.asarray(to_host(runner.obs))
         dim = obs.shape[-1] if late_mb > 0 else 0
-        self.tracker = SegmentTracker(self.n, self.cfg.history, fresh_levels, nearby_from_obs(obs), obs_dim=dim,
-                                      span=self.cfg.world_span)
+        self.tracker = SegmentTracker(self.n, self.cfg.history, fresh_levels, self.world.nearby_from_obs(obs),
+                                      obs_dim=dim, span=self.cfg.world_span, world=self.world)
         if dim:
             self.late = LateWindows(late_mb, self.cfg.window, dim)
 
@@ -178,7 +181,7 @@ class Hindsight:
         successes = np.bincount(chunk.task[chunk.task_done & chunk.success], minlength=self.cfg.capacity)
         self.buffer.record(attempts, successes)
         batch = self.tracker.push(chunk)
-        eventful = batch.select(batch.eventful(len(ACHIEVEMENTS)))
+        eventful = batch.select(batch.eventful(self.world.num_events - len(self.world.placements)))
         self.counts["segments"] += len(batch)
         self.counts["segments_quiet"] += len(batch) - len(eventful)
         self.env_steps = env_steps

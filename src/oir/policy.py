@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from oir import worlds
 from oir.checkpoint import load_params
 from oir.encode import make_encoder
 from oir.evaluate import TextPolicy, text_policy
@@ -40,7 +41,7 @@ def load_run(run_dir: str | Path) -> tuple[TrainConfig, Callable[[Sequence[str]]
     run_dir = Path(run_dir)
     check_run_dir(run_dir)
     cfg = load_config(run_dir / "config.json", strict=False)  # a run of a retired option still acts
-    act = ALGOS[cfg.algo].make_act(getattr(cfg, cfg.algo), NETWORKS[cfg.network])
+    act = ALGOS[cfg.algo].make_act(getattr(cfg, cfg.algo), NETWORKS[cfg.network], worlds.get(cfg.env).num_actions)
     params = load_agent_params(run_dir) if is_agent(run_dir) else load_params(run_dir)
     encoder = make_encoder(cfg.encoder)
 

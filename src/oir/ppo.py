@@ -16,7 +16,6 @@ import optax
 from flax import struct
 
 from oir.env import NUM_ACTIONS, TaskEnv, task_metrics
-from oir.events import nearby_from_obs
 from oir.learn import (
     RelabelShapes,
     Runner,
@@ -109,9 +108,9 @@ def hindsight_bc_loss(net, params, emb, obs, task, action, mask) -> jax.Array:
     return -(logp * mask).sum() / jnp.maximum(mask.sum(), 1.0)
 
 
-def make_act(cfg: PPOConfig, preset: NetPreset):
+def make_act(cfg: PPOConfig, preset: NetPreset, num_actions: int = NUM_ACTIONS):
     """``act(params, key, obs, instr) -> actions`` outside training: a sample from the policy."""
-    net = ActorCritic(NUM_ACTIONS, preset)
+    net = ActorCritic(num_actions, preset)
 
     def act(params, key, obs, instr):
         logits, _ = net.apply(params, obs, instr)
@@ -133,7 +132,7 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
     instruction's success are imitated under its text, weighted by ``relabel_bc_coef`` in every
     minibatch's loss. Relabels also grow the instruction buffer, learned on-policy as well.
     """
-    net = ActorCritic(NUM_ACTIONS, preset)
+    net = ActorCritic(env.vec.num_actions, preset)
     n = env.num_envs
     check_minibatches(n, cfg.num_steps, cfg.num_minibatches)
 
@@ -153,7 +152,7 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
     def init(key, bank, weights, emb, hit=None) -> Runner:
         return init_runner(net, tx, env, key, bank, weights, emb, relabel.history if imitate else 0, hit)
 
-    act = make_act(cfg, preset)
+    act = make_act(cfg, preset, env.vec.num_actions)
 
     if imitate and relabel.history % cfg.num_steps:
         raise ValueError(f"replay history {relabel.history} must be a multiple of num_steps {cfg.num_steps}")
@@ -169,7 +168,7 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
             next_obs, env_state2, out = env.step(k_env, env_state, action)
             tr = Transition(obs, env_state.task, action, log_prob, value, out.reward, out.task_done,
                             out.timeout & ~out.world.done)
-            return (env_state2, next_obs), (tr, out, nearby_from_obs(next_obs) if relabel else None)
+            return (env_state2, next_obs), (tr, out, env.vec.world.nearby_from_obs(next_obs) if relabel else None)
 
         key, k_roll = jax.random.split(r.key)
         (env_state, obs), (traj, outs, nearby) = jax.lax.scan(

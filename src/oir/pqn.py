@@ -22,7 +22,6 @@ import optax
 from flax import struct
 
 from oir.env import NUM_ACTIONS, TaskEnv, task_metrics
-from oir.events import nearby_from_obs
 from oir.learn import (
     RelabelShapes,
     Runner,
@@ -113,14 +112,14 @@ def td_loss(q, action, target, weight=None):
     return 0.5 * (w * err).sum() / jnp.maximum(w.sum(), 1.0), q_a.mean()
 
 
-def make_act(cfg: PQNConfig, preset: NetPreset):
+def make_act(cfg: PQNConfig, preset: NetPreset, num_actions: int = NUM_ACTIONS):
     """``act(params, key, obs, instr) -> actions`` outside training: greedy, ``eval_epsilon`` random."""
-    net = QNetwork(NUM_ACTIONS, preset)
+    net = QNetwork(num_actions, preset)
 
     def act(params, key, obs, instr):
         k_explore, k_rand = jax.random.split(key)
         greedy = jnp.argmax(net.apply(params, obs, instr), axis=-1)
-        random = jax.random.randint(k_rand, greedy.shape, 0, NUM_ACTIONS)
+        random = jax.random.randint(k_rand, greedy.shape, 0, num_actions)
         return jnp.where(jax.random.uniform(k_explore, greedy.shape) < cfg.eval_epsilon, random, greedy)
 
     return act
@@ -134,7 +133,7 @@ def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
     ``relabel.batch`` windows, ``chunk`` the rollout's :class:`~oir.segments.Chunk` for the host,
     and the runner is donated (the replay is updated in place).
     """
-    net = QNetwork(NUM_ACTIONS, preset)
+    net = QNetwork(env.vec.num_actions, preset)
     n = env.num_envs
     if cfg.relabel_trace not in RELABEL_TRACES:
         raise ValueError(f"unknown --pqn.relabel-trace {cfg.relabel_trace!r} (choose from {', '.join(RELABEL_TRACES)})")
@@ -158,7 +157,7 @@ def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
     def init(key, bank, weights, emb, hit=None) -> Runner:
         return init_runner(net, tx, env, key, bank, weights, emb, relabel.history if relabel else 0, hit)
 
-    act = make_act(cfg, preset)
+    act = make_act(cfg, preset, env.vec.num_actions)
 
     def relabeled(r: Runner, rb: RelabelBatch) -> tuple[Transition, jax.Array]:
         """The batch's windows as transitions with their Q(lambda) targets, ``[window, B]``."""
@@ -179,12 +178,12 @@ def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
             k_explore, k_rand, k_env = jax.random.split(key, 3)
             q = net.apply(r.train.params, obs, r.emb[env_state.task])
             greedy = jnp.argmax(q, axis=-1)
-            random = jax.random.randint(k_rand, (n,), 0, NUM_ACTIONS)
+            random = jax.random.randint(k_rand, (n,), 0, env.vec.num_actions)
             action = jnp.where(jax.random.uniform(k_explore, (n,)) < eps, random, greedy)
             next_obs, env_state2, out = env.step(k_env, env_state, action)
             truncated = out.timeout & ~out.world.done
             tr = Transition(obs, env_state.task, action, out.reward, out.task_done, truncated, q.max(-1), jnp.ones(n))
-            return (env_state2, next_obs), (tr, out, nearby_from_obs(next_obs) if relabel else None)
+            return (env_state2, next_obs), (tr, out, env.vec.world.nearby_from_obs(next_obs) if relabel else None)
 
         key, k_roll = jax.random.split(r.key)
         (env_state, obs), (traj, outs, nearby) = jax.lax.scan(

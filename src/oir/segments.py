@@ -29,8 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from oir.events import NUM_EVENTS, NUM_LEVELS
-from oir.narrate import NUM_NEARBY, Segment
+from oir import worlds
+from oir.narrate import Segment
+from oir.worlds import World
 
 
 @struct.dataclass
@@ -92,9 +93,9 @@ class Chunk:
     task_done: jax.Array  # bool[T, N]
     success: jax.Array  # bool[T, N]
     world_done: jax.Array  # bool[T, N]
-    events: jax.Array  # int8[T, N, NUM_EVENTS]
-    levels: jax.Array  # int8[T, N, NUM_LEVELS]: after the step (before any world reset)
-    nearby: jax.Array  # bool[T, N, NUM_NEARBY]: seen in the next observation
+    events: jax.Array  # int8[T, N, num_events] (the world's counters)
+    levels: jax.Array  # int8[T, N, num_levels]: after the step (before any world reset)
+    nearby: jax.Array  # bool[T, N, len(nearby_names)]: seen in the next observation
     world_new: jax.Array | None = None  # bool[T, N]: a fresh world follows (the game ended); None: world_done
     # With a late-window store only: the steps themselves, kept on the host past the replay.
     obs: jax.Array | None = None  # float16[T, N, obs_dim]: seen before each action
@@ -131,9 +132,9 @@ class SegmentBatch:
     success: np.ndarray  # bool[K]
     ended: np.ndarray  # bool[K]: the game ended at its last step
     lengths: np.ndarray  # int64[K]
-    events: np.ndarray  # int8[sum(lengths), NUM_EVENTS]
-    levels: np.ndarray  # int8[sum(lengths) + K, NUM_LEVELS]
-    nearby: np.ndarray  # bool[sum(lengths) + K, NUM_NEARBY]
+    events: np.ndarray  # int8[sum(lengths), num_events]
+    levels: np.ndarray  # int8[sum(lengths) + K, num_levels]
+    nearby: np.ndarray  # bool[sum(lengths) + K, len(nearby_names)]
     obs: np.ndarray | None = None  # float16[sum(lengths), obs_dim]: with a late-window store only
     action: np.ndarray | None = None  # int8[sum(lengths)]
     # With a world span: steps at each segment's start that came before its instruction began
@@ -158,12 +159,13 @@ class SegmentBatch:
         return self.start + self.lengths - 1
 
     @classmethod
-    def empty(cls, obs_dim: int = 0) -> SegmentBatch:
+    def empty(cls, obs_dim: int = 0, world: World | str | None = None) -> SegmentBatch:
+        w = worlds.world_of(world)
         z = np.zeros(0, np.int64)
         steps = (np.zeros((0, obs_dim), np.float16), np.zeros(0, np.int8)) if obs_dim else (None, None)
         return cls(z, z, z.astype(np.int32), z.astype(bool), z.astype(bool), z,
-                   np.zeros((0, NUM_EVENTS), np.int8), np.zeros((0, NUM_LEVELS), np.int8),
-                   np.zeros((0, NUM_NEARBY), bool), *steps)
+                   np.zeros((0, w.num_events), np.int8), np.zeros((0, w.num_levels), np.int8),
+                   np.zeros((0, len(w.nearby_names)), bool), *steps)
 
     @classmethod
     def from_segments(cls, segments: list[Segment], env=None, start=None, task=None, success=None) -> SegmentBatch:
@@ -202,7 +204,7 @@ class SegmentBatch:
                             bool(self.success[k])) for k in range(len(self))]
 
     def eventful(self, first: int) -> np.ndarray:
-        """bool[K]: whether any of the first ``first`` events (the achievements) happened in it
+        """bool[K]: whether any of the first ``first`` events (all but the placements) happened in it
         (after its ``after`` steps: only those can be stated)."""
         hit = self.events[:, :first].any(axis=1).astype(np.int64)
         hit *= np.arange(len(hit)) - np.repeat(self.offsets, self.lengths) >= np.repeat(self.after, self.lengths)
@@ -247,14 +249,16 @@ class SegmentTracker:
     span = 0  # checkpoints from before world spans unpickle without one
 
     def __init__(self, num_envs: int, history: int, fresh_levels: np.ndarray, nearby0: np.ndarray, obs_dim: int = 0,
-                 span: int = 0):
+                 span: int = 0, world: World | str | None = None):
         self.n, self.h, self.span = num_envs, history, span
+        self.world = worlds.world_of(world)
+        w = self.world
         # The steps themselves too (a late-window store is on): host rings like the device replay's.
         self.obs = np.zeros((history, num_envs, obs_dim), np.float16) if obs_dim else None
         self.action = np.zeros((history, num_envs), np.int8) if obs_dim else None
-        self.events = np.zeros((history, num_envs, NUM_EVENTS), np.int8)
-        self.levels = np.zeros((history, num_envs, NUM_LEVELS), np.int8)
-        self.nearby = np.zeros((history, num_envs, NUM_NEARBY), bool)
+        self.events = np.zeros((history, num_envs, w.num_events), np.int8)
+        self.levels = np.zeros((history, num_envs, w.num_levels), np.int8)
+        self.nearby = np.zeros((history, num_envs, len(w.nearby_names)), bool)
         self.fresh = np.asarray(fresh_levels, np.int8)  # levels of every newly generated world
         self.start = np.zeros(num_envs, np.int64)
         self.start_levels = np.tile(self.fresh, (num_envs, 1))
@@ -281,7 +285,7 @@ class SegmentTracker:
             self.world_start = since[-1]
         if not k:
             self.step += t_len
-            return SegmentBatch.empty(0 if self.obs is None else self.obs.shape[-1])
+            return SegmentBatch.empty(0 if self.obs is None else self.obs.shape[-1], self.world)
         # An env may end several segments in one chunk: each after the first starts where the one
         # before it in the same env ended; the first starts where the tracker's per-env state says.
         by_env = np.lexsort((t, i))
@@ -311,8 +315,8 @@ class SegmentTracker:
         ring = _ranges(start, lengths) % self.h
         envs = np.repeat(i, lengths)
         body = np.arange(int(lengths.sum())) + np.repeat(np.arange(k), lengths) + 1  # after each start row
-        levels = np.empty((len(body) + k, NUM_LEVELS), np.int8)
-        nearby = np.empty((len(body) + k, NUM_NEARBY), bool)
+        levels = np.empty((len(body) + k, self.levels.shape[-1]), np.int8)
+        nearby = np.empty((len(body) + k, self.nearby.shape[-1]), bool)
         levels[offs + np.arange(k)], nearby[offs + np.arange(k)] = start_levels, start_nearby
         levels[body], nearby[body] = self.levels[ring, envs], self.nearby[ring, envs]
         out = SegmentBatch(i.astype(np.int64), start, chunk.task[t, i].astype(np.int32),
@@ -407,14 +411,15 @@ def save_segments(path, segments: list[Segment]) -> None:
 
     path = Path(path)
     lengths = np.array([s.length for s in segments], np.int64)
-    empty = np.zeros((0, NUM_EVENTS), np.int8)
+    w = worlds.get()  # an empty file: any world's layout reads back as no segments
+    empty = np.zeros((0, w.num_events), np.int8)
     arrays = {
         "lengths": lengths,
         "ended": np.array([s.ended for s in segments], bool),
         "after": np.array([s.after for s in segments], np.int64),
         "events": np.concatenate([s.events for s in segments]).astype(np.int16) if segments else empty,
-        "levels": np.concatenate([s.levels for s in segments]).astype(np.int16) if segments else np.zeros((0, NUM_LEVELS)),
-        "nearby": np.concatenate([s.nearby for s in segments]) if segments else np.zeros((0, NUM_NEARBY), bool),
+        "levels": np.concatenate([s.levels for s in segments]).astype(np.int16) if segments else np.zeros((0, w.num_levels)),
+        "nearby": np.concatenate([s.nearby for s in segments]) if segments else np.zeros((0, len(w.nearby_names)), bool),
     }
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
     with os.fdopen(fd, "wb") as f:

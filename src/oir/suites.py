@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from oir.tasks import SpecError, TaskSpec, first_unknown, parse_spec, short_repr
+from oir.worlds import World
 
 SPLITS = ("train", "test")
 STANDARD_SUITE = Path(__file__).resolve().parents[2] / "suites" / "standard.jsonl"
@@ -57,8 +58,9 @@ def _str_field(obj: dict, field: str, required: bool = True) -> str | None:
     return value
 
 
-def parse_line(obj: object) -> SuiteLine:
-    """Validate one decoded suite line (without its position). Raises SpecError."""
+def parse_line(obj: object, world: World | str | None = None) -> SuiteLine:
+    """Validate one decoded suite line (without its position) of a suite for ``world``
+    (default Craftax-Classic). Raises SpecError."""
     if not isinstance(obj, dict):
         raise SpecError("line", f"must be a JSON object, got {type(obj).__name__}")
     extra = first_unknown(obj, _FIELDS)
@@ -69,7 +71,7 @@ def parse_line(obj: object) -> SuiteLine:
     if "task" not in obj:
         raise SpecError("task", "missing")
     try:
-        spec = parse_spec(obj["task"])
+        spec = parse_spec(obj["task"], world)
     except SpecError as e:
         raise SpecError(f"task.{e.field}" if e.field != "task" else "task", e.message) from None
     split = obj.get("split")
@@ -83,8 +85,8 @@ def parse_line(obj: object) -> SuiteLine:
     return SuiteLine(line_id, task_id, text, spec, split, category, paraphrase, 0)  # type: ignore[arg-type]
 
 
-def check_suite(path: str | Path) -> tuple[list[SuiteLine], list[SuiteError]]:
-    """Read a suite, returning its good lines and one error for every bad line."""
+def check_suite(path: str | Path, world: World | str | None = None) -> tuple[list[SuiteLine], list[SuiteError]]:
+    """Read a suite for ``world``, returning its good lines and one error for every bad line."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -104,7 +106,7 @@ def check_suite(path: str | Path) -> tuple[list[SuiteLine], list[SuiteError]]:
             errors.append(SuiteError(path, n, "json", f"broken JSON ({msg})"))
             continue
         try:
-            item = replace(parse_line(obj), line=n)
+            item = replace(parse_line(obj, world), line=n)
         except SpecError as e:
             errors.append(SuiteError(path, n, e.field, e.message))
             continue
@@ -131,9 +133,11 @@ def _with_holdout(lines: list[SuiteLine]) -> list[SuiteLine]:
                     HELD_OUT_PARAPHRASE if x.spec.key() in train_specs else HELD_OUT_TASK) for x in lines]
 
 
-def load_suite(path: str | Path, splits: Iterable[str] | None = None) -> list[SuiteLine]:
-    """Load a suite, raising :class:`SuiteError` on the first bad line; keep ``splits`` only."""
-    lines, errors = check_suite(path)
+def load_suite(path: str | Path, splits: Iterable[str] | None = None,
+               world: World | str | None = None) -> list[SuiteLine]:
+    """Load a suite for ``world`` (default Craftax-Classic), raising :class:`SuiteError` on the
+    first bad line; keep ``splits`` only."""
+    lines, errors = check_suite(path, world)
     if errors:
         raise errors[0]
     if splits is not None:

@@ -28,6 +28,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 import jax
@@ -35,7 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from oir.events import COUNTER_INDEX, NUM_COUNTERS, NUM_EVENTS
+from oir import worlds
+from oir.worlds import World
 
 MAX_ALL = 8  # clauses in "all" (the JAX evaluator uses fixed-size arrays)
 MAX_NONE = 4  # clauses in "none"
@@ -76,6 +78,9 @@ class TaskSpec:
     ordered: bool = False
     none: tuple[Clause, ...] = ()
     within: int | None = None
+    # The world whose counters the clauses name (oir.worlds): the same JSON means the same task
+    # in any world that has its counters, so equality and key() leave it out.
+    world: str = dataclass_field(default=worlds.DEFAULT, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"all": [c.to_json() for c in self.all]}
@@ -159,7 +164,16 @@ def _count(value: Any, field: str, lo: int, hi: int) -> int:
     return value
 
 
-def _clause(obj: Any, field: str) -> Clause:
+def _unknown_counter(counter: str, world: World) -> str:
+    """Why ``counter`` is refused in ``world``: another world's counter, or none at all."""
+    for name in worlds.NAMES:
+        if name != world.name and counter in worlds.get(name).counter_index:
+            return (f"counter {short_repr(counter)} belongs to the {name} world, not {world.name} "
+                    f"(see `oir tasks list --env {world.name}`)")
+    return f"unknown counter {short_repr(counter)} (see `oir tasks list --env {world.name}`)"
+
+
+def _clause(obj: Any, field: str, world: World) -> Clause:
     if not isinstance(obj, dict):
         raise SpecError(field, f"must be an object with 'counter' and 'at_least', got {type(obj).__name__}")
     extra = first_unknown(obj, ("counter", "at_least", "at_most"))
@@ -168,8 +182,8 @@ def _clause(obj: Any, field: str) -> Clause:
     counter = obj.get("counter")
     if not isinstance(counter, str):
         raise SpecError(f"{field}.counter", "missing or not a string")
-    if counter not in COUNTER_INDEX:
-        raise SpecError(f"{field}.counter", f"unknown counter {short_repr(counter)} (see `oir tasks list`)")
+    if counter not in world.counter_index:
+        raise SpecError(f"{field}.counter", _unknown_counter(counter, world))
     has_least, has_most = "at_least" in obj, "at_most" in obj
     if has_least == has_most:
         raise SpecError(field, "needs exactly one of 'at_least' or 'at_most'")
@@ -178,16 +192,18 @@ def _clause(obj: Any, field: str) -> Clause:
     return Clause(counter, at_most=_count(obj["at_most"], f"{field}.at_most", 0, MAX_COUNT))
 
 
-def _clauses(obj: Any, field: str, limit: int) -> tuple[Clause, ...]:
+def _clauses(obj: Any, field: str, limit: int, world: World) -> tuple[Clause, ...]:
     if not isinstance(obj, list):
         raise SpecError(field, f"must be a list of clauses, got {type(obj).__name__}")
     if len(obj) > limit:
         raise SpecError(field, f"has {len(obj)} clauses, at most {limit} are supported")
-    return tuple(_clause(c, f"{field}[{i}]") for i, c in enumerate(obj))
+    return tuple(_clause(c, f"{field}[{i}]", world) for i, c in enumerate(obj))
 
 
-def parse_spec(obj: Any) -> TaskSpec:
-    """Parse and validate a spec (a dict, or JSON text). Raises :class:`SpecError`."""
+def parse_spec(obj: Any, world: World | str | None = None) -> TaskSpec:
+    """Parse and validate a spec (a dict, or JSON text) against ``world``'s counters (default
+    Craftax-Classic). Raises :class:`SpecError`."""
+    world = worlds.world_of(world)
     if isinstance(obj, str | bytes):
         try:
             obj = json.loads(obj)
@@ -200,7 +216,7 @@ def parse_spec(obj: Any) -> TaskSpec:
         raise SpecError(extra, "unknown field (expected all, ordered, none, within)")
     if "all" not in obj:
         raise SpecError("all", "missing (a spec needs at least one clause in 'all')")
-    all_ = _clauses(obj["all"], "all", MAX_ALL)
+    all_ = _clauses(obj["all"], "all", MAX_ALL, world)
     if not all_:
         raise SpecError("all", "is empty (a spec needs at least one clause)")
     ordered = obj.get("ordered", False)
@@ -209,11 +225,11 @@ def parse_spec(obj: Any) -> TaskSpec:
     if not isinstance(ordered, bool):
         raise SpecError("ordered", f"must be true or false, got {short_repr(ordered)}")
     none = obj.get("none")
-    none = () if none is None else _clauses(none, "none", MAX_NONE)
+    none = () if none is None else _clauses(none, "none", MAX_NONE, world)
     within = obj.get("within")
     if within is not None:
         within = _count(within, "within", 1, MAX_WITHIN)
-    return TaskSpec(all=all_, ordered=ordered, none=none, within=within)
+    return TaskSpec(all=all_, ordered=ordered, none=none, within=within, world=world.name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,8 +296,9 @@ def _bank(spec: TaskSpec) -> np.ndarray:
     bounds. Made once per spec."""
     bank = spec.__dict__.get("_bank")
     if bank is None:
-        bank = np.array([(COUNTER_INDEX[cl.counter], -_BIG, cl.at_most) if cl.at_most is not None
-                         else (COUNTER_INDEX[cl.counter], cl.at_least, _BIG) for cl in (*spec.all, *spec.none)],
+        index = worlds.get(spec.world).counter_index
+        bank = np.array([(index[cl.counter], -_BIG, cl.at_most) if cl.at_most is not None
+                         else (index[cl.counter], cl.at_least, _BIG) for cl in (*spec.all, *spec.none)],
                         np.int64).reshape(-1, 3).T
         object.__setattr__(spec, "_bank", bank)
     return bank
@@ -339,6 +356,10 @@ class TaskBank:
         """Like :meth:`from_specs`, with numpy leaves: host-side packing that never waits on the device."""
         m = max(capacity or 0, len(specs), 1)
 
+        kinds = {s.world for s in specs}
+        if len(kinds) > 1:
+            raise ValueError(f"a bank holds one world's specs, got {sorted(kinds)}")
+
         def pack(clause_lists: list[tuple[Clause, ...]], width: int):
             idx = np.zeros((m, width), np.int32)
             thr = np.zeros((m, width), np.int32)
@@ -346,7 +367,7 @@ class TaskBank:
             valid = np.zeros((m, width), bool)
             for r, clauses in enumerate(clause_lists):
                 for k, c in enumerate(clauses):
-                    idx[r, k] = COUNTER_INDEX[c.counter]
+                    idx[r, k] = worlds.get(specs[r].world).counter_index[c.counter]
                     below = c.at_most is not None
                     thr[r, k] = c.at_most if below else c.at_least
                     sign[r, k] = -1 if below else 1
@@ -371,14 +392,15 @@ class TaskBank:
 class Progress:
     """Where one env (or a batch, with a leading axis) stands on its current task."""
 
-    counts: jax.Array  # int32[NUM_EVENTS]: events since the instruction
+    counts: jax.Array  # int32[num_events]: events since the instruction
     latched: jax.Array  # bool[MAX_ALL]
     t: jax.Array  # int32: steps since the instruction
 
 
-def progress_init(batch_shape: tuple[int, ...] = ()) -> Progress:
+def progress_init(batch_shape: tuple[int, ...] = (), num_events: int | None = None) -> Progress:
+    """No progress; ``num_events`` is the world's (default Craftax-Classic's)."""
     return Progress(
-        counts=jnp.zeros((*batch_shape, NUM_EVENTS), jnp.int32),
+        counts=jnp.zeros((*batch_shape, num_events or worlds.get().num_events), jnp.int32),
         latched=jnp.zeros((*batch_shape, MAX_ALL), bool),
         t=jnp.zeros(batch_shape, jnp.int32),
     )
@@ -415,7 +437,7 @@ def progress_step(
 
 def progress_restart(prog: Progress, mask: jax.Array) -> Progress:
     """Zero the progress of the envs where ``mask`` holds (a new instruction starts)."""
-    fresh = progress_init(mask.shape)
+    fresh = progress_init(mask.shape, prog.counts.shape[-1])
 
     def pick(new, old):
         return jnp.where(mask.reshape(mask.shape + (1,) * (old.ndim - mask.ndim)), new, old)
@@ -426,9 +448,8 @@ def progress_restart(prog: Progress, mask: jax.Array) -> Progress:
 def counters_from_trace(events: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """Counter vectors for the Python evaluator from per-step events and levels.
 
-    ``events`` is [T, NUM_EVENTS] (per step), ``levels`` [T, NUM_LEVELS]; the result is
-    [T, NUM_COUNTERS] with events cumulative from the first row.
+    ``events`` is [T, num_events] (per step), ``levels`` [T, num_levels] of one world; the
+    result is [T, num_counters] with events cumulative from the first row.
     """
-    out = np.concatenate([np.cumsum(events, axis=0), levels], axis=1)
-    assert out.shape[1] == NUM_COUNTERS
-    return out
+    worlds.of_layout(events.shape[1], levels.shape[1])  # a known world's layout
+    return np.concatenate([np.cumsum(events, axis=0), levels], axis=1)

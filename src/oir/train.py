@@ -29,14 +29,14 @@ from typing import Any
 
 import jax
 
-from oir import ellm, jaxcache, ppo, pqn
+from oir import ellm, jaxcache, ppo, pqn, worlds
 from oir.checkpoint import CheckpointError, Checkpoints, committed_steps, save_params
 from oir.curves import training_eval_episodes
 from oir.devices import DeviceError, data_parallel, make_mesh, to_host
 from oir.encode import ENCODERS, make_encoder
 from oir.env import TaskEnv, VecEnv
 from oir.evaluate import report, run_suite, text_policy
-from oir.events import ACHIEVEMENTS, levels_of, nearby_from_obs
+from oir.events import levels_of, nearby_from_obs
 from oir.hindsight import Hindsight, RelabelingConfig, late_store_mb
 from oir.learn import RelabelShapes
 from oir.llm import JSON_MODES
@@ -69,6 +69,9 @@ class TrainConfig:
     # given beside it override it
     preset: str = "oir"
     algo: str = "ppo"  # the learner: ppo or pqn
+    # The world: classic (Craftax-Classic) or full (full Craftax, Craftax-Symbolic-v1; its suite is
+    # suites/full.jsonl unless --suite names another)
+    env: str = "classic"
     # Where instructions come from: narrator (OIR, the offline rule-based relabeler; not a language
     # model), llm or narrator+llm (OIR with an LLM relabeler, needs --llm-url), or none (the
     # no-relabel baseline: only the suite's train lines)
@@ -236,6 +239,8 @@ def validate(cfg: TrainConfig) -> None:
 
     need(cfg.preset in PRESETS or cfg.preset == "", f"unknown --preset {cfg.preset!r} (choose from {', '.join(PRESETS)})")
     need(cfg.algo in ALGOS, f"unknown --algo {cfg.algo!r} (choose from {', '.join(ALGOS)})")
+    need(cfg.env in worlds.NAMES, f"unknown --env {cfg.env!r} (choose from {', '.join(worlds.NAMES)})")
+    need(cfg.env == worlds.DEFAULT or not cfg.suggest, "--suggest (ELLM) has goals for Craftax-Classic only (--env classic)")
     need(0.0 <= cfg.labels <= 1.0, f"--labels must be a share in [0, 1], got {cfg.labels}")
     need(cfg.labels > 0 or cfg.relabel != "none" or bool(cfg.suggest),
          "--relabel none trains on human labels only: it needs --labels above 0")
@@ -401,8 +406,17 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
     return summary
 
 
+def with_world_suite(cfg: TrainConfig) -> TrainConfig:
+    """A run in another world than Craftax-Classic trains on that world's suite unless told
+    otherwise (the Classic suite is the --suite default)."""
+    if cfg.env in worlds.NAMES and cfg.env != worlds.DEFAULT and cfg.suite == STANDARD_SUITE:
+        return replace(cfg, suite=worlds.get(cfg.env).suite)
+    return cfg
+
+
 def _checked(cfg: TrainConfig) -> TrainConfig:
     """The config, validated; a run of several processes relabels synchronously in each."""
+    cfg = with_world_suite(cfg)
     validate(cfg)
     if cfg.num_processes == 1:
         return cfg
@@ -429,10 +443,10 @@ def _run_dir(cfg: TrainConfig, resume: bool) -> Path:
 
 def _setup(cfg: TrainConfig, out: Path, resume: bool) -> _Run:
     """The env, the learner, the relabeling loop and the first runner."""
-    suite, encoder = load_suite(cfg.suite), make_encoder(cfg.encoder)
+    suite, encoder = load_suite(cfg.suite, world=cfg.env), make_encoder(cfg.encoder)
     algo_cfg = getattr(cfg, cfg.algo)
     suggester = _llm_suggester(cfg, encoder) if cfg.suggest == "llm" else None
-    env = TaskEnv(VecEnv(cfg.num_envs), cfg.max_task_steps, ellm.suggest if cfg.suggest else None,
+    env = TaskEnv(VecEnv(cfg.num_envs, world=cfg.env), cfg.max_task_steps, ellm.suggest if cfg.suggest else None,
                   ellm.empty_table() if suggester else None, cfg.achievement_bonus, cfg.achievement_bonus_counts)
     per_update = cfg.num_envs * algo_cfg.num_steps
     num_updates = math.ceil(cfg.steps / per_update)
@@ -461,7 +475,7 @@ def _setup(cfg: TrainConfig, out: Path, resume: bool) -> _Run:
 def _begin(run: _Run) -> tuple[int, float]:
     """A new run: the relabeling loop starts cutting segments. ``(updates done, wall time before)``."""
     if run.hs:
-        run.hs.start(run.runner, to_host(levels_of(jax.tree.map(lambda x: x[0], run.runner.env.vec.pool))),
+        run.hs.start(run.runner, to_host(run.env.vec.world.levels_of(jax.tree.map(lambda x: x[0], run.runner.env.vec.pool))),
                      late_mb=late_store_mb(run.cfg.relabeling, run.cfg.relabel, _trains_windows(run.cfg)))
     return 0, 0.0
 
@@ -569,7 +583,7 @@ def _summary(run: _Run, wall_s: float, checkpoint_s: float, resumed_after: int |
                           "train_lines": 0 if cfg.suggest else len(_train_lines(cfg, run.suite, required=False))}}
     if run.runner.env.unlocks is not None:  # the count-based bonus's counts: how often each achievement was found
         counts = [int(c) for c in to_host(run.runner.env.unlocks)]
-        summary["achievement_unlocks"] = dict(zip(ACHIEVEMENTS, counts, strict=True))
+        summary["achievement_unlocks"] = dict(zip(run.env.vec.world.achievements, counts, strict=True))
     if cfg.suggest:
         summary["suggester"] = SUGGESTER_NAMES[cfg.suggest]
     if run.suggester:
@@ -612,7 +626,7 @@ def _during_eval(cfg: TrainConfig, encoder, act):
     """``params -> metrics`` for training-time evaluation: the same code as ``oir eval``."""
     from oir.evaluate import summarize
 
-    lines = load_suite(cfg.eval_suite or cfg.suite)
+    lines = load_suite(cfg.eval_suite or cfg.suite, world=cfg.env)
     emb = encoder.encode([x.text for x in lines])
 
     episodes = training_eval_episodes(asdict(cfg))
@@ -775,7 +789,8 @@ def _make_relabeler(cfg: TrainConfig):
 
 
 def _hindsight(cfg: TrainConfig, encoder) -> Hindsight:
-    return Hindsight(cfg.relabeling, _make_relabeler(cfg), encoder, cfg.num_envs, cfg.reward, cfg.delta, cfg.seed)
+    return Hindsight(cfg.relabeling, _make_relabeler(cfg), encoder, cfg.num_envs, cfg.reward, cfg.delta, cfg.seed,
+                     world=cfg.env)
 
 
 def _ellm_goals(cfg: TrainConfig, encoder):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -120,6 +120,11 @@ class World:
 
     def make_env(self) -> Any:
         return self.module.make_env()
+
+    @cached_property
+    def num_actions(self) -> int:
+        env = self.make_env()
+        return int(env.action_space(env.default_params).n)
 
     def make_renderer(self, pixels: int) -> Callable:
         return self.module.make_renderer(pixels)
