@@ -120,7 +120,9 @@ class Relabel:
 
 @dataclass
 class TasksList:
-    """Print the counter vocabulary that task specs may use."""
+    """Print the counter vocabulary that task specs may use in a world."""
+
+    env: str = "classic"  # the world: classic (Craftax-Classic) or full (full Craftax)
 
 
 @dataclass
@@ -128,16 +130,19 @@ class TasksCheck:
     """Validate a suite file: one line per bad suite line, non-zero exit if any."""
 
     file: tyro.conf.Positional[Path]
+    # the world whose counters the specs name: classic or full ("": the world whose standard suite
+    # FILE is, else classic)
+    env: str = ""
 
 
 @dataclass
 class Tasks:
     """Task specs and instruction suites."""
 
-    cmd: (
+    cmd: tyro.conf.OmitArgPrefixes[
         Annotated[TasksList, tyro.conf.subcommand("list", prefix_name=False)]
         | Annotated[TasksCheck, tyro.conf.subcommand("check", prefix_name=False)]
-    )
+    ]
 
 
 @dataclass
@@ -185,11 +190,38 @@ Command = (
 )
 
 
-def tasks_list(console: Console) -> None:
-    from oir.events import COUNTERS
+def _world(name: str):
+    """The world called ``name`` (--env), or one error line."""
+    from oir import worlds
 
+    try:
+        return worlds.get(name)
+    except worlds.WorldError as e:
+        raise CliError(f"--env: {e}") from None
+
+
+def _suite_world(path: Path, env: str):
+    """The world a suite is checked against: --env, else the world whose standard suite it is."""
+    from oir import worlds
+
+    if env:
+        return _world(env)
+    return next((worlds.get(n) for n in worlds.NAMES if _same_path(path, worlds.get(n).suite)), worlds.get())
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def tasks_list(cfg: TasksList, console: Console) -> None:
+    world = _world(cfg.env)
+    COUNTERS = world.counters
     # Plain aligned text, so it greps and pipes.
-    print(f"# {len(COUNTERS)} counters. Events count from the moment the instruction is given;")
+    print(f"# {len(COUNTERS)} counters of {world.env_id} (--env {world.name}). Events count from the moment "
+          "the instruction is given;")
     print("# levels are current values. Clause: {\"counter\": NAME, \"at_least\": N} (or \"at_most\").")
     width = max(len(c.name) for c in COUNTERS)
     for c in COUNTERS:
@@ -199,7 +231,8 @@ def tasks_list(console: Console) -> None:
 def tasks_check(cfg: TasksCheck, console: Console) -> int:
     from oir.suites import check_suite
 
-    lines, errors = check_suite(cfg.file)
+    world = _suite_world(cfg.file, cfg.env)
+    lines, errors = check_suite(cfg.file, world)
     for e in errors:
         print(f"oir: error: {e}", file=sys.stderr)
     if errors:
@@ -207,7 +240,7 @@ def tasks_check(cfg: TasksCheck, console: Console) -> int:
         return 1
     tasks = {x.task_id for x in lines}
     splits = {s: sum(x.split == s for x in lines) for s in ("train", "test")}
-    console.print(f"{cfg.file}: OK, {len(lines)} lines, {len(tasks)} tasks, "
+    console.print(f"{cfg.file}: OK for {world.env_id} (--env {world.name}), {len(lines)} lines, {len(tasks)} tasks, "
                   f"{splits['train']} train / {splits['test']} test lines")
     return 0
 
@@ -651,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(cmd, Llm):
             return llm_cmd(cmd.cmd, console)
         if isinstance(cmd.cmd, TasksList):
-            tasks_list(console)
+            tasks_list(cmd.cmd, console)
             return 0
         return tasks_check(cmd.cmd, console)
     except (CliError, SuiteError, SpecError, ConfigError) as e:
@@ -663,6 +696,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("oir: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `oir tasks list | head`: the reader has what it wanted
+        sys.stdout = None  # nothing more to flush into the closed pipe at exit
+        return 0
 
 
 def entry() -> None:

@@ -24,6 +24,7 @@ from typing import Literal
 
 import numpy as np
 
+from oir import worlds
 from oir.curves import training_eval_episodes
 from oir.relabel import LLM_RELABELS
 from oir.suites import HELD_OUT_PARAPHRASE, HELD_OUT_TASK, STANDARD_SUITE, SuiteLine, load_suite
@@ -264,7 +265,7 @@ def _ensure_evaluated(cfg: CompareConfig, run: Path, say) -> dict:
             was["suite"] = settings["suite"]
         if was == settings:
             return saved
-    lines = load_suite(cfg.suite, None if cfg.split == "all" else [cfg.split])
+    lines = load_suite(cfg.suite, None if cfg.split == "all" else [cfg.split], world=cfg.train.env)
     t0 = time.perf_counter()
     results = run_suite(lines, policy_from_run(run, [x.text for x in lines]), episodes=cfg.episodes,
                         max_steps=cfg.max_steps, seed=10_000)  # the same worlds for every run
@@ -290,6 +291,10 @@ def compare(cfg: CompareConfig, say=print, command: str = "") -> Path:
     if cfg.steps < 1 or cfg.episodes < 1 or cfg.max_steps < 1 or cfg.curve_episodes < 1 or cfg.eval_every < 0:
         raise ConfigError("--steps, --episodes, --max-steps and --curve-episodes must be at least 1, "
                           "--eval-every at least 0")
+    if cfg.train.env not in worlds.NAMES:
+        raise ConfigError(f"unknown --train.env {cfg.train.env!r} (choose from {', '.join(worlds.NAMES)})")
+    if cfg.train.env != worlds.DEFAULT and cfg.suite == STANDARD_SUITE:  # the world's own suite
+        cfg = replace(cfg, suite=worlds.get(cfg.train.env).suite)
     skipped = {}
     if not cfg.llm_url:
         asks_llm = [m for m in methods if method_config(m).get("relabel") in LLM_RELABELS or method_config(m).get("suggest") == "llm"]
@@ -380,7 +385,7 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
            f"{_cpus()} CPU(s), {_device()}. Final evaluation: the {split} split of `{cfg.suite.name}`, "
            f"{cfg.episodes} episode(s) per line, cap {cfg.max_steps} steps, the same worlds for every run. "
            f"{_labels_line(cfg)}", ""]
-    suite = load_suite(cfg.suite)
+    suite = load_suite(cfg.suite, world=cfg.train.env)
     holdout = _holdout_rates(suite, runs)
     md += [f"## Success on the {split} split (mean ± std over seeds)", ""]
     md += ["**Held-out tasks** are test tasks whose spec no train line has: no method trained on them. "

@@ -168,8 +168,7 @@ def _unknown_counter(counter: str, world: World) -> str:
     """Why ``counter`` is refused in ``world``: another world's counter, or none at all."""
     for name in worlds.NAMES:
         if name != world.name and counter in worlds.get(name).counter_index:
-            return (f"counter {short_repr(counter)} belongs to the {name} world, not {world.name} "
-                    f"(see `oir tasks list --env {world.name}`)")
+            return f"counter {short_repr(counter)} belongs to the {name} world, not {world.name} (--env {name})"
     return f"unknown counter {short_repr(counter)} (see `oir tasks list --env {world.name}`)"
 
 
