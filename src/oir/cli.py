@@ -44,6 +44,9 @@ class Demo:
 
     steps: int = 300_000  # env steps of the live run (0: skip it)
     preset: str = "oir"  # the live run's training preset (oir.presets): oir, labelled, zero-label, ...
+    # the world: classic (Craftax-Classic) or full (full Craftax: its suite, a live run only, since
+    # the shipped agents are Classic ones)
+    env: str = "classic"
     encoder: Literal["minilm", "hash"] = "minilm"
     num_envs: int = 64
     suite: Path = STANDARD_SUITE
@@ -66,7 +69,7 @@ class Eval:
     """
 
     run: Path  # an `oir train` run dir, or a shipped agent dir (agents/NAME)
-    suite: Path = STANDARD_SUITE
+    suite: Path | None = None  # default: the standard suite of the run's world (its config's env)
     split: Literal["all", "train", "test"] = "test"
     episodes: int = 4  # fresh worlds per suite line
     max_steps: int = 1000  # episode cap for tasks without a `within` budget
@@ -297,7 +300,7 @@ def _describe_shipped(path: Path) -> str:
 
 def demo(cfg: Demo, console: Console) -> int:
     from oir import jaxcache
-    from oir.evaluate import holdout_line, random_policy, report, run_suite, summarize
+    from oir.evaluate import holdout_line, random_policy_for, report, run_suite, summarize
     from oir.policy import policy_from_run
     from oir.suites import HELD_OUT_TASK, load_suite
     from oir.train import train
@@ -305,9 +308,15 @@ def demo(cfg: Demo, console: Console) -> int:
     if cfg.episodes < 1 or cfg.max_steps < 1 or cfg.steps < 0:
         raise CliError("--episodes and --max-steps must be at least 1, --steps at least 0")
     jaxcache.enable()
-    lines = load_suite(cfg.suite, None if cfg.split == "all" else [cfg.split])
+    world = _world(cfg.env)
+    if world.name != "classic" and cfg.suite == STANDARD_SUITE:
+        cfg = replace(cfg, suite=world.suite)
+    lines = load_suite(cfg.suite, None if cfg.split == "all" else [cfg.split], world=world)
     texts = [x.text for x in lines]
-    shipped = _shipped(cfg.agents)
+    shipped = _shipped(cfg.agents) if world.name == "classic" else {}
+    if world.name != "classic":
+        console.print(f"{world.env_id}: the shipped agents are Craftax-Classic ones, so only the live run and a "
+                      "random agent are evaluated", soft_wrap=True, highlight=False)
     try:
         agents = {name: policy_from_run(path, texts) for name, path in shipped.items()}
     except (FileNotFoundError, ValueError) as e:  # a damaged shipped agent: one line
@@ -317,7 +326,8 @@ def demo(cfg: Demo, console: Console) -> int:
                       soft_wrap=True, highlight=False)
     try:
         tcfg = replace(presets.apply(TrainConfig(), cfg.preset), steps=max(cfg.steps, 1), num_envs=cfg.num_envs,
-                       seed=cfg.seed, out=cfg.out, suite=cfg.suite, encoder=cfg.encoder, eval_episodes=0)
+                       seed=cfg.seed, out=cfg.out, suite=cfg.suite, encoder=cfg.encoder, eval_episodes=0,
+                       env=world.name)
     except ValueError as e:
         raise CliError(str(e)) from None
     live = f"{tcfg.algo.upper()} {cfg.preset}, live"
@@ -334,7 +344,7 @@ def demo(cfg: Demo, console: Console) -> int:
                           "of the training thread", soft_wrap=True, highlight=False)
         agents[live] = policy_from_run(cfg.out, texts)
     if cfg.baseline:
-        agents["random"] = random_policy
+        agents["random"] = random_policy_for(world.num_actions)
     if not agents:
         raise CliError(f"nothing to evaluate: no shipped agents in {cfg.agents}, --steps 0 and --no-baseline")
 
@@ -377,17 +387,19 @@ def demo(cfg: Demo, console: Console) -> int:
 
 def eval_cmd(cfg: Eval, console: Console) -> int:
     from oir import jaxcache
-    from oir.policy import policy_from_run
+    from oir.policy import load_run
     from oir.suites import load_suite
 
     jaxcache.enable()
     check_writable(cfg.out)
-    lines = load_suite(cfg.suite, None if cfg.split == "all" else [cfg.split])
     try:
-        policy = policy_from_run(cfg.run, [x.text for x in lines])
+        run_cfg, policy_of = load_run(cfg.run)
     except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e)) from None
-    return _suite_run(console, lines, policy, f"oir eval: {cfg.run}", cfg)
+    world = _world(run_cfg.env)  # the run's world: no flag needed
+    cfg = replace(cfg, suite=cfg.suite or world.suite)
+    lines = load_suite(cfg.suite, None if cfg.split == "all" else [cfg.split], world=world)
+    return _suite_run(console, lines, policy_of([x.text for x in lines]), f"oir eval: {cfg.run} ({world.env_id})", cfg)
 
 
 def export_cmd(cfg: Export, console: Console) -> int:

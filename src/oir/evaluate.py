@@ -24,8 +24,16 @@ from oir.suites import HELD_OUT_PARAPHRASE, HELD_OUT_TASK, SuiteLine
 Policy = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 
 
-def random_policy(key: jax.Array, obs: jax.Array, line: jax.Array) -> jax.Array:
-    return jax.random.randint(key, (obs.shape[0],), 0, NUM_ACTIONS)
+def random_policy_for(num_actions: int) -> Policy:
+    """A uniformly random policy over a world's ``num_actions`` actions."""
+
+    def act(key: jax.Array, obs: jax.Array, line: jax.Array) -> jax.Array:
+        return jax.random.randint(key, (obs.shape[0],), 0, num_actions)
+
+    return act
+
+
+random_policy = random_policy_for(NUM_ACTIONS)  # Craftax-Classic's
 
 
 def noop_policy(key: jax.Array, obs: jax.Array, line: jax.Array) -> jax.Array:
