@@ -133,11 +133,15 @@ class World:
         return f"World({self.name!r})"
 
 
-@cache
 def get(name: str = DEFAULT) -> World:
     """The world called ``name`` (``--env``); WorldError names the known ones."""
     if name not in _MODULES:
         raise WorldError(f"unknown world {name!r}; choose from {', '.join(NAMES)}")
+    return _load(name)
+
+
+@cache
+def _load(name: str) -> World:  # one World per name, however it was asked for
     module, env_id, suite = _MODULES[name]
     return World(name, env_id, importlib.import_module(module), _SUITES / suite)
 
