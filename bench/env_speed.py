@@ -1,16 +1,18 @@
 """Env throughput: the raw Craftax step, Craftax's own auto-reset, and our task env, one run.
 
     .venv/bin/python bench/env_speed.py --num-envs 64 --steps 256 --repeats 3
+    .venv/bin/python bench/env_speed.py --env full    # full Craftax (Craftax-Symbolic-v1)
 
-Each variant steps ``num_envs`` Craftax-Classic-Symbolic envs with uniform random actions inside
+Each variant steps ``num_envs`` symbolic envs of one world with uniform random actions inside
 one jitted ``lax.scan`` of ``steps`` steps. The first call (compile) is timed apart; steps/s is
 the best of ``repeats`` timed calls after it, with ``block_until_ready``.
 
 * raw: ``step_env`` vmapped, no reset at all (dead envs keep stepping): the ceiling.
-* naive auto-reset: Craftax's ``CraftaxClassicSymbolicEnv``, which generates a new world for
-  every env on every step and keeps it only where the episode ended.
+* naive auto-reset: Craftax's auto-resetting env (``CraftaxClassicSymbolicEnv``,
+  ``CraftaxSymbolicEnv``), which generates a new world for every env on every step and keeps it
+  only where the episode ended.
 * oir TaskEnv: our env with event counters, optimistic resets from a world pool, and every env
-  checking its own task from the standard suite each step.
+  checking its own task from the world's standard suite each step.
 """
 
 from __future__ import annotations
@@ -20,14 +22,10 @@ from dataclasses import dataclass
 
 import jax
 import tyro
-from craftax.craftax_classic.envs.craftax_symbolic_env import (
-    CraftaxClassicSymbolicEnv,
-    CraftaxClassicSymbolicEnvNoAutoReset,
-)
 
-from oir import jaxcache
-from oir.env import NUM_ACTIONS, TaskEnv, VecEnv
-from oir.suites import STANDARD_SUITE, load_suite
+from oir import jaxcache, worlds
+from oir.env import TaskEnv, VecEnv
+from oir.suites import load_suite
 from oir.tasks import TaskBank
 
 
@@ -37,15 +35,26 @@ class Args:
     steps: int = 256  # steps per jitted call
     repeats: int = 3  # timed calls after the compile call
     seed: int = 0
+    env: str = "classic"  # the world: classic or full
 
 
-def _rollout(step_fn, num_envs: int, steps: int):
+def _auto_reset_env(world: worlds.World):
+    if world.name == "full":
+        from craftax.craftax.envs.craftax_symbolic_env import CraftaxSymbolicEnv
+
+        return CraftaxSymbolicEnv()
+    from craftax.craftax_classic.envs.craftax_symbolic_env import CraftaxClassicSymbolicEnv
+
+    return CraftaxClassicSymbolicEnv()
+
+
+def _rollout(step_fn, num_envs: int, steps: int, num_actions: int):
     """jit(scan) of ``steps`` random-action steps; ``step_fn(key, state, action) -> state``."""
 
     def run(key, state):
         def body(state, k):
             k_act, k_step = jax.random.split(k)
-            action = jax.random.randint(k_act, (num_envs,), 0, NUM_ACTIONS)
+            action = jax.random.randint(k_act, (num_envs,), 0, num_actions)
             return step_fn(k_step, state, action), None
 
         state, _ = jax.lax.scan(body, state, jax.random.split(key, steps))
@@ -73,25 +82,27 @@ def main(args: Args) -> None:
     jaxcache.enable()
     n = args.num_envs
     key = jax.random.PRNGKey(args.seed)
-    print(f"Craftax-Classic-Symbolic, {n} envs, {args.steps} steps per call, jax {jax.__version__}, {jax.devices()[0].platform}")
+    world = worlds.get(args.env)
+    a = world.num_actions
+    print(f"{world.env_id}, {n} envs, {args.steps} steps per call, jax {jax.__version__}, {jax.devices()[0].platform}")
 
-    raw_env = CraftaxClassicSymbolicEnvNoAutoReset()
+    raw_env = world.make_env()
     params = raw_env.default_params
     _, raw_state = jax.vmap(raw_env.reset_env, in_axes=(0, None))(jax.random.split(key, n), params)
     raw_step = jax.vmap(lambda k, s, a: raw_env.step_env(k, s, a, params)[1])
     raw = _measure("raw step (no reset)", _rollout(
-        lambda k, s, a: raw_step(jax.random.split(k, n), s, a), n, args.steps), raw_state, args)
+        lambda k, s, a: raw_step(jax.random.split(k, n), s, a), n, args.steps, a), raw_state, args)
 
-    auto_env = CraftaxClassicSymbolicEnv()
+    auto_env = _auto_reset_env(world)
     auto_step = jax.vmap(lambda k, s, a: auto_env.step(k, s, a, params)[1])
     naive = _measure("naive auto-reset (craftax)", _rollout(
-        lambda k, s, a: auto_step(jax.random.split(k, n), s, a), n, args.steps), raw_state, args)
+        lambda k, s, a: auto_step(jax.random.split(k, n), s, a), n, args.steps, a), raw_state, args)
 
-    env = TaskEnv(VecEnv(n))
-    bank = TaskBank.from_specs([x.spec for x in load_suite(STANDARD_SUITE)])
+    env = TaskEnv(VecEnv(n, world=world))
+    bank = TaskBank.from_specs([x.spec for x in load_suite(world.suite, world=world)])
     _, task_state = jax.jit(env.reset)(key, bank)
     ours = _measure("oir TaskEnv (counters + tasks)", _rollout(
-        lambda k, s, a: env.step(k, s, a)[1], n, args.steps), task_state, args)
+        lambda k, s, a: env.step(k, s, a)[1], n, args.steps, a), task_state, args)
 
     print(f"\noir / naive = {ours['sps'] / naive['sps']:.1f}x   (goal >= 8x)")
     print(f"oir / raw   = {ours['sps'] / raw['sps']:.2f}x  (goal >= 0.85x)")

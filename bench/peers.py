@@ -115,8 +115,9 @@ def run_cb(
     num_envs: int = 64,
     seed: int = 0,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    env_name: str = ENV_NAME,
 ) -> dict:
-    """Craftax_Baselines ``ppo.py`` (PPO, its defaults) on Craftax-Classic-Symbolic."""
+    """Craftax_Baselines ``ppo.py`` (PPO, its defaults) on Craftax-Classic-Symbolic (or ``env_name``)."""
     name = "cb_ppo"
     cb_dir, cb_python = Path(cb_dir), Path(cb_python)
     eff = _effective_steps(steps, num_envs, CB_NUM_STEPS)
@@ -124,7 +125,7 @@ def run_cb(
         return _result(name, eff, error=f"skipped, {why}")
     cmd = [
         str(cb_python), CB_SCRIPT,
-        "--env_name", ENV_NAME,
+        "--env_name", env_name,
         "--num_envs", str(num_envs),
         "--total_timesteps", str(steps),
         "--no-use_wandb",

@@ -26,7 +26,9 @@ from pathlib import Path
 import tyro
 
 sys.path.insert(0, str(Path(__file__).parent))
-from peers import _run, run_peers
+from peers import _run, run_cb, run_peers
+
+from oir import worlds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,6 +44,7 @@ class Args:
     pjq_python: Path = Path("/tmp/pjqvenv/bin/python")
     skip_peers: bool = False
     encoder: str = "minilm"
+    env: str = "classic"  # the world: classic or full (full Craftax: PPO and the default against Craftax_Baselines)
 
 
 def run_ours(name: str, extra: list[str], args: Args) -> dict:
@@ -49,7 +52,7 @@ def run_ours(name: str, extra: list[str], args: Args) -> dict:
     oir = Path(sys.executable).with_name("oir")
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [str(oir), "train", "--steps", str(args.steps), "--num-envs", str(args.num_envs),
-               "--seed", str(args.seed), "--encoder", args.encoder, "--eval-episodes", "0",
+               "--seed", str(args.seed), "--encoder", args.encoder, "--eval-episodes", "0", "--env", args.env,
                "--out", f"{tmp}/run", *extra]
         env = {**os.environ, "OIR_JAX_CACHE": f"{tmp}/jax-cache", "XDG_CACHE_HOME": f"{tmp}/cache"}
         row = _run(name, cmd, ROOT, env, args.steps, timeout_s=3600)
@@ -65,6 +68,14 @@ def main(args: Args) -> None:
     # The plain learners (no relabels, no bonus) are what the peers run; the OIR rows are the loop
     # as measured since it was built (PQN, zero labels) and `oir train`'s default (the oir preset).
     plain = ["--relabel", "none", "--achievement-bonus", "0"]
+    if args.env != "classic":  # another world: the PPO rows against Craftax_Baselines' PPO there
+        rows = [run_ours("oir PPO (small net)", ["--algo", "ppo", *plain], args),
+                run_ours("oir train default (oir preset, PPO)", [], args)]
+        if not args.skip_peers:
+            rows.append(run_cb(args.cb_dir, args.cb_python, args.steps, args.num_envs, args.seed,
+                               env_name=worlds.get(args.env).env_id))
+        _print(rows, args)
+        return
     rows = [
         run_ours("oir PPO (small net)", ["--algo", "ppo", *plain], args),
         run_ours("oir PQN (small net)", ["--algo", "pqn", *plain], args),
@@ -78,7 +89,12 @@ def main(args: Args) -> None:
     if not args.skip_peers:
         rows += run_peers(args.cb_dir, args.cb_python, args.pjq_dir, args.pjq_python,
                           steps=args.steps, num_envs=args.num_envs, seed=args.seed)
-    print(f"\n{args.steps:,} env steps, {args.num_envs} envs, wall clock per process (compile included)")
+    _print(rows, args)
+
+
+def _print(rows: list[dict], args: Args) -> None:
+    print(f"\n{worlds.get(args.env).env_id}, {args.steps:,} env steps, {args.num_envs} envs, wall clock per process "
+          "(compile included)")
     print(f"{'run':<40} {'env steps':>10} {'wall s':>8} {'steps/s':>9} {'loop steps/s':>13} {'relabel share':>14}")
     for r in rows:
         status = "" if r["ok"] else f"  FAILED: {r['error']}"
