@@ -104,6 +104,8 @@ class Relabel:
 
     segments: Path
     relabeler: Literal["narrator", "llm"] = "narrator"
+    # the world the segments come from: classic or full ("": read from the segments' layout)
+    env: str = ""
     llm_url: str = ""
     llm_model: str = "default"
     llm_api_key_env: str = ""
@@ -457,6 +459,10 @@ def relabel_cmd(cfg: Relabel, console: Console) -> int:
         segments = load_segments(cfg.segments)
     except (ValueError, FileNotFoundError) as e:
         raise CliError(str(e)) from None
+    world = segments[0].world if segments else _world(cfg.env or "classic")
+    if cfg.env and _world(cfg.env) is not world:
+        raise CliError(f"--env {cfg.env}: {cfg.segments} holds {world.name} segments")
+    cfg = replace(cfg, env=world.name)  # the LLM is prompted with this world's counters
     if cfg.relabeler == "narrator":
         relabeler, who = NarratorRelabeler(), "narrator relabeler (rule-based, offline; not a language model)"
     else:

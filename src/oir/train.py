@@ -40,6 +40,7 @@ from oir.events import levels_of, nearby_from_obs
 from oir.hindsight import Hindsight, RelabelingConfig, late_store_mb
 from oir.learn import RelabelShapes
 from oir.llm import JSON_MODES
+from oir.llm.prompt import WORLD_PROMPTS
 from oir.llm.templates import TemplateLibrary, templates_problem
 from oir.narrate import EVENT_TEXTS
 from oir.networks import NETWORKS
@@ -685,6 +686,9 @@ def llm_choices(cfg) -> dict[str, Any]:
     """The LLM settings of any config with ``llm_*`` fields, its defaults ("" or 0) resolved
     by where the model runs (``LOCAL_DEFAULTS`` for ``--llm-url local``)."""
     base = LOCAL_DEFAULTS if getattr(cfg, "llm_url", "").strip() == LOCAL_URL else SERVER_DEFAULTS
+    world = getattr(cfg, "env", worlds.DEFAULT)
+    if world in WORLD_PROMPTS:  # a world with a prompt of its own: its counters, its example
+        base = {**base, "prompt": WORLD_PROMPTS[world]}
     given = {"prompt": getattr(cfg, "llm_prompt", ""), "json_mode": getattr(cfg, "llm_json_mode", ""),
              "mode": getattr(cfg, "llm_mode", ""),
              "batch": getattr(cfg, "llm_batch", 0), "duty": getattr(cfg, "llm_duty", 0.0)}
@@ -732,8 +736,9 @@ def llm_relabeler(cfg):
 
     local = cfg.llm_url.strip() == LOCAL_URL
     llm = llm_choices(cfg)
+    world = getattr(cfg, "env", worlds.DEFAULT)
     try:
-        fmt = response_format(llm["json_mode"])
+        fmt = response_format(llm["json_mode"], world=world)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     url, model, server, reason, timeout = _llm_server(cfg)
@@ -746,6 +751,7 @@ def llm_relabeler(cfg):
                                        use_cache=cfg.llm_cache != "off", cache_path=cfg.llm_cache or None,
                                        templates=_template_library(cfg), duty=llm["duty"],
                                        warm_up=local,  # llama.cpp keeps the last prompt's prefix
+                                       world=world,
                                        # training asks for templates in the background unless it must be reproducible
                                        ask_in_background=not getattr(getattr(cfg, "relabeling", None), "synchronous", True))
     except ValueError as e:
@@ -759,7 +765,7 @@ def _template_library(cfg) -> TemplateLibrary | None:
     """With ``--llm-mode templates``: the library, started from ``--templates FILE`` if given."""
     if llm_choices(cfg)["mode"] != "templates":
         return None
-    library = TemplateLibrary()
+    library = TemplateLibrary(world=getattr(cfg, "env", worlds.DEFAULT))
     if getattr(cfg, "templates", None) is not None:
         kept = library.load(cfg.templates)
         print(f"oir: {kept} templates from {cfg.templates}", file=sys.stderr)

@@ -13,21 +13,35 @@ import textwrap
 from collections.abc import Sequence
 from importlib import resources
 
-from oir.events import COUNTERS
+from oir import worlds
+from oir.worlds import World
 
 DEFAULT_PROMPT = "relabel_v1"
+# A world's own prompt, where its game needs other words and another example than Classic's.
+WORLD_PROMPTS = {"full": "relabel_full_v1"}
+
+# What each kind of counter is, in the order the prompt lists them (a world lists the kinds it has).
+_KINDS = {
+    "achievement": "events, counted each time they happen",
+    "floor_change": "events: going down or up one floor",
+    "kill": "events: creatures killed, by kind",
+    "spell": "events: spells learnt",
+    "potion": "events: potions drunk, by colour",
+    "placement": "events: the first block put down with the second among its 8 neighbours",
+    "floor": "level: the current floor (0 is the overworld)",
+    "inventory": "levels: items held now",
+    "vital": "levels: current vitals",
+    "attribute": "levels: experience and attributes",
+}
 
 
-def _vocabulary() -> str:
-    kinds = [
-        ("achievement", "events, counted each time they happen"),
-        ("placement", "events: the first block put down with the second among its 8 neighbours"),
-        ("inventory", "levels: items held now"),
-        ("vital", "levels: current vitals"),
-    ]
+def _vocabulary(world: World | str | None = None) -> str:
+    counters = worlds.world_of(world).counters
     out = []
-    for kind, what in kinds:
-        names = ", ".join(c.name for c in COUNTERS if c.kind == kind)
+    for kind, what in _KINDS.items():
+        names = ", ".join(c.name for c in counters if c.kind == kind)
+        if not names:
+            continue
         out.append(
             textwrap.fill(
                 f"{kind} {what}: {names}", 96, initial_indent="  ", subsequent_indent="    "
@@ -36,12 +50,11 @@ def _vocabulary() -> str:
     return "\n".join(out)
 
 
-def _phrases() -> str:
+def _phrases(world: World | str | None = None) -> str:
     """The narration's event phrases and their counters, for prompts that spell the mapping out
     (a small model copes far better with a lookup table than with inferring names)."""
-    from oir.narrate import PHRASES
-
-    return "\n".join(f"  {phrase} -> {name}" for name, phrase in PHRASES.items())
+    phrases = worlds.world_of(world).words.phrases
+    return "\n".join(f"  {phrase} -> {name}" for name, phrase in phrases.items())
 
 
 @functools.lru_cache(maxsize=16)
@@ -63,14 +76,15 @@ def load_prompt(version: str = DEFAULT_PROMPT) -> tuple[str, str]:
     return _read_prompt(version)
 
 
-def render_prompt(narrations: Sequence[str], version: str = DEFAULT_PROMPT) -> list[dict[str, str]]:
-    """Chat messages asking for proposals for the narrations, numbered 1..n."""
+def render_prompt(narrations: Sequence[str], version: str = DEFAULT_PROMPT,
+                  world: World | str | None = None) -> list[dict[str, str]]:
+    """Chat messages asking for proposals for the narrations (of ``world``'s segments), numbered 1..n."""
     system, user = load_prompt(version)
     blocks = "\n\n".join(f"[segment {i}]\n{text}" for i, text in enumerate(narrations, 1))
     return [
         {
             "role": "system",
-            "content": system.replace("<<COUNTERS>>", _vocabulary()).replace("<<PHRASES>>", _phrases()),
+            "content": system.replace("<<COUNTERS>>", _vocabulary(world)).replace("<<PHRASES>>", _phrases(world)),
         },
         {
             "role": "user",

@@ -14,8 +14,8 @@ import time
 from collections import Counter
 from typing import Any
 
+from oir import worlds
 from oir.buffer import achievements_asked
-from oir.events import ACHIEVEMENTS, COUNTER_INDEX
 from oir.llm.breaker import CircuitBreaker
 from oir.llm.cache import ReplyCache
 from oir.llm.client import ChatClient, EndpointPool, LLMError, api_key_from_env, make_client
@@ -25,6 +25,7 @@ from oir.llm.signature import event_signature, rebind
 from oir.llm.templates import TemplateLibrary, lift, reached
 from oir.narrate import Segment, narrate
 from oir.relabel import FLAW_REASONS, Flawed, parse_task, verify
+from oir.worlds import World
 
 
 class LLMRelabeler:
@@ -60,10 +61,12 @@ class LLMRelabeler:
         ask_in_background: bool = False,
         duty: float = 1.0,
         warm_up: bool = False,
+        world: World | str | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         load_prompt(prompt)  # a missing or broken prompt file fails here, not mid-training
+        self.world = worlds.world_of(world)  # the game its segments come from: its counters in the prompt
         self.client = client
         self.prompt_version = prompt
         self.batch_size = int(batch_size)
@@ -166,7 +169,7 @@ class LLMRelabeler:
 
     def _call(self, narrations: list[str]) -> list[list[Any]] | None:
         """Parsed proposals for one request, or None if the call failed."""
-        reply = self._complete(render_prompt(narrations, self.prompt_version), len(narrations),
+        reply = self._complete(render_prompt(narrations, self.prompt_version, self.world), len(narrations),
                                for_segments(self.response_format, len(narrations)))
         if reply is None:
             return None
@@ -196,7 +199,7 @@ class LLMRelabeler:
         segment, and the model would never see the table and the pickaxe)."""
         reach = reached(segments)
         out = self.library.propose(segments, reach)
-        unnamed = [_unstated(reach[k], props) for k, props in enumerate(out)]
+        unnamed = [_unstated(reach[k], props, self.world) for k, props in enumerate(out)]
         short = [k for k, n in enumerate(unnamed) if n]
         ask: dict[str, int] = {}  # new signature -> a segment that has it
         for k in short:
@@ -244,7 +247,7 @@ class LLMRelabeler:
         compiles, and the first real request costs only its segments."""
         began = time.monotonic()
         try:
-            self.client.complete(render_prompt(["(nothing yet)"], self.prompt_version), max_tokens=1, temperature=self.temperature)
+            self.client.complete(render_prompt(["(nothing yet)"], self.prompt_version, self.world), max_tokens=1, temperature=self.temperature)
         except LLMError:
             pass  # best effort: the first request then pays for the prompt itself
         except Exception as e:
@@ -427,12 +430,12 @@ class LLMRelabeler:
                 "llm_template_share": self._templated / self._segments if self._segments else 0.0}
 
 
-def _unstated(reach, props: list[Any]) -> int:
+def _unstated(reach, props: list[Any], world: World) -> int:
     """How many achievements happened (``reach``: the segment's reached counters) that no
     proposal asks for (:func:`oir.buffer.achievements_asked`: a placement asks for its block's
     placing). ``props`` are the library's instantiations, whose tasks parse."""
-    named = {i for p in props for i in achievements_asked(parse_task(p["task"])).tolist()}
-    return sum(reach[COUNTER_INDEX[a]] > 0 and i not in named for i, a in enumerate(ACHIEVEMENTS))
+    named = {i for p in props for i in achievements_asked(parse_task(p["task"], world.name)).tolist()}
+    return sum(reach[world.counter_index[a]] > 0 and i not in named for i, a in enumerate(world.achievements))
 
 
 def make_llm_relabeler(

@@ -12,8 +12,9 @@ import json
 import re
 from typing import Any
 
-from oir.events import COUNTERS
+from oir import worlds
 from oir.relabel import Flawed
+from oir.worlds import World
 
 # A reply longer than this is not a batch of instructions (a model stuck in a loop, say);
 # it is refused before any parsing so its cost stays bounded.
@@ -29,7 +30,7 @@ _MAX_JSON_STARTS = 64
 JSON_MODES = ("off", "object", "schema")
 
 
-def reply_schema(max_proposals: int = 8) -> dict[str, Any]:
+def reply_schema(max_proposals: int = 8, world: World | str | None = None) -> dict[str, Any]:
     """JSON schema of a reply: segments with proposals whose counters are the vocabulary's names.
 
     Grammar-constrained decoding with it makes malformed JSON and unknown counters impossible;
@@ -38,7 +39,7 @@ def reply_schema(max_proposals: int = 8) -> dict[str, Any]:
     clause = {
         "type": "object",
         "properties": {
-            "counter": {"enum": [c.name for c in COUNTERS]},
+            "counter": {"enum": list(worlds.world_of(world).counter_names)},
             "at_least": {"type": "integer"},
         },
         "required": ["counter", "at_least"],
@@ -86,7 +87,7 @@ def _segments_of(proposal: dict[str, Any], max_proposals: int) -> dict[str, Any]
     }
 
 
-def response_format(mode: str, max_proposals: int = 8) -> dict[str, Any] | None:
+def response_format(mode: str, max_proposals: int = 8, world: World | str | None = None) -> dict[str, Any] | None:
     """The request's ``response_format`` for a JSON mode.
 
     ``off``: none. ``object``: ``{"type": "json_object"}``, OpenAI's JSON mode (llama.cpp's and
@@ -99,7 +100,7 @@ def response_format(mode: str, max_proposals: int = 8) -> dict[str, Any] | None:
     if mode == "object":
         return {"type": "json_object"}
     if mode == "schema":
-        return {"type": "json_object", "schema": reply_schema(max_proposals)}
+        return {"type": "json_object", "schema": reply_schema(max_proposals, world)}
     raise ValueError(f"unknown LLM JSON mode {mode!r} (choose from {', '.join(JSON_MODES)})")
 
 

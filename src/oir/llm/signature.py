@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from oir.events import ACHIEVEMENTS, COUNTER_INDEX, EVENT_NAMES, INVENTORY_ITEMS, LEVEL_NAMES
 from oir.narrate import Segment
 
 _COUNT_BUCKETS = (1, 2, 3, 5, 9)  # 1, 2, 3-4, 5-8, 9+
@@ -30,21 +29,23 @@ def _bucket(n: int, edges: tuple[int, ...]) -> int:
 
 def event_signature(seg: Segment) -> str:
     """``wood:3>table:1|held wood:2|needs:food|ended`` style key of what happened and where it ended."""
+    w = seg.world
+    stated = w.event_names[: w.num_events - len(w.placements)]  # what the narration logs
     totals = seg.events.sum(axis=0)
-    happened = [a for a in ACHIEVEMENTS if totals[COUNTER_INDEX[a]] > 0]
-    first = {a: int(np.argmax(seg.events[:, COUNTER_INDEX[a]] > 0)) for a in happened}
-    order = sorted(happened, key=lambda a: (first[a], ACHIEVEMENTS.index(a)))
-    events = ">".join(f"{a}:{_bucket(int(totals[COUNTER_INDEX[a]]), _COUNT_BUCKETS)}" for a in order)
+    happened = [a for a in stated if totals[w.counter_index[a]] > 0]
+    first = {a: int(np.argmax(seg.events[:, w.counter_index[a]] > 0)) for a in happened}
+    order = sorted(happened, key=lambda a: (first[a], w.counter_index[a]))
+    events = ">".join(f"{a}:{_bucket(int(totals[w.counter_index[a]]), _COUNT_BUCKETS)}" for a in order)
     end = seg.levels[-1]
-    held = ",".join(f"{i}:{_bucket(int(end[LEVEL_NAMES.index('inventory_' + i)]), _HELD_BUCKETS)}"
-                    for i in INVENTORY_ITEMS if end[LEVEL_NAMES.index("inventory_" + i)] > 0)
-    needs = ",".join(v for v in ("health", "food", "drink", "energy") if end[LEVEL_NAMES.index(v)] < 4)
+    held = ",".join(f"{i}:{_bucket(int(end[w.level_names.index('inventory_' + i)]), _HELD_BUCKETS)}"
+                    for i in w.inventory_items if end[w.level_names.index("inventory_" + i)] > 0)
+    needs = ",".join(v for v in ("health", "food", "drink", "energy") if end[w.level_names.index(v)] < 4)
     return f"{events}|held {held}|needs {needs}|{'ended' if seg.ended else 'going'}"
 
 
 def _totals(seg: Segment) -> dict[str, int]:
     totals = seg.events.sum(axis=0)
-    return {name: int(totals[i]) for i, name in enumerate(EVENT_NAMES)}
+    return {name: int(totals[i]) for i, name in enumerate(seg.world.event_names)}
 
 
 def _renumber(text: str, old: int, new: int) -> str:

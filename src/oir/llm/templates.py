@@ -34,10 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from oir.events import COUNTER_INDEX, NUM_COUNTERS
+from oir import worlds
 from oir.narrate import Segment
 from oir.relabel import parse_task
 from oir.tasks import MAX_ALL, SpecError, first_success, parse_spec
+from oir.worlds import World
 
 SLOT_TYPES = ("count",)
 MAX_SLOT = 9  # a bound count above this is stated as this many ("at least")
@@ -78,8 +79,9 @@ class Template:
         return text, task
 
 
-def parse_template(obj: Any) -> Template:
-    """Validate a template (a dict or JSON text); :class:`TemplateError` with a reason if it is not one."""
+def parse_template(obj: Any, world: World | str | None = None) -> Template:
+    """Validate a template (a dict or JSON text) of ``world`` (default Craftax-Classic);
+    :class:`TemplateError` with a reason if it is not one."""
     if isinstance(obj, str | bytes):
         if len(obj) > 4 * MAX_TEXT + 2000:
             raise TemplateError("too-long", f"{len(obj)} characters")
@@ -135,7 +137,7 @@ def parse_template(obj: Any) -> Template:
             raise TemplateError("unused-slot", f"slot {name!r} is not in the text")
     t = Template(text, task, tuple(fills))
     try:
-        parse_spec(t.bind({n: 1 for n in slots})[1])  # also rejects slots hidden anywhere else
+        parse_spec(t.bind({n: 1 for n in slots})[1], world)  # also rejects slots hidden anywhere else
     except SpecError as e:
         raise TemplateError("bad-spec", e.message if hasattr(e, "message") else str(e)) from None
     return t
@@ -183,9 +185,10 @@ def lift(text: str, task: dict) -> dict:
 
 
 def reached(segments: Sequence[Segment]) -> np.ndarray:
-    """int[K, NUM_COUNTERS]: the highest value each counter reached in each segment (events: how
-    often they happened; levels: the highest held after a step)."""
-    out = np.zeros((len(segments), NUM_COUNTERS), np.int64)
+    """int[K, num_counters]: the highest value each counter reached in each segment (events: how
+    often they happened; levels: the highest held after a step). The segments are of one world."""
+    width = segments[0].world.num_counters if len(segments) else worlds.get().num_counters
+    out = np.zeros((len(segments), width), np.int64)
     for k, s in enumerate(segments):
         if s.length:
             out[k] = np.concatenate([s.events.sum(axis=0), s.levels[1:].max(axis=0)])
@@ -195,8 +198,9 @@ def reached(segments: Sequence[Segment]) -> np.ndarray:
 class TemplateLibrary:
     """Templates in use, their statistics, and instantiation on segments (thread-safe)."""
 
-    def __init__(self, max_templates: int = 512):
+    def __init__(self, max_templates: int = 512, world: World | str | None = None):
         self.max_templates = max_templates
+        self.world = worlds.world_of(world)  # its templates name this world's counters
         self.templates: list[Template] = []
         self._keys: set[str] = set()
         self.matched: list[int] = []  # per template: instantiations that matched the reached counts
@@ -211,7 +215,7 @@ class TemplateLibrary:
     def add(self, obj: Any) -> Template | None:
         """Validate and keep a template; a rejected one is counted by reason (never raises)."""
         try:
-            t = parse_template(obj)
+            t = parse_template(obj, self.world)
         except TemplateError as e:
             with self._lock:
                 self.rejected[e.reason] += 1
@@ -235,22 +239,23 @@ class TemplateLibrary:
         if not live or not len(segments):
             return out
         reach = reached(segments) if reach is None else reach
+        index = self.world.counter_index
         counters: dict[int, np.ndarray] = {}
         for j, t in live:
             need = np.ones(len(segments), bool)
             for c in t.task["all"]:
-                col = reach[:, COUNTER_INDEX[c["counter"]]]
+                col = reach[:, index[c["counter"]]]
                 if "at_least" in c:
                     need &= col >= (MIN_SLOT if isinstance(c["at_least"], str) else c["at_least"])
             hits = np.flatnonzero(need)
             ok = 0
             for k in hits.tolist():
-                values = {name: int(min(reach[k, COUNTER_INDEX[t.task["all"][i]["counter"]]], MAX_SLOT))
+                values = {name: int(min(reach[k, index[t.task["all"][i]["counter"]]], MAX_SLOT))
                           for name, i in t.slots}
                 text, task = t.bind(values)
                 if k not in counters:
                     counters[k] = segments[k].counters()
-                if first_success(parse_task(task), counters[k]) is not None:
+                if first_success(parse_task(task, self.world.name), counters[k]) is not None:
                     out[k].append({"text": text[0].upper() + text[1:], "task": task})
                     ok += 1
             with self._lock:
