@@ -1,6 +1,6 @@
 """``oir play``: watch a trained agent follow a free-typed instruction, as an animated GIF.
 
-One Craftax-Classic env (:class:`~oir.env.VecEnv` of one) is stepped by the run's policy in a
+One env of the run's world (:class:`~oir.env.VecEnv` of one) is stepped by the run's policy in a
 jitted step; every frame is drawn by Craftax's own pixel renderer, with the instruction, the
 step number and a live log of the narrator's event texts written around it.
 
@@ -84,28 +84,36 @@ def _check(cfg: PlayConfig) -> TaskSpec | None:
         raise CliError(f"--scale must be between 1 and 8, got {cfg.scale}")
     if not 0 < cfg.fps <= 50:  # GIF delays are in 10 ms units, and viewers slow faster ones down
         raise CliError(f"--fps must be above 0 and at most 50, got {cfg.fps:g}")
-    spec = None
-    if cfg.task is not None:
-        try:
-            spec = parse_spec(cfg.task)
-        except SpecError as e:
-            raise CliError(f"--task: {e.message if e.field == 'task' else e}") from None
     from oir.policy import check_run_dir
 
     try:
         check_run_dir(cfg.run)
     except FileNotFoundError as e:
         raise CliError(str(e)) from None
+    spec = None
+    if cfg.task is not None:
+        try:
+            spec = parse_spec(cfg.task, _run_world(cfg.run))  # the run's world's counters
+        except SpecError as e:
+            raise CliError(f"--task: {e.message if e.field == 'task' else e}") from None
     check_writable(cfg.out)
     return spec
 
 
-def _renderer() -> Callable:
-    """Craftax's pixel renderer at 16 px a block (it prints while loading its texture cache)."""
-    from craftax.craftax_classic.renderer import make_craftax_pixel_renderer
+def _run_world(run: Path) -> str:
+    """The world a run was trained in (its config's env; runs made before worlds: Classic)."""
+    import json
 
+    try:
+        return str(json.loads((run / "config.json").read_text()).get("env", "classic"))
+    except (OSError, ValueError, AttributeError):
+        return "classic"  # load_run says what is wrong with the config, in one line
+
+
+def _renderer(world) -> Callable:
+    """The world's pixel renderer at 16 px a block (Craftax prints while loading its textures)."""
     with contextlib.redirect_stdout(io.StringIO()):
-        return make_craftax_pixel_renderer(BLOCK_PIXELS)
+        return world.make_renderer(BLOCK_PIXELS)
 
 
 def _make_step(env, act: Callable, render: Callable) -> Callable:
@@ -129,7 +137,7 @@ def _make_step(env, act: Callable, render: Callable) -> Callable:
 class _Canvas:
     """Draws a frame: the instruction and status above the game, the event log below it."""
 
-    def __init__(self, instruction: str, scale: int, steps: int):
+    def __init__(self, instruction: str, scale: int, steps: int, blocks_wide: int = 9):
         from PIL import ImageFont
 
         self.scale, self.steps = scale, steps
@@ -137,7 +145,7 @@ class _Canvas:
         self.big = ImageFont.load_default(size=max(12, 9 * scale))
         self.line_h = int(self.font.size * 1.35)
         self.pad = max(3, 2 * scale)
-        self.width = 9 * BLOCK_PIXELS * scale
+        self.width = blocks_wide * BLOCK_PIXELS * scale
         self.instruction = self._wrap(f"Instruction: {instruction.strip()}", 3)
         self.top = self.pad * 2 + self.line_h * (len(self.instruction) + 1)
         self.bottom = self.pad * 2 + self.line_h * LOG_LINES
@@ -211,29 +219,31 @@ def _status(spec: TaskSpec | None, reason: str | None, t: int, why: str = "") ->
     return "task: pending", (170, 170, 180)
 
 
-def run_play(cfg: PlayConfig, spec: TaskSpec | None, policy: TextPolicy) -> tuple[list[Image.Image], list[int], Outcome]:
+def run_play(cfg: PlayConfig, spec: TaskSpec | None, policy: TextPolicy,
+             world_name: str = "classic") -> tuple[list[Image.Image], list[int], Outcome]:
     """Step one env with ``policy`` (a :class:`~oir.evaluate.TextPolicy` on the instruction) and
     draw the frames; returns (frames, their durations in ms, outcome)."""
     import jax
     import numpy as np
 
-    from oir import tasks
+    from oir import tasks, worlds
     from oir.env import VecEnv
-    from oir.events import ACHIEVEMENTS, LEVEL_NAMES
-    from oir.narrate import PHRASES, _step_entries  # the narrator's own phrases, levels included
+    from oir.narrate import _step_entries  # the narrator's own phrases, levels included
 
-    env = VecEnv(1)
-    render = _renderer()
+    world = worlds.get(world_name)
+    achievements, level_names, phrases = world.achievements, world.level_names, world.words.phrases
+    env = VecEnv(1, world=world)
+    render = _renderer(world)
     step = _make_step(env, policy.act, render)
-    bank = tasks.TaskBank.from_specs([spec or tasks.parse_spec(_NEVER)]).take(0)
-    prog = tasks.progress_init()
+    bank = tasks.TaskBank.from_specs([spec or tasks.parse_spec(_NEVER, world)]).take(0)
+    prog = tasks.progress_init((), world.num_events)
     key, k_reset = jax.random.split(jax.random.PRNGKey(cfg.seed))
     obs, vec = jax.jit(env.reset)(k_reset)
     pixels = np.asarray(jax.jit(render)(jax.tree.map(lambda x: x[0], vec.env))).astype(np.uint8)
-    canvas = _Canvas(cfg.instruction, cfg.scale, cfg.steps)
+    canvas = _Canvas(cfg.instruction, cfg.scale, cfg.steps, pixels.shape[1] // BLOCK_PIXELS)
     frames = [canvas.draw(pixels, 0, _status(spec, None, 0), [])]
     log: list[str] = []
-    totals = np.zeros(len(ACHIEVEMENTS), np.int64)
+    totals = np.zeros(len(achievements), np.int64)
     first: dict[str, int] = {}
     outcome = Outcome(cfg.steps, "limit")
     for t in range(1, cfg.steps + 1):
@@ -241,10 +251,10 @@ def run_play(cfg: PlayConfig, spec: TaskSpec | None, policy: TextPolicy) -> tupl
         vec, obs, prog, events, levels, done, success, fail, reason, frame = step(
             policy.params, policy.emb, bank, prog, sub, vec, obs)
         events, levels = np.asarray(events), np.asarray(levels)
-        log += [f"t={t} {x}" for x in _step_entries(events, levels)]
-        totals += events[: len(ACHIEVEMENTS)]
-        for k in np.flatnonzero(events[: len(ACHIEVEMENTS)]):
-            first.setdefault(ACHIEVEMENTS[k], t)
+        log += [f"t={t} {x}" for x in _step_entries(events, levels, world)]
+        totals += events[: len(achievements)]
+        for k in np.flatnonzero(events[: len(achievements)]):
+            first.setdefault(achievements[k], t)
         banner = None
         if spec is not None and bool(success):
             outcome, banner = Outcome(t, "success"), "TASK SUCCESS"
@@ -252,7 +262,7 @@ def run_play(cfg: PlayConfig, spec: TaskSpec | None, policy: TextPolicy) -> tupl
             why = tasks.FAIL_REASONS[int(reason)]
             outcome, banner = Outcome(t, "fail", why), "TASK FAILED"
         elif bool(done):
-            died = int(levels[LEVEL_NAMES.index("health")]) <= 0
+            died = int(levels[level_names.index("health")]) <= 0
             outcome, banner = Outcome(t, "game_over", "the agent died" if died else "the episode ended"), "GAME OVER"
         elif t == cfg.steps:
             banner = "STEP LIMIT"
@@ -265,8 +275,8 @@ def run_play(cfg: PlayConfig, spec: TaskSpec | None, policy: TextPolicy) -> tupl
             frames.append(canvas.draw(pixels, t, status, log, banner))
         if banner is not None:
             break
-    outcome.totals = {PHRASES[a]: int(n) for a, n in zip(ACHIEVEMENTS, totals, strict=True) if n}
-    outcome.first = {PHRASES[a]: s for a, s in first.items()}
+    outcome.totals = {phrases[a]: int(n) for a, n in zip(achievements, totals, strict=True) if n}
+    outcome.first = {phrases[a]: s for a, s in first.items()}
     durations = [round(1000 / cfg.fps)] * len(frames)
     durations[-1] = max(durations[-1], HOLD_LAST_MS)
     return frames, durations, outcome
@@ -322,7 +332,7 @@ def play(cfg: PlayConfig, console: Console) -> int:
         raise CliError(f"cannot load the run in {cfg.run}: {first_line(e, typed=False, limit=400)}") from None
     console.print(f"[bold]oir play[/]: {cfg.run} ({run_cfg.algo}, {run_cfg.encoder} encoder), seed {cfg.seed}, "
                   f"up to {cfg.steps} steps: {cfg.instruction.strip()!r}", soft_wrap=True, highlight=False)
-    frames, durations, outcome = run_play(cfg, spec, policy)
+    frames, durations, outcome = run_play(cfg, spec, policy, run_cfg.env)
     try:
         write_gif(cfg.out, frames, durations)
     except OSError as e:
