@@ -169,7 +169,8 @@ def _unknown_counter(counter: str, world: World) -> str:
     for name in worlds.NAMES:
         if name != world.name and counter in worlds.get(name).counter_index:
             return f"counter {short_repr(counter)} belongs to the {name} world, not {world.name} (--env {name})"
-    return f"unknown counter {short_repr(counter)} (see `oir tasks list --env {world.name}`)"
+    listing = "oir tasks list" + ("" if world.name == worlds.DEFAULT else f" --env {world.name}")
+    return f"unknown counter {short_repr(counter)} (see `{listing}`)"
 
 
 def _clause(obj: Any, field: str, world: World) -> Clause:
