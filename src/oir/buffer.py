@@ -71,7 +71,10 @@ OUTCOMES = ("new", "merged", "conflict", *FILTER_REASONS, "full")
 
 # Parts of counter names that say nothing about Craftax on their own: a text whose only Craftax
 # word is "make" or "up" ("make it up") should not pass the vocabulary check.
-_GENERIC_PARTS = {"collect", "make", "place", "near", "up", "inventory", "at"}
+_GENERIC_PARTS = {"collect", "make", "place", "near", "up", "inventory", "at",
+                  # full Craftax's counter names hold everyday words too ("deep_thing", "enter_", colours)
+                  "thing", "deep", "enter", "find", "open", "damage", "learn",
+                  "red", "green", "blue", "pink", "cyan", "yellow"}
 # Everyday words for the same things; the narrator and LLMs rarely use the counter names.
 _SYNONYMS = {
     "tree", "trees", "log", "logs", "timber", "lumber", "chop", "wooden",
