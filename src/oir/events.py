@@ -173,3 +173,95 @@ def step_with_events(env, key: jax.Array, state, action: jax.Array, params):
         [achieved.astype(jnp.int32), _placement_events(state, new_state, achieved)]
     )
     return obs, new_state, reward, done, events, levels_of(new_state)
+
+
+# --- Words ------------------------------------------------------------------------------------
+# How the narrator and the narrator relabeler tell Craftax-Classic's events (oir.words.Words).
+# These texts are what runs have trained on: changing a word changes every relabel made with it.
+from oir.words import Words  # noqa: E402  (no cycle: oir.words imports nothing from oir)
+
+WORDS = Words(
+    phrases={
+        "collect_wood": "collected wood",
+        "place_table": "placed a crafting table",
+        "eat_cow": "ate a cow",
+        "collect_sapling": "collected a sapling",
+        "collect_drink": "drank water",
+        "make_wood_pickaxe": "made a wood pickaxe",
+        "make_wood_sword": "made a wood sword",
+        "place_plant": "planted a sapling",
+        "defeat_zombie": "defeated a zombie",
+        "collect_stone": "collected stone",
+        "place_stone": "placed stone",
+        "eat_plant": "ate a plant",
+        "defeat_skeleton": "defeated a skeleton",
+        "make_stone_pickaxe": "made a stone pickaxe",
+        "make_stone_sword": "made a stone sword",
+        "wake_up": "woke up",
+        "place_furnace": "placed a furnace",
+        "collect_coal": "collected coal",
+        "collect_iron": "collected iron",
+        "collect_diamond": "collected a diamond",
+        "make_iron_pickaxe": "made an iron pickaxe",
+        "make_iron_sword": "made an iron sword",
+    },
+    item_of={
+        "collect_wood": "inventory_wood", "collect_stone": "inventory_stone", "collect_coal": "inventory_coal",
+        "collect_iron": "inventory_iron", "collect_diamond": "inventory_diamond",
+        "collect_sapling": "inventory_sapling", "place_table": "inventory_wood", "place_stone": "inventory_stone",
+        "place_furnace": "inventory_stone", "place_plant": "inventory_sapling", "collect_drink": "drink",
+        "eat_cow": "food", "eat_plant": "food",
+    },
+    summary_levels=VITALS,
+    creatures=MOBS,
+    quiet=frozenset({"invalid", "out_of_bounds", "path"}),
+    nearby_words={"crafting_table": "table", "ripe_plant": "ripe plant"},
+    # Singular objects say "one", a register human suites rarely use, so its texts stay its own.
+    commands={
+        "collect_wood": (("gather", "chop", "harvest"), "wood", "{n} pieces of wood"),
+        "place_table": (("build", "set up", "craft and place"), "one workbench", "{n} workbenches"),
+        "eat_cow": (("hunt and eat", "catch and eat"), "one cow", "{n} cows"),
+        "collect_sapling": (("find", "gather", "forage"), "one sapling", "{n} saplings"),
+        "collect_drink": (("drink from", "sip from"), "the water", "the water {n} times"),
+        "make_wood_pickaxe": (("craft", "build"), "one wooden pickaxe", "{n} wooden pickaxes"),
+        "make_wood_sword": (("craft", "build"), "one wooden sword", "{n} wooden swords"),
+        "place_plant": (("plant", "sow"), "one sapling in the grass", "{n} saplings in the grass"),
+        "defeat_zombie": (("kill", "slay", "beat"), "one zombie", "{n} zombies"),
+        "collect_stone": (("mine", "quarry", "dig up"), "stone", "{n} blocks of stone"),
+        "place_stone": (("lay", "put down"), "one stone block", "{n} stone blocks"),
+        "eat_plant": (("eat", "harvest and eat"), "one ripe plant", "{n} ripe plants"),
+        "defeat_skeleton": (("kill", "slay", "beat"), "one skeleton", "{n} skeletons"),
+        "make_stone_pickaxe": (("craft", "build"), "one stone pickaxe", "{n} stone pickaxes"),
+        "make_stone_sword": (("craft", "build"), "one stone sword", "{n} stone swords"),
+        "wake_up": (("sleep and then wake",), "up", "up {n} times"),
+        "place_furnace": (("build", "set up"), "one furnace", "{n} furnaces"),
+        "collect_coal": (("mine", "dig up"), "coal", "{n} lumps of coal"),
+        "collect_iron": (("mine", "dig up"), "iron", "{n} chunks of iron"),
+        "collect_diamond": (("mine", "dig up"), "one diamond", "{n} diamonds"),
+        "make_iron_pickaxe": (("forge", "craft"), "one iron pickaxe", "{n} iron pickaxes"),
+        "make_iron_sword": (("forge", "craft"), "one iron sword", "{n} iron swords"),
+    },
+    place_words={"table": "one workbench", "furnace": "one furnace", "stone": "one stone block", "plant": "one sapling"},
+    near_words={"water": "water", "stone": "stone", "tree": "a tree", "grass": "grass", "sand": "sand",
+                "lava": "lava", "coal": "coal", "iron": "iron", "diamond": "a diamond",
+                "table": "a workbench", "furnace": "a furnace", "plant": "a plant"},
+    # Prohibitions a person would state about a goal: the tempting next step, or its neighbour.
+    natural_none={
+        "collect_sapling": ("place_plant", "eat_plant"), "collect_wood": ("place_table", "defeat_zombie"),
+        "collect_drink": ("eat_cow",), "eat_cow": ("collect_drink",), "eat_plant": ("eat_cow",),
+        "wake_up": ("eat_cow",), "collect_stone": ("place_stone",), "place_table": ("make_wood_pickaxe",),
+        "make_wood_pickaxe": ("make_wood_sword",), "make_wood_sword": ("make_wood_pickaxe",),
+        "make_stone_pickaxe": ("make_stone_sword",), "make_stone_sword": ("make_stone_pickaxe",),
+        "collect_coal": ("place_furnace",), "collect_iron": ("place_furnace",), "place_plant": ("eat_plant",),
+    },
+    generic_none=("defeat_zombie", "eat_cow", "place_table", "place_stone", "collect_sapling"),
+    none_words={
+        "place_plant": "sow anything", "eat_plant": "eat a plant", "place_table": "build a workbench",
+        "defeat_zombie": "fight a zombie", "eat_cow": "eat any cow", "collect_drink": "drink water",
+        "place_stone": "lay stone", "make_wood_pickaxe": "craft a pickaxe", "make_wood_sword": "craft a sword",
+        "make_stone_pickaxe": "craft a stone pickaxe", "make_stone_sword": "craft a stone sword",
+        "place_furnace": "build a furnace", "collect_sapling": "pick up saplings",
+    },
+    item_words={"wood": "pieces of wood", "stone": "blocks of stone", "coal": "lumps of coal",
+                "iron": "chunks of iron", "diamond": "diamonds", "sapling": "saplings"},
+)

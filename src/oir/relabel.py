@@ -24,24 +24,14 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from typing import Any, Protocol
 
 import numpy as np
 
+from oir import worlds
 from oir.buffer import normalize_text
 from oir.errors import first_line
-from oir.events import (
-    ACHIEVEMENTS,
-    COUNTER_INDEX,
-    COUNTER_NAMES,
-    EVENT_NAMES,
-    INVENTORY_ITEMS,
-    LEVEL_NAMES,
-    NUM_EVENTS,
-    PLACEMENTS,
-    VITALS,
-)
 from oir.narrate import Segment
 from oir.tasks import (
     MAX_COUNT,
@@ -52,6 +42,7 @@ from oir.tasks import (
     first_successes,
     parse_spec,
 )
+from oir.words import Words
 
 FLAW_REASONS = ("does-not-hold", "unknown-counter", "malformed-json", "empty", "duplicate", "no-spec", "text-mismatch",
                 "held-before")
@@ -124,10 +115,26 @@ _OBJECT_WORDS = {
     "energy": ("energy", "sleep", "slept", "rest", "tired", "awake", "wake", "woke", "fatigue", "nap"),
     "health": ("health", "heal", "hurt", "damage", "life", "injur", "hp", "alive", "surviv"),
     "food": ("food", "eat", "hunger", "hungry", "fed", "meal", "starv", "full"),
+    # full Craftax's own
+    "descend": ("descend", "down", "deeper", "below", "ladder", "floor", "level"),
+    "ascend": ("ascend", "up", "climb", "ladder", "floor", "level"),
+    "armour": ("armour", "armor"),
+    "books": ("book",),
+    "ruby": ("ruby", "rubies"),
+    "pigman": ("pigman", "pigmen"),
 }
-_VERBS = frozenset({"collect", "place", "eat", "make", "defeat", "inventory", "near", "up"})
-_NAMES = {c: tuple(w for t in c.split("_") if t not in _VERBS for w in _OBJECT_WORDS.get(t, (t,)))
-          for c in COUNTER_NAMES}
+# A counter's tokens that are its verb, not its object (Classic's, then full Craftax's own).
+_VERBS = frozenset({"collect", "place", "eat", "make", "defeat", "inventory", "near", "up",
+                    "kill", "enter", "learn", "cast", "find", "open", "spell"})
+
+
+@cache
+def _names(counter: str) -> tuple[str, ...]:
+    """The words that name ``counter``'s object, from its name alone: so one check serves the
+    counters of every world, and a counter two worlds share is named alike in both."""
+    return tuple(w for t in counter.split("_") if t not in _VERBS for w in _OBJECT_WORDS.get(t, (t,)))
+
+
 # The log's notation in an instruction ("a sapling x3 (sapling 6)", "t=12"), or its state lines
 # ("Start: health 9, food 7, ..."): narration copied, not said. A zero-shot 0.5B model wrote whole
 # "Start:" lines as instructions, which named their vitals and so passed the word check.
@@ -144,7 +151,7 @@ def text_names_spec(text: str, spec: TaskSpec) -> bool:
     if got is None:
         low = text.lower()
         got = not _LOG_NOTATION.search(low) and all(
-            any(w in low for w in _NAMES[c.counter]) for c in (*spec.all, *spec.none))
+            any(w in low for w in _names(c.counter)) for c in (*spec.all, *spec.none))
         if len(_SAYS) < 1 << 16:
             _SAYS[key] = got
     return got
@@ -163,6 +170,7 @@ def verify(
     with that instruction's segment.
     """
     counters = segment.counters()
+    world = segment.world.name  # specs name this world's counters
     flawed: Counter = Counter()
     parsed: list[tuple[str, TaskSpec] | None] = []  # None: counted as flawed already
     for p in proposals:
@@ -178,9 +186,10 @@ def verify(
             flawed["no-spec"] += 1
             continue
         try:
-            parsed[-1] = (text, UNVERIFIED_SPEC if p.get("task") is None else parse_task(p["task"]))
+            parsed[-1] = (text, UNVERIFIED_SPEC if p.get("task") is None else parse_task(p["task"], world))
         except SpecError as e:
-            flawed["unknown-counter" if "unknown counter" in e.message else "malformed-json"] += 1
+            unknown = "unknown counter" in e.message or "belongs to the" in e.message  # none of this world's
+            flawed["unknown-counter" if unknown else "malformed-json"] += 1
     if reward_step is None:  # every spec checked on the trace in one pass
         steps = iter(first_successes([x[1] for x in parsed if x is not None], counters))
     kept: list[Relabel] = []
@@ -227,19 +236,21 @@ def _normalized(text: str) -> str:
 _PARSED: dict[str, TaskSpec | SpecError] = {}  # a proposal's task (its repr) -> what parse_spec made of it
 
 
-def parse_task(task: Any) -> TaskSpec:
-    """:func:`~oir.tasks.parse_spec`, looked up for the small tasks relabelers propose again and
-    again (a dict, or JSON text such as a spec's canonical key)."""
+def parse_task(task: Any, world: str | None = None) -> TaskSpec:
+    """:func:`~oir.tasks.parse_spec` in ``world`` (default Craftax-Classic), looked up for the small
+    tasks relabelers propose again and again (a dict, or JSON text such as a spec's canonical key)."""
     try:
         key = repr(task) if isinstance(task, dict | str) else None
     except (RecursionError, ValueError):  # deep nesting, integers of thousands of digits
         key = None
     if key is None or len(key) > 512:
-        return parse_spec(task)
+        return parse_spec(task, world)
+    if world is not None and world != worlds.DEFAULT:  # one task text parses differently per world
+        key = f"{world}:{key}"
     got = _PARSED.get(key)
     if got is None:
         try:
-            got = parse_spec(task)
+            got = parse_spec(task, world)
         except SpecError as e:
             got = e
         if len(_PARSED) < 1 << 16:
@@ -250,79 +261,88 @@ def parse_task(task: Any) -> TaskSpec:
 
 
 # ---------------------------------------------------------------------------------------------
-# The narrator relabeler's own phrase grammar: (verbs, object for one, object for n). Singular
-# objects say "one", a register human suites rarely use, so its texts stay its own.
+# The narrator relabeler. Its phrase grammar is each world's (oir.words.Words: Classic's in
+# oir.events, full Craftax's in oir.worlds.craftax_full); the glue below is the same in all.
 
-_WORDS = {
-    "collect_wood": (("gather", "chop", "harvest"), "wood", "{n} pieces of wood"),
-    "place_table": (("build", "set up", "craft and place"), "one workbench", "{n} workbenches"),
-    "eat_cow": (("hunt and eat", "catch and eat"), "one cow", "{n} cows"),
-    "collect_sapling": (("find", "gather", "forage"), "one sapling", "{n} saplings"),
-    "collect_drink": (("drink from", "sip from"), "the water", "the water {n} times"),
-    "make_wood_pickaxe": (("craft", "build"), "one wooden pickaxe", "{n} wooden pickaxes"),
-    "make_wood_sword": (("craft", "build"), "one wooden sword", "{n} wooden swords"),
-    "place_plant": (("plant", "sow"), "one sapling in the grass", "{n} saplings in the grass"),
-    "defeat_zombie": (("kill", "slay", "beat"), "one zombie", "{n} zombies"),
-    "collect_stone": (("mine", "quarry", "dig up"), "stone", "{n} blocks of stone"),
-    "place_stone": (("lay", "put down"), "one stone block", "{n} stone blocks"),
-    "eat_plant": (("eat", "harvest and eat"), "one ripe plant", "{n} ripe plants"),
-    "defeat_skeleton": (("kill", "slay", "beat"), "one skeleton", "{n} skeletons"),
-    "make_stone_pickaxe": (("craft", "build"), "one stone pickaxe", "{n} stone pickaxes"),
-    "make_stone_sword": (("craft", "build"), "one stone sword", "{n} stone swords"),
-    "wake_up": (("sleep and then wake",), "up", "up {n} times"),
-    "place_furnace": (("build", "set up"), "one furnace", "{n} furnaces"),
-    "collect_coal": (("mine", "dig up"), "coal", "{n} lumps of coal"),
-    "collect_iron": (("mine", "dig up"), "iron", "{n} chunks of iron"),
-    "collect_diamond": (("mine", "dig up"), "one diamond", "{n} diamonds"),
-    "make_iron_pickaxe": (("forge", "craft"), "one iron pickaxe", "{n} iron pickaxes"),
-    "make_iron_sword": (("forge", "craft"), "one iron sword", "{n} iron swords"),
-}
-assert set(_WORDS) == set(ACHIEVEMENTS)
 _NUMBERS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine"}
-_PLACE_WORDS = {"table": "one workbench", "furnace": "one furnace", "stone": "one stone block", "plant": "one sapling"}
-_NEAR_WORDS = {"water": "water", "stone": "stone", "tree": "a tree", "grass": "grass", "sand": "sand",
-               "lava": "lava", "coal": "coal", "iron": "iron", "diamond": "a diamond",
-               "table": "a workbench", "furnace": "a furnace", "plant": "a plant"}
-
-
 _SEQUENCE_GLUE = {2: ("{}, then {}", "first {}, and after that {}", "{} and afterwards {}"),
                   3: ("{}, then {}, then {}", "first {}, next {}, and last {}")}
 _NONE_GLUE = ("but never", "without once having to", "and do not")
-# Prohibitions a person would state about a goal: the tempting next step, or its neighbour.
-_NATURAL_NONE = {
-    "collect_sapling": ("place_plant", "eat_plant"), "collect_wood": ("place_table", "defeat_zombie"),
-    "collect_drink": ("eat_cow",), "eat_cow": ("collect_drink",), "eat_plant": ("eat_cow",),
-    "wake_up": ("eat_cow",), "collect_stone": ("place_stone",), "place_table": ("make_wood_pickaxe",),
-    "make_wood_pickaxe": ("make_wood_sword",), "make_wood_sword": ("make_wood_pickaxe",),
-    "make_stone_pickaxe": ("make_stone_sword",), "make_stone_sword": ("make_stone_pickaxe",),
-    "collect_coal": ("place_furnace",), "collect_iron": ("place_furnace",), "place_plant": ("eat_plant",),
-}
-_GENERIC_NONE = ("defeat_zombie", "eat_cow", "place_table", "place_stone", "collect_sapling")
-_NONE_WORDS = {
-    "place_plant": "sow anything", "eat_plant": "eat a plant", "place_table": "build a workbench",
-    "defeat_zombie": "fight a zombie", "eat_cow": "eat any cow", "collect_drink": "drink water",
-    "place_stone": "lay stone", "make_wood_pickaxe": "craft a pickaxe", "make_wood_sword": "craft a sword",
-    "make_stone_pickaxe": "craft a stone pickaxe", "make_stone_sword": "craft a stone sword",
-    "place_furnace": "build a furnace", "collect_sapling": "pick up saplings",
-}
-assert set(_NONE_WORDS) >= {b for bs in _NATURAL_NONE.values() for b in bs} | set(_GENERIC_NONE)
-_ITEM_WORDS = {"wood": "pieces of wood", "stone": "blocks of stone", "coal": "lumps of coal",
-               "iron": "chunks of iron", "diamond": "diamonds", "sapling": "saplings"}
-
-
-_ACHIEVEMENT_COLS = np.array([COUNTER_INDEX[a] for a in ACHIEVEMENTS])
-_PLACEMENT_COLS = np.array([COUNTER_INDEX[p] for p in PLACEMENTS])
 _MASK64 = (1 << 64) - 1
-_INVENTORY_COLS = [LEVEL_NAMES.index(f"inventory_{item}") for item in INVENTORY_ITEMS]
-_VITAL_COLS = [LEVEL_NAMES.index(v) for v in VITALS]
+
+
+@dataclass(frozen=True, eq=False)
+class _Grammar:
+    """What the narrator relabeler derives from one world's vocabulary and words, made once per
+    world (propose is a hot path)."""
+
+    world: str
+    words: Words
+    num_events: int
+    event_names: tuple[str, ...]
+    counter_index: dict[str, int]
+    stated: tuple[str, ...]  # the events it states (those with words), in the world's event order
+    stated_cols: np.ndarray  # their counter columns
+    rank: dict[str, int]  # event -> its place in ``stated`` (ties in time are broken by it)
+    placement_cols: np.ndarray
+    inventory_cols: list[int]  # level columns of the inventory items, in their order
+    inventory_items: tuple[str, ...]
+    vitals: tuple[str, ...]
+    vital_cols: list[int]
+
+
+@cache
+def _grammar(name: str) -> _Grammar:
+    world = worlds.get(name)
+    words: Words = world.words
+    index = world.counter_index
+    stated = tuple(e for e in world.event_names if e in words.commands)
+    assert len(stated) == len(words.commands), f"{name}: words for events the world does not have"
+    levels = list(world.level_names)
+    return _Grammar(
+        world=name,
+        words=words,
+        num_events=world.num_events,
+        event_names=world.event_names,
+        counter_index=index,
+        stated=stated,
+        stated_cols=np.array([index[e] for e in stated]),
+        rank={e: i for i, e in enumerate(stated)},
+        placement_cols=np.array([index[p] for p in world.placements], np.int64),
+        inventory_cols=[levels.index(f"inventory_{item}") for item in world.inventory_items],
+        inventory_items=world.inventory_items,
+        vitals=world.vitals,
+        vital_cols=[levels.index(v) for v in world.vitals],
+    )
 
 
 def _clause(counter: str, n: int) -> dict:
     return {"counter": counter, "at_least": int(n)}
 
 
+def _phrase(words: Words, rng: random.Random, event: str, n: int) -> str:
+    verbs, one, many = words.commands[event]
+    verb = rng.choice(verbs)
+    if n <= 1:
+        return f"{verb} {one}"
+    count = _NUMBERS.get(n, str(n)) if rng.random() < 0.7 else str(n)
+    return f"{verb} {many.format(n=count)}"
+
+
+def _holding(words: Words, rng: random.Random, item: str, peak: int) -> str:
+    """An instruction to hold ``peak`` of ``item`` (a count), or its tier ``peak`` or better."""
+    tiers = words.tiers.get(item)
+    if tiers is None:
+        return (f"{rng.choice(['hold', 'carry', 'build up a stock of'])} {_NUMBERS.get(peak, str(peak))} "
+                f"{words.item_words.get(item, item.replace('_', ' ') + 's')} at once")
+    tier = tiers[peak - 1]
+    article = "an" if tier[0] in "aeiou" else "a"
+    return f"{rng.choice(['own', 'get hold of', 'carry'])} {article} {tier} {item.replace('_', ' ')} or better"
+
+
 class NarratorRelabeler:
-    """Deterministic hindsight instructions from a segment's counters (no language model).
+    """Deterministic hindsight instructions from a segment's counters (no language model), in any
+    world (a segment's array widths name it; its :class:`~oir.words.Words` word the instructions).
 
     Each task gets one of ``phrasings`` wordings, picked by the segment: the same task is
     worded the same few ways all run long, so the buffer holds a handful of texts per task
@@ -335,43 +355,37 @@ class NarratorRelabeler:
     def __init__(self, max_proposals: int = 8, phrasings: int = 3):
         self.max_proposals, self.phrasings = max_proposals, phrasings
 
-    def _phrase(self, rng: random.Random, event: str, n: int) -> str:
-        verbs, one, many = _WORDS[event]
-        verb = rng.choice(verbs)
-        if n <= 1:
-            return f"{verb} {one}"
-        count = _NUMBERS.get(n, str(n)) if rng.random() < 0.7 else str(n)
-        return f"{verb} {many.format(n=count)}"
-
     def propose(self, segment: Segment) -> list[dict]:
         """Every kind of true statement the counters support, at most ``max_proposals`` of them,
         taken in turn from each kind so that a small cap still covers every kind."""
-        cum = segment.counters()[:, :NUM_EVENTS]
+        g = _grammar(segment.world.name)
+        words, index = g.words, g.counter_index
+        cum = segment.counters()[:, :g.num_events]
         totals = cum[-1]
-        happened_idx = _ACHIEVEMENT_COLS[totals[_ACHIEVEMENT_COLS] > 0]
+        happened_idx = g.stated_cols[totals[g.stated_cols] > 0]
         if not len(happened_idx):
             return []
         after = segment.after  # a world span: state only what first holds after the earlier instructions
         steps = (cum[:, happened_idx] > 0).argmax(axis=0) + 1
-        first = {EVENT_NAMES[i]: int(t) for i, t in zip(happened_idx.tolist(), steps.tolist(), strict=True)}
-        happened = list(first)  # in ACHIEVEMENTS order (the columns are)
+        first = {g.event_names[i]: int(t) for i, t in zip(happened_idx.tolist(), steps.tolist(), strict=True)}
+        happened = list(first)  # in the world's event order (the columns are)
         # The segment's own seed (wording variant, which proposals a cap keeps): a function of
         # what happened when, the same in every process (ints hash alike everywhere).
         seed = hash((segment.length, *happened_idx.tolist(), *steps.tolist(), *totals[happened_idx].tolist())) & _MASK64
         variant = seed % self.phrasings
-        order = sorted(happened, key=lambda a: (first[a], ACHIEVEMENTS.index(a)))
+        order = sorted(happened, key=lambda a: (first[a], g.rank[a]))
         kinds: dict[str, list[dict]] = {}
 
-        def add(kind: str, args: tuple, task: dict, words: Callable[[random.Random], str], step: int) -> None:
-            """Propose ``task`` (first true at ``step``) worded by ``words(rng)``, whose randomness is a
+        def add(kind: str, args: tuple, task: dict, say: Callable[[random.Random], str], step: int) -> None:
+            """Propose ``task`` (first true at ``step``) worded by ``say(rng)``, whose randomness is a
             function of the task and the segment's variant only: so the text is too, and is looked up
             once made."""
             if step <= after:
                 return
-            key = (kind, args, variant)  # args: what the kind's task is made from
+            key = (g.world, kind, args, variant)  # args: what the kind's task is made from
             text = _TEXTS.get(key)
             if text is None:
-                text = words(random.Random(_wording_seed(task, variant)))
+                text = say(random.Random(_wording_seed(task, variant)))
                 text = text[0].upper() + text[1:] + "."
                 if len(_TEXTS) < _TEXTS_MAX:
                     _TEXTS[key] = text
@@ -381,16 +395,16 @@ class NarratorRelabeler:
             """Whether ``counter`` happened at any of the steps 1..step."""
             if step not in done_rows:
                 done_rows[step] = (cum[step - 1] > 0).tolist()
-            return done_rows[step][COUNTER_INDEX[counter]]
+            return done_rows[step][index[counter]]
 
         done_rows: dict[int, list[bool]] = {}
 
-        phrase = self._phrase
+        phrase = partial(_phrase, words)
         # Everything that happened, as often as it happened, and the first time of each.
         for a in order:
-            n = int(totals[COUNTER_INDEX[a]])
+            n = int(totals[index[a]])
             for k in sorted({1, n}, reverse=True):
-                reached = first[a] if k == 1 else int((cum[:, COUNTER_INDEX[a]] >= k).argmax()) + 1
+                reached = first[a] if k == 1 else int((cum[:, index[a]] >= k).argmax()) + 1
                 add("count" if k == n else "prefix", (a, k), {"all": [_clause(a, k)]},
                     lambda r, a=a, k=k: phrase(r, a, k), reached)
         # Pairs and triples of first occurrences, each next to the other, in the order they were
@@ -410,42 +424,44 @@ class NarratorRelabeler:
                 first[run[-1]])
         # A prohibition that held until the goal was reached, natural ones first.
         for a in order:
-            banned = next((b for b in (*_NATURAL_NONE.get(a, ()), *_GENERIC_NONE)
+            banned = next((b for b in (*words.natural_none.get(a, ()), *words.generic_none)
                            if b != a and not done_by(b, first[a])), None)
             if banned is None:
                 continue
             add("prohibition", (a, banned), {"all": [_clause(a, 1)], "none": [_clause(banned, 1)]},
-                lambda r, a=a, banned=banned: f"{phrase(r, a, 1)} {r.choice(_NONE_GLUE)} {_NONE_WORDS[banned]}",
+                lambda r, a=a, banned=banned: f"{phrase(r, a, 1)} {r.choice(_NONE_GLUE)} {words.none_words[banned]}",
                 first[a])
         # Inventory the agent built up in this segment (levels are absolute: only gains it made).
-        peaks = segment.levels[1:, _INVENTORY_COLS].max(axis=0).tolist()
-        held0 = segment.levels[0, _INVENTORY_COLS].tolist()
-        for col, item, peak, before in zip(_INVENTORY_COLS, INVENTORY_ITEMS, peaks, held0, strict=True):
+        peaks = segment.levels[1:, g.inventory_cols].max(axis=0).tolist()
+        held0 = segment.levels[0, g.inventory_cols].tolist()
+        for col, item, peak, before in zip(g.inventory_cols, g.inventory_items, peaks, held0, strict=True):
+            if item in words.tiers:  # a tier: state at most the top one ("a diamond pickaxe or better")
+                peak = min(peak, len(words.tiers[item]))
             if peak >= 2 and peak > before:
                 add("inventory", (item, peak), {"all": [{"counter": f"inventory_{item}", "at_least": peak}]},
-                    lambda r, item=item, peak=peak: f"{r.choice(['hold', 'carry', 'build up a stock of'])} "
-                    f"{_NUMBERS.get(peak, str(peak))} {_ITEM_WORDS.get(item, item.replace('_', ' ') + 's')} at once",
+                    lambda r, item=item, peak=peak: _holding(words, r, item, peak),
                     int((segment.levels[1:, col] >= peak).argmax()) + 1)
         # A vital kept up while the first thing was done (the first new thing, in a world span).
         a = next((x for x in order if first[x] > after), None)
-        lows = {} if a is None else dict(zip(VITALS, segment.levels[1:first[a] + 1, _VITAL_COLS].min(axis=0).tolist(),
+        lows = {} if a is None else dict(zip(g.vitals, segment.levels[1:first[a] + 1, g.vital_cols].min(axis=0).tolist(),
                                               strict=True))
         kept_up = [v for v in lows if lows[v] >= 2]  # the one that came nearest to a floor of 2
-        vital = min(kept_up, key=lambda v: (lows[v], VITALS.index(v))) if kept_up else None
+        vital = min(kept_up, key=lambda v: (lows[v], g.vitals.index(v))) if kept_up else None
         floor = min(lows[vital], 5) if vital else 0
         if vital:
             add("vitals", (a, vital, floor), {"all": [_clause(a, 1)], "none": [{"counter": vital, "at_most": floor - 1}]},
                 lambda r: f"{phrase(r, a, 1)} {r.choice(['keeping your', 'with your'])} {vital} at {floor} or more",
                 first[a])
         # Where things were placed.
-        for i in _PLACEMENT_COLS[totals[_PLACEMENT_COLS] > 0].tolist():
-            placed, near = EVENT_NAMES[i][len("place_"):].split("_near_")
+        for i in g.placement_cols[totals[g.placement_cols] > 0].tolist():
+            placed, near = g.event_names[i][len("place_"):].split("_near_")
 
             def placement(r, placed=placed, near=near):
                 verb, where = r.choice(["put", "place", "set"]), r.choice(["next to", "beside", "right by"])
-                return f"{verb} {_PLACE_WORDS[placed]} {where} {_NEAR_WORDS[near]}"
+                return f"{verb} {words.place_words[placed]} {where} {words.near_words[near]}"
 
-            add("placement", (i,), {"all": [_clause(EVENT_NAMES[i], 1)]}, placement, int((cum[:, i] > 0).argmax()) + 1)
+            add("placement", (i,), {"all": [_clause(g.event_names[i], 1)]}, placement,
+                int((cum[:, i] > 0).argmax()) + 1)
         # How quickly the first (new) thing was done.
         if a is not None:
             budget = 25 * -(-first[a] // 25)
@@ -460,8 +476,8 @@ class NarratorRelabeler:
         return {}
 
 
-# (kind, task, variant) -> the narrator's text: the wording is a function of these alone
-_TEXTS: dict[tuple[str, str, int], str] = {}
+# (world, kind, task's makings, variant) -> the narrator's text: the wording is a function of these alone
+_TEXTS: dict[tuple[str, str, tuple, int], str] = {}
 _TEXTS_MAX = 1 << 16
 
 
@@ -525,7 +541,8 @@ class JointRelabeler:
         counts: Counter = Counter()
         for seg, mine, theirs in zip(segments, from_llm, from_narrator, strict=True):
             kept, _ = verify(seg, mine)
-            stated = {parse_task(p["task"]).key() for p in theirs if isinstance(p, dict) and p.get("task") is not None}
+            stated = {parse_task(p["task"], seg.world.name).key() for p in theirs
+                      if isinstance(p, dict) and p.get("task") is not None}
             novel = sum(r.spec.key() not in stated for r in kept)
             counts.update(segments=1, llm_verified=len(kept), llm_novel=novel,
                           llm_segments=bool(kept), llm_novel_segments=bool(novel))
@@ -768,7 +785,8 @@ class AsyncRelabeler:
             return self._relabel(infos)
         results = []
         for info, (kept, flawed, proposed) in zip(infos, replies, strict=True):
-            relabels = [Relabel(text, parse_task(key), step) for text, key, step in kept]
+            world = info.segment.world.name  # the spec names this world's counters
+            relabels = [Relabel(text, parse_task(key, world), step) for text, key, step in kept]
             results.append(RelabelResult(info, relabels, Counter(flawed), proposed))
         return self._finish(results)
 

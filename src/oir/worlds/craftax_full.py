@@ -32,8 +32,10 @@ from craftax.craftax.constants import (
     DIRECTIONS,
     LEVEL_ACHIEVEMENT_MAP,
     MOB_ACHIEVEMENT_MAP,
+    OBS_DIM,
     Achievement,
     BlockType,
+    ItemType,
     MobType,
 )
 from craftax.craftax.util.game_logic_utils import has_beaten_boss
@@ -361,3 +363,260 @@ def make_renderer(pixels: int):
     from craftax.craftax.renderer import make_craftax_pixel_renderer
 
     return make_craftax_pixel_renderer(pixels)
+
+
+# --- What the agent sees --------------------------------------------------------------------
+# The symbolic observation starts with the local map, OBS_DIM (9 x 11) cells of 83 channels
+# each (craftax.craftax.renderer.render_craftax_symbolic): the block type one-hot (37), the item
+# type one-hot (5, ItemType.NONE first), 5 mob classes x 8 type slots, then whether the cell is
+# lit. Every channel but the last is zeroed in unlit cells, so what is dark is not seen. The
+# renderer numbers the mob classes melee 0, passive 1, ranged 2, mob projectiles 3, player
+# projectiles 4: not MobType's order.
+_OBS_CELLS = OBS_DIM[0] * OBS_DIM[1]
+_ITEM_CHANNEL = len(BlockType)
+_MOB_CHANNEL = _ITEM_CHANNEL + len(ItemType)
+_MOB_SLOTS = 8
+_CELL_CHANNELS = _MOB_CHANNEL + 5 * _MOB_SLOTS + 1
+_RENDER_CLASS = {"melee_mobs": 0, "passive_mobs": 1, "ranged_mobs": 2}
+# Projectile kind -> (render class, type id) of every projectile of that look: mobs' projectiles
+# (class 3) by RANGED_MOB_TYPE_TO_PROJECTILE_TYPE_MAPPING (ids 6 and 7 are the elementals' own
+# fire- and iceballs), the player's (class 4) by game_logic (arrows are ARROW2, spells 2 and 3).
+_PROJECTILES: dict[str, tuple[tuple[int, int], ...]] = {
+    "arrow": ((3, 0), (3, 4), (4, 4)),
+    "dagger": ((3, 1),),
+    "fireball": ((3, 2), (3, 6), (4, 2)),
+    "iceball": ((3, 3), (3, 7), (4, 3)),
+    "slimeball": ((3, 5),),
+}
+_NEARBY_CHANNELS: dict[str, tuple[int, ...]] = {
+    **{b.name.lower(): (b.value,) for b in BlockType},
+    # ItemType.NONE is "no item here", on in nearly every cell: not a thing in view.
+    **{i.name.lower(): (_ITEM_CHANNEL + i.value,) for i in ItemType if i != ItemType.NONE},
+    **{n: (_MOB_CHANNEL + _RENDER_CLASS[field] * _MOB_SLOTS + t,) for n, field, t in KILL_KINDS},
+    **{n: tuple(_MOB_CHANNEL + c * _MOB_SLOTS + t for c, t in looks) for n, looks in _PROJECTILES.items()},
+}
+assert len(_NEARBY_CHANNELS) == len(BlockType) + len(ItemType) - 1 + len(KILL_KINDS) + len(_PROJECTILES), "names clash"
+NEARBY_NAMES: tuple[str, ...] = tuple(_NEARBY_CHANNELS)
+NUM_NEARBY = len(NEARBY_NAMES)
+MOBS: tuple[str, ...] = tuple(n for n, _, _ in KILL_KINDS)
+# float32[cell channel, nearby name]: 1 where the channel shows that name.
+_SEEN_AS = np.zeros((_CELL_CHANNELS, NUM_NEARBY), np.float32)
+for _j, _channels in enumerate(_NEARBY_CHANNELS.values()):
+    _SEEN_AS[list(_channels), _j] = 1.0
+
+
+def nearby_from_obs(obs):
+    """What the agent sees: bool[..., NUM_NEARBY] from a symbolic observation (jnp or np)."""
+    local = obs[..., : _OBS_CELLS * _CELL_CHANNELS].reshape((*obs.shape[:-1], _OBS_CELLS, _CELL_CHANNELS))
+    # Any cell per channel, then channels to names: a name may be several channels (arrows).
+    return (local.max(axis=-2) @ _SEEN_AS) > 0
+
+
+# --- Words ------------------------------------------------------------------------------------
+# How the narrator and the narrator relabeler tell full Craftax's events (oir.words.Words).
+# Events that overlap (defeat_zombie and kill_zombie, eat_cow and kill_cow, learn_fireball and
+# learn_spell_fireball, drink_potion and drink_potion_red, descend and enter_*) are worded apart
+# on purpose: both are logged and stated, and equal wordings would be merged in the log and
+# dropped as duplicate instructions.
+from oir.words import Words  # noqa: E402  (no cycle: oir.words imports nothing from oir)
+
+_MOB_WORDS = {n: n.replace("_", " ") for n in MOBS}
+_MOB_PLURALS = {n: ("pigmen" if n == "pigman" else f"{w}s") for n, w in _MOB_WORDS.items()}
+# The defeat_* achievements by the mob they name (the game spells one "solider").
+_DEFEATS = {("orc_soldier" if a == "defeat_orc_solider" else a[len("defeat_"):]): a
+            for a in ACHIEVEMENTS if a.startswith("defeat_") and a != "defeat_necromancer"}
+assert set(_DEFEATS) <= set(MOBS)
+# Floor entry achievements and the floors' names as players know them.
+_FLOOR_NAMES = {
+    "enter_dungeon": "the Dungeon", "enter_gnomish_mines": "the Gnomish Mines", "enter_sewers": "the Sewers",
+    "enter_vault": "the Vault", "enter_troll_mines": "the Troll Mines", "enter_fire_realm": "the Fire Realm",
+    "enter_ice_realm": "the Ice Realm", "enter_graveyard": "the Graveyard",
+}
+assert {ACHIEVEMENTS[a] for a in _ENTER.values()} == set(_FLOOR_NAMES)
+_TOOL_TIERS = ("wood", "stone", "iron", "diamond")  # inventory.pickaxe/sword 1-4
+_ARMOUR_TIERS = ("iron", "diamond")  # inventory.armour 1-2
+_DEFEAT_VERBS = ("defeat", "beat", "overcome")
+_KILL_VERBS = ("kill", "slay", "take down")
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
+_FULL_PHRASES: dict[str, str] = {
+    # Craftax-Classic's achievements, told as Classic tells them.
+    "collect_wood": "collected wood",
+    "place_table": "placed a crafting table",
+    "eat_cow": "ate a cow",
+    "collect_sapling": "collected a sapling",
+    "collect_drink": "drank water",
+    "make_wood_pickaxe": "made a wood pickaxe",
+    "make_wood_sword": "made a wood sword",
+    "place_plant": "planted a sapling",
+    "collect_stone": "collected stone",
+    "place_stone": "placed stone",
+    "eat_plant": "ate a plant",
+    "make_stone_pickaxe": "made a stone pickaxe",
+    "make_stone_sword": "made a stone sword",
+    "wake_up": "woke up",
+    "place_furnace": "placed a furnace",
+    "collect_coal": "collected coal",
+    "collect_iron": "collected iron",
+    "collect_diamond": "collected a diamond",
+    "make_iron_pickaxe": "made an iron pickaxe",
+    "make_iron_sword": "made an iron sword",
+    # Full Craftax's own.
+    "make_arrow": "made arrows",
+    "make_torch": "made torches",
+    "place_torch": "placed a torch",
+    "make_diamond_sword": "made a diamond sword",
+    "make_diamond_pickaxe": "made a diamond pickaxe",
+    "make_iron_armour": "made a piece of iron armour",
+    "make_diamond_armour": "made a piece of diamond armour",
+    **{a: f"entered {floor}" for a, floor in _FLOOR_NAMES.items()},
+    **{a: f"defeated {_a(_MOB_WORDS[m])}" for m, a in _DEFEATS.items()},
+    "damage_necromancer": "hit the necromancer",
+    "defeat_necromancer": "defeated the necromancer",
+    "eat_bat": "ate a bat",
+    "eat_snail": "ate a snail",
+    "find_bow": "found a bow",
+    "fire_bow": "shot an arrow",
+    "collect_sapphire": "collected a sapphire",
+    "collect_ruby": "collected a ruby",
+    "learn_fireball": "learned the fireball spell",
+    "learn_iceball": "learned the iceball spell",
+    "cast_fireball": "cast a fireball",
+    "cast_iceball": "cast an iceball",
+    "open_chest": "opened a chest",
+    "drink_potion": "drank a potion",
+    "enchant_sword": "enchanted a sword",
+    "enchant_armour": "enchanted a piece of armour",
+    # The other events.
+    "descend": "went down to the next floor",
+    "ascend": "went up to the floor above",
+    **{f"kill_{m}": f"killed {_a(w)}" for m, w in _MOB_WORDS.items()},
+    **{f"learn_spell_{s}": f"can now cast {s}s" for s in SPELLS},
+    **{f"drink_potion_{c}": f"drank {_a(c)} potion" for c in POTION_COLOURS},
+}
+
+_FULL_COMMANDS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "collect_wood": (("gather", "chop", "harvest"), "wood", "{n} pieces of wood"),
+    "place_table": (("build", "set up", "craft and place"), "one workbench", "{n} workbenches"),
+    "eat_cow": (("hunt and eat", "catch and eat"), "one cow", "{n} cows"),
+    "collect_sapling": (("find", "gather", "forage"), "one sapling", "{n} saplings"),
+    "collect_drink": (("drink from", "sip from"), "the water", "the water {n} times"),
+    "make_wood_pickaxe": (("craft", "build"), "one wooden pickaxe", "{n} wooden pickaxes"),
+    "make_wood_sword": (("craft", "build"), "one wooden sword", "{n} wooden swords"),
+    "place_plant": (("plant", "sow"), "one sapling in the grass", "{n} saplings in the grass"),
+    "collect_stone": (("mine", "quarry", "dig up"), "stone", "{n} blocks of stone"),
+    "place_stone": (("lay", "put down"), "one stone block", "{n} stone blocks"),
+    "eat_plant": (("eat", "harvest and eat"), "one ripe plant", "{n} ripe plants"),
+    "make_stone_pickaxe": (("craft", "build"), "one stone pickaxe", "{n} stone pickaxes"),
+    "make_stone_sword": (("craft", "build"), "one stone sword", "{n} stone swords"),
+    "wake_up": (("sleep and then wake",), "up", "up {n} times"),
+    "place_furnace": (("build", "set up"), "one furnace", "{n} furnaces"),
+    "collect_coal": (("mine", "dig up"), "coal", "{n} lumps of coal"),
+    "collect_iron": (("mine", "dig up"), "iron", "{n} chunks of iron"),
+    "collect_diamond": (("mine", "dig up"), "one diamond", "{n} diamonds"),
+    "make_iron_pickaxe": (("forge", "craft"), "one iron pickaxe", "{n} iron pickaxes"),
+    "make_iron_sword": (("forge", "craft"), "one iron sword", "{n} iron swords"),
+    # A craft makes 2 arrows or 4 torches, and make_arrow/make_torch count crafts: batches.
+    "make_arrow": (("craft", "make"), "one batch of arrows", "{n} batches of arrows"),
+    "make_torch": (("craft", "make"), "one batch of torches", "{n} batches of torches"),
+    "place_torch": (("put up", "light"), "one torch", "{n} torches"),
+    "make_diamond_sword": (("forge", "craft"), "one diamond sword", "{n} diamond swords"),
+    "make_diamond_pickaxe": (("forge", "craft"), "one diamond pickaxe", "{n} diamond pickaxes"),
+    "make_iron_armour": (("forge", "craft"), "one piece of iron armour", "{n} pieces of iron armour"),
+    "make_diamond_armour": (("forge", "craft"), "one piece of diamond armour", "{n} pieces of diamond armour"),
+    **{a: (("enter", "reach", "make it to"), floor, f"{floor} {{n}} times") for a, floor in _FLOOR_NAMES.items()},
+    # defeat_* (the game's achievement) and kill_* (any death of that kind) differ by their verbs.
+    **{a: (_DEFEAT_VERBS, f"one {_MOB_WORDS[m]}", f"{{n}} {_MOB_PLURALS[m]}") for m, a in _DEFEATS.items()},
+    "damage_necromancer": (("hit", "wound"), "the necromancer", "the necromancer {n} times"),
+    "defeat_necromancer": (_DEFEAT_VERBS, "the necromancer", "the necromancer {n} times"),
+    "eat_bat": (("hunt and eat", "catch and eat"), "one bat", "{n} bats"),
+    "eat_snail": (("hunt and eat", "catch and eat"), "one snail", "{n} snails"),
+    "find_bow": (("find", "pick up"), "one bow", "{n} bows"),
+    "fire_bow": (("shoot", "fire"), "one arrow from a bow", "{n} arrows from a bow"),
+    "collect_sapphire": (("mine", "dig up"), "one sapphire", "{n} sapphires"),
+    "collect_ruby": (("mine", "dig up"), "one ruby", "{n} rubies"),
+    "learn_fireball": (("learn", "master"), "the fireball spell", "the fireball spell {n} times"),
+    "learn_iceball": (("learn", "master"), "the iceball spell", "the iceball spell {n} times"),
+    "cast_fireball": (("cast", "hurl"), "one fireball", "{n} fireballs"),
+    "cast_iceball": (("cast", "hurl"), "one iceball", "{n} iceballs"),
+    "open_chest": (("open", "loot"), "one chest", "{n} chests"),
+    # "a total of": "drink 3 ..." would read as the log's "drink 3" state notation (relabel.py).
+    "drink_potion": (("drink", "quaff"), "one potion", "a total of {n} potions"),
+    "enchant_sword": (("enchant", "imbue"), "one sword", "{n} swords"),
+    "enchant_armour": (("enchant", "imbue"), "one piece of armour", "{n} pieces of armour"),
+    "descend": (("go down", "climb down"), "one floor", "{n} floors"),
+    "ascend": (("go up", "climb up"), "one floor", "{n} floors"),
+    **{f"kill_{m}": (_KILL_VERBS, f"one {w}", f"{{n}} {_MOB_PLURALS[m]}") for m, w in _MOB_WORDS.items()},
+    **{f"learn_spell_{s}": (("study", "read up on"), f"the {s} spell", f"the {s} spell {{n}} times") for s in SPELLS},
+    **{f"drink_potion_{c}": (("drink", "quaff"), f"one {c} potion", f"a total of {{n}} {c} potions")
+       for c in POTION_COLOURS},
+}
+
+WORDS = Words(
+    phrases=_FULL_PHRASES,
+    item_of={
+        **{f"collect_{i}": f"inventory_{i}"
+           for i in ("wood", "stone", "coal", "iron", "diamond", "sapphire", "ruby", "sapling")},
+        "place_table": "inventory_wood", "place_stone": "inventory_stone", "place_furnace": "inventory_stone",
+        "place_plant": "inventory_sapling", "place_torch": "inventory_torches", "collect_drink": "drink",
+        "eat_cow": "food", "eat_plant": "food", "eat_bat": "food", "eat_snail": "food",
+        "make_arrow": "inventory_arrows", "make_torch": "inventory_torches", "fire_bow": "inventory_arrows",
+        "cast_fireball": "mana", "cast_iceball": "mana", "enchant_sword": "mana", "enchant_armour": "mana",
+        "descend": "floor", "ascend": "floor",
+        **{f"drink_potion_{c}": f"inventory_potion_{c}" for c in POTION_COLOURS},
+    },
+    summary_levels=("floor", *VITALS, "xp"),
+    creatures=MOBS + tuple(_PROJECTILES),
+    quiet=frozenset({"invalid", "out_of_bounds", "path"}),
+    nearby_words={
+        "crafting_table": "table", "ripe_plant": "ripe plant", "wall_moss": "mossy wall",
+        "enchantment_table_fire": "fire enchantment table", "enchantment_table_ice": "ice enchantment table",
+        "necromancer_vulnerable": "necromancer", "grave2": "grave", "grave3": "grave",
+        "ladder_down_blocked": "blocked ladder down",
+    },
+    level_words={
+        **{f"inventory_{t}": f"{t} tier" for t in ("pickaxe", "sword", *ARMOUR_PIECES)},
+        **{f"inventory_potion_{c}": f"{c} potions" for c in POTION_COLOURS},
+    },
+    commands=_FULL_COMMANDS,
+    place_words={"table": "one workbench", "furnace": "one furnace", "stone": "one stone block",
+                 "plant": "one sapling", "torch": "one torch"},
+    near_words={"water": "water", "stone": "stone", "tree": "a tree", "grass": "grass", "sand": "sand",
+                "lava": "lava", "coal": "coal", "iron": "iron", "diamond": "a diamond", "sapphire": "a sapphire",
+                "ruby": "a ruby", "table": "a workbench", "furnace": "a furnace", "plant": "a plant",
+                "path": "a path", "wall": "a wall", "chest": "a chest", "fountain": "a fountain",
+                "enchantment_table": "an enchantment table"},
+    natural_none={
+        "collect_sapling": ("place_plant", "eat_plant"), "collect_wood": ("place_table", "defeat_zombie"),
+        "collect_drink": ("eat_cow",), "eat_cow": ("collect_drink",), "eat_plant": ("eat_cow",),
+        "wake_up": ("eat_cow",), "collect_stone": ("place_stone",), "place_table": ("make_wood_pickaxe",),
+        "make_wood_pickaxe": ("make_wood_sword",), "make_wood_sword": ("make_wood_pickaxe",),
+        "make_stone_pickaxe": ("make_stone_sword",), "make_stone_sword": ("make_stone_pickaxe",),
+        "collect_coal": ("place_furnace",), "collect_iron": ("place_furnace",), "place_plant": ("eat_plant",),
+        "descend": ("ascend",), "ascend": ("descend",), "make_arrow": ("fire_bow",), "find_bow": ("fire_bow",),
+        "learn_fireball": ("cast_fireball",), "learn_iceball": ("cast_iceball",),
+        "learn_spell_fireball": ("cast_fireball",), "learn_spell_iceball": ("cast_iceball",),
+        "make_torch": ("place_torch",), "open_chest": ("drink_potion",),
+        "enchant_sword": ("enchant_armour",), "enchant_armour": ("enchant_sword",),
+    },
+    generic_none=("defeat_zombie", "eat_cow", "place_table", "place_stone", "collect_sapling"),
+    none_words={
+        "place_plant": "sow anything", "eat_plant": "eat a plant", "place_table": "build a workbench",
+        "defeat_zombie": "fight a zombie", "eat_cow": "eat any cow", "collect_drink": "drink water",
+        "place_stone": "lay stone", "make_wood_pickaxe": "craft a pickaxe", "make_wood_sword": "craft a sword",
+        "make_stone_pickaxe": "craft a stone pickaxe", "make_stone_sword": "craft a stone sword",
+        "place_furnace": "build a furnace", "collect_sapling": "pick up saplings",
+        "ascend": "go back up a floor", "descend": "go down a floor", "fire_bow": "shoot the bow",
+        "cast_fireball": "cast a fireball", "cast_iceball": "cast an iceball", "place_torch": "put up a torch",
+        "drink_potion": "drink a potion", "enchant_armour": "enchant armour", "enchant_sword": "enchant a sword",
+    },
+    item_words={"wood": "pieces of wood", "stone": "blocks of stone", "coal": "lumps of coal",
+                "iron": "chunks of iron", "diamond": "diamonds", "sapphire": "sapphires", "ruby": "rubies",
+                "sapling": "saplings", "bow": "bows", "arrows": "arrows", "torches": "torches", "books": "books",
+                **{f"potion_{c}": f"{c} potions" for c in POTION_COLOURS}},
+    tiers={"pickaxe": _TOOL_TIERS, "sword": _TOOL_TIERS, **{p: _ARMOUR_TIERS for p in ARMOUR_PIECES}},
+)
