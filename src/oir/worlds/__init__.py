@@ -132,6 +132,10 @@ class World:
     def __repr__(self) -> str:
         return f"World({self.name!r})"
 
+    def __reduce__(self):
+        # Pickled by name (a checkpoint, a relabel process): the module itself does not pickle.
+        return get, (self.name,)
+
 
 def get(name: str = DEFAULT) -> World:
     """The world called ``name`` (``--env``); WorldError names the known ones."""
