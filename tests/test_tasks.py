@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import event, given, settings
@@ -99,27 +97,6 @@ def test_evaluate_semantics_by_hand():
 TRACE_LEN = 12
 # A few counters of each kind keep random traces likely to satisfy clauses.
 HOT = ["collect_wood", "place_table", "eat_cow", "place_table_near_water", "inventory_wood", "health"]
-
-
-@pytest.fixture(scope="module")
-def jax_eval():
-    def run(bank, events, levels):
-        spec = bank.take(0)
-
-        def body(c, x):
-            prog, ended, out = c
-            ev, lv = x
-            prog, success, fail, reason = tasks.progress_step(spec, prog, ev, lv)
-            now = jnp.where(success, 1, jnp.where(fail, 2, 0))
-            # Record the first end (status, step, reason); the evaluator stops there.
-            out = jnp.where(ended, out, jnp.stack([now, prog.t, reason]))
-            return (prog, ended | success | fail, out), None
-
-        init = (tasks.progress_init(), jnp.asarray(False), jnp.zeros(3, jnp.int32))
-        (_, _, out), _ = jax.lax.scan(body, init, (events, levels))
-        return out
-
-    return jax.jit(run)
 
 
 clause_st = st.builds(

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -67,25 +65,6 @@ def test_the_full_suite_passes_its_check(capsys):
 TRACE_LEN = 12
 HOT = ["descend", "ascend", "kill_zombie", "drink_potion_red", "learn_spell_fireball", "place_torch_near_stone",
        "collect_wood", "floor", "inventory_torches", "mana"]
-
-
-@pytest.fixture(scope="module")
-def jax_eval():
-    def run(bank, events, levels):
-        spec = bank.take(0)
-
-        def body(c, x):
-            prog, ended, out = c
-            prog, success, fail, reason = tasks.progress_step(spec, prog, *x)
-            now = jnp.where(success, 1, jnp.where(fail, 2, 0))
-            out = jnp.where(ended, out, jnp.stack([now, prog.t, reason]))  # the first end only
-            return (prog, ended | success | fail, out), None
-
-        init = (tasks.progress_init((), events.shape[1]), jnp.asarray(False), jnp.zeros(3, jnp.int32))
-        (_, _, out), _ = jax.lax.scan(body, init, (events, levels))
-        return out
-
-    return jax.jit(run)
 
 
 clause_st = st.builds(
