@@ -682,6 +682,7 @@ def _coverage_section(suite: list[SuiteLine], by: dict[str, list[Run]], split: s
     from oir.tasks import parse_spec
 
     spec_of = {x.task_id: x.spec for x in suite}
+    world = suite[0].spec.world if suite else None  # the relabels name this world's counters
     base = by.get("no-relabel", [])
     out = []
     for m, rs in by.items():
@@ -693,7 +694,7 @@ def _coverage_section(suite: list[SuiteLine], by: dict[str, list[Run]], split: s
             if not path.is_file():
                 continue
             buf = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-            keys = {parse_spec(b["task"]).key() for b in buf}
+            keys = {parse_spec(b["task"], world).key() for b in buf}
             counters = {frozenset(c["counter"] for c in b["task"]["all"]) for b in buf}
             other = {t["task_id"]: t["success"] for t in base[i].eval["tasks"]} if i < len(base) else {}
             for t in r.eval["tasks"]:

@@ -585,7 +585,8 @@ SIMILARITY_COUNTS = ("sim_rewards", "sim_false", "spec_held", "sim_missed", "unv
 
 
 def similarity_errors(
-    proposals: list[Any], counters: np.ndarray, sim_step: Callable[[str, TaskSpec], int | None]
+    proposals: list[Any], counters: np.ndarray, sim_step: Callable[[str, TaskSpec], int | None],
+    world: str | None = None,
 ) -> Counter:
     """How similarity rewards on one segment compare with its proposals' verified specs.
 
@@ -608,7 +609,7 @@ def similarity_errors(
             out["unverified"] += 1
             continue
         try:
-            spec = parse_spec(p["task"])
+            spec = parse_spec(p["task"], world)  # the segment's world (default Craftax-Classic)
         except SpecError:
             continue
         v, s = first_success(spec, counters), sim_step(text, spec)
@@ -806,7 +807,7 @@ class AsyncRelabeler:
             kept, flawed = verify(info.segment, props, step)
             counters = info.segment.counters()
             unsupported = sum(r.verified and first_success(r.spec, counters) is None for r in kept)
-            errors = similarity_errors(props, counters, step)
+            errors = similarity_errors(props, counters, step, info.segment.world.name)
             results.append(RelabelResult(info, kept, flawed, len(props), unsupported, similarity=errors))
         return self._finish(results)
 
