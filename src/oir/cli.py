@@ -246,7 +246,7 @@ def tasks_check(cfg: TasksCheck, console: Console) -> int:
     tasks = {x.task_id for x in lines}
     splits = {s: sum(x.split == s for x in lines) for s in ("train", "test")}
     console.print(f"{cfg.file}: OK for {world.env_id} (--env {world.name}), {len(lines)} lines, {len(tasks)} tasks, "
-                  f"{splits['train']} train / {splits['test']} test lines")
+                  f"{splits['train']} train / {splits['test']} test lines", soft_wrap=True, highlight=False)
     return 0
 
 
