@@ -77,7 +77,7 @@ class VecEnv:
         self.env = self.world.make_env()
         self.params = params or self.env.default_params
         self.obs_dim = int(self.env.observation_space(self.params).shape[0])
-        self.num_actions = int(self.env.action_space(self.params).n)
+        self.num_actions = self.world.num_actions
 
     def _worlds(self, key: jax.Array, n: int):
         keys = jax.random.split(key, n)
