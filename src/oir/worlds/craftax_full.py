@@ -40,6 +40,7 @@ from craftax.craftax.constants import (
 )
 from craftax.craftax.util.game_logic_utils import has_beaten_boss
 
+from oir.events import WORDS as _CLASSIC  # the words full Craftax shares with Classic
 from oir.events import Counter
 
 _BY_VALUE: tuple[Achievement, ...] = tuple(sorted(Achievement, key=lambda a: a.value))
@@ -444,27 +445,7 @@ def _a(word: str) -> str:
 
 
 _FULL_PHRASES: dict[str, str] = {
-    # Craftax-Classic's achievements, told as Classic tells them.
-    "collect_wood": "collected wood",
-    "place_table": "placed a crafting table",
-    "eat_cow": "ate a cow",
-    "collect_sapling": "collected a sapling",
-    "collect_drink": "drank water",
-    "make_wood_pickaxe": "made a wood pickaxe",
-    "make_wood_sword": "made a wood sword",
-    "place_plant": "planted a sapling",
-    "collect_stone": "collected stone",
-    "place_stone": "placed stone",
-    "eat_plant": "ate a plant",
-    "make_stone_pickaxe": "made a stone pickaxe",
-    "make_stone_sword": "made a stone sword",
-    "wake_up": "woke up",
-    "place_furnace": "placed a furnace",
-    "collect_coal": "collected coal",
-    "collect_iron": "collected iron",
-    "collect_diamond": "collected a diamond",
-    "make_iron_pickaxe": "made an iron pickaxe",
-    "make_iron_sword": "made an iron sword",
+    **_CLASSIC.phrases,  # Craftax-Classic's achievements, told as Classic tells them
     # Full Craftax's own.
     "make_arrow": "made arrows",
     "make_torch": "made torches",
@@ -500,26 +481,7 @@ _FULL_PHRASES: dict[str, str] = {
 }
 
 _FULL_COMMANDS: dict[str, tuple[tuple[str, ...], str, str]] = {
-    "collect_wood": (("gather", "chop", "harvest"), "wood", "{n} pieces of wood"),
-    "place_table": (("build", "set up", "craft and place"), "one workbench", "{n} workbenches"),
-    "eat_cow": (("hunt and eat", "catch and eat"), "one cow", "{n} cows"),
-    "collect_sapling": (("find", "gather", "forage"), "one sapling", "{n} saplings"),
-    "collect_drink": (("drink from", "sip from"), "the water", "the water {n} times"),
-    "make_wood_pickaxe": (("craft", "build"), "one wooden pickaxe", "{n} wooden pickaxes"),
-    "make_wood_sword": (("craft", "build"), "one wooden sword", "{n} wooden swords"),
-    "place_plant": (("plant", "sow"), "one sapling in the grass", "{n} saplings in the grass"),
-    "collect_stone": (("mine", "quarry", "dig up"), "stone", "{n} blocks of stone"),
-    "place_stone": (("lay", "put down"), "one stone block", "{n} stone blocks"),
-    "eat_plant": (("eat", "harvest and eat"), "one ripe plant", "{n} ripe plants"),
-    "make_stone_pickaxe": (("craft", "build"), "one stone pickaxe", "{n} stone pickaxes"),
-    "make_stone_sword": (("craft", "build"), "one stone sword", "{n} stone swords"),
-    "wake_up": (("sleep and then wake",), "up", "up {n} times"),
-    "place_furnace": (("build", "set up"), "one furnace", "{n} furnaces"),
-    "collect_coal": (("mine", "dig up"), "coal", "{n} lumps of coal"),
-    "collect_iron": (("mine", "dig up"), "iron", "{n} chunks of iron"),
-    "collect_diamond": (("mine", "dig up"), "one diamond", "{n} diamonds"),
-    "make_iron_pickaxe": (("forge", "craft"), "one iron pickaxe", "{n} iron pickaxes"),
-    "make_iron_sword": (("forge", "craft"), "one iron sword", "{n} iron swords"),
+    **_CLASSIC.commands,  # as Classic words them, but for defeat_* (below)
     # A craft makes 2 arrows or 4 torches, and make_arrow/make_torch count crafts: batches.
     "make_arrow": (("craft", "make"), "one batch of arrows", "{n} batches of arrows"),
     "make_torch": (("craft", "make"), "one batch of torches", "{n} batches of torches"),
@@ -583,40 +545,26 @@ WORDS = Words(
         **{f"inventory_potion_{c}": f"{c} potions" for c in POTION_COLOURS},
     },
     commands=_FULL_COMMANDS,
-    place_words={"table": "one workbench", "furnace": "one furnace", "stone": "one stone block",
-                 "plant": "one sapling", "torch": "one torch"},
-    near_words={"water": "water", "stone": "stone", "tree": "a tree", "grass": "grass", "sand": "sand",
-                "lava": "lava", "coal": "coal", "iron": "iron", "diamond": "a diamond", "sapphire": "a sapphire",
-                "ruby": "a ruby", "table": "a workbench", "furnace": "a furnace", "plant": "a plant",
-                "path": "a path", "wall": "a wall", "chest": "a chest", "fountain": "a fountain",
+    place_words={**_CLASSIC.place_words, "torch": "one torch"},
+    near_words={**_CLASSIC.near_words, "sapphire": "a sapphire", "ruby": "a ruby", "path": "a path",
+                "wall": "a wall", "chest": "a chest", "fountain": "a fountain",
                 "enchantment_table": "an enchantment table"},
     natural_none={
-        "collect_sapling": ("place_plant", "eat_plant"), "collect_wood": ("place_table", "defeat_zombie"),
-        "collect_drink": ("eat_cow",), "eat_cow": ("collect_drink",), "eat_plant": ("eat_cow",),
-        "wake_up": ("eat_cow",), "collect_stone": ("place_stone",), "place_table": ("make_wood_pickaxe",),
-        "make_wood_pickaxe": ("make_wood_sword",), "make_wood_sword": ("make_wood_pickaxe",),
-        "make_stone_pickaxe": ("make_stone_sword",), "make_stone_sword": ("make_stone_pickaxe",),
-        "collect_coal": ("place_furnace",), "collect_iron": ("place_furnace",), "place_plant": ("eat_plant",),
+        **_CLASSIC.natural_none,
         "descend": ("ascend",), "ascend": ("descend",), "make_arrow": ("fire_bow",), "find_bow": ("fire_bow",),
         "learn_fireball": ("cast_fireball",), "learn_iceball": ("cast_iceball",),
         "learn_spell_fireball": ("cast_fireball",), "learn_spell_iceball": ("cast_iceball",),
         "make_torch": ("place_torch",), "open_chest": ("drink_potion",),
         "enchant_sword": ("enchant_armour",), "enchant_armour": ("enchant_sword",),
     },
-    generic_none=("defeat_zombie", "eat_cow", "place_table", "place_stone", "collect_sapling"),
+    generic_none=_CLASSIC.generic_none,
     none_words={
-        "place_plant": "sow anything", "eat_plant": "eat a plant", "place_table": "build a workbench",
-        "defeat_zombie": "fight a zombie", "eat_cow": "eat any cow", "collect_drink": "drink water",
-        "place_stone": "lay stone", "make_wood_pickaxe": "craft a pickaxe", "make_wood_sword": "craft a sword",
-        "make_stone_pickaxe": "craft a stone pickaxe", "make_stone_sword": "craft a stone sword",
-        "place_furnace": "build a furnace", "collect_sapling": "pick up saplings",
+        **_CLASSIC.none_words,
         "ascend": "go back up a floor", "descend": "go down a floor", "fire_bow": "shoot the bow",
         "cast_fireball": "cast a fireball", "cast_iceball": "cast an iceball", "place_torch": "put up a torch",
         "drink_potion": "drink a potion", "enchant_armour": "enchant armour", "enchant_sword": "enchant a sword",
     },
-    item_words={"wood": "pieces of wood", "stone": "blocks of stone", "coal": "lumps of coal",
-                "iron": "chunks of iron", "diamond": "diamonds", "sapphire": "sapphires", "ruby": "rubies",
-                "sapling": "saplings", "bow": "bows", "arrows": "arrows", "torches": "torches", "books": "books",
+    item_words={**_CLASSIC.item_words, "sapphire": "sapphires", "ruby": "rubies", "bow": "bows", "arrows": "arrows", "torches": "torches", "books": "books",
                 **{f"potion_{c}": f"{c} potions" for c in POTION_COLOURS}},
     tiers={"pickaxe": _TOOL_TIERS, "sword": _TOOL_TIERS, **{p: _ARMOUR_TIERS for p in ARMOUR_PIECES}},
 )
