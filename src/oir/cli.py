@@ -304,15 +304,14 @@ def demo(cfg: Demo, console: Console) -> int:
     from oir import jaxcache
     from oir.evaluate import holdout_line, random_policy_for, report, run_suite, summarize
     from oir.policy import policy_from_run
-    from oir.suites import HELD_OUT_TASK, load_suite
+    from oir.suites import HELD_OUT_TASK, load_suite, suite_for
     from oir.train import train
 
     if cfg.episodes < 1 or cfg.max_steps < 1 or cfg.steps < 0:
         raise CliError("--episodes and --max-steps must be at least 1, --steps at least 0")
     jaxcache.enable()
     world = _world(cfg.env)
-    if world.name != "classic" and cfg.suite == STANDARD_SUITE:
-        cfg = replace(cfg, suite=world.suite)
+    cfg = replace(cfg, suite=suite_for(cfg.suite, world))
     lines = load_suite(cfg.suite, None if cfg.split == "all" else [cfg.split], world=world)
     texts = [x.text for x in lines]
     shipped = _shipped(cfg.agents) if world.name == "classic" else {}

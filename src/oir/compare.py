@@ -27,7 +27,14 @@ import numpy as np
 from oir import worlds
 from oir.curves import training_eval_episodes
 from oir.relabel import LLM_RELABELS
-from oir.suites import HELD_OUT_PARAPHRASE, HELD_OUT_TASK, STANDARD_SUITE, SuiteLine, load_suite
+from oir.suites import (
+    HELD_OUT_PARAPHRASE,
+    HELD_OUT_TASK,
+    STANDARD_SUITE,
+    SuiteLine,
+    load_suite,
+    suite_for,
+)
 from oir.train import ConfigError, TrainConfig, migrate, validate
 
 # method -> what it changes in TrainConfig (llm-* need --llm-url)
@@ -293,8 +300,7 @@ def compare(cfg: CompareConfig, say=print, command: str = "") -> Path:
                           "--eval-every at least 0")
     if cfg.train.env not in worlds.NAMES:
         raise ConfigError(f"unknown --train.env {cfg.train.env!r} (choose from {', '.join(worlds.NAMES)})")
-    if cfg.train.env != worlds.DEFAULT and cfg.suite == STANDARD_SUITE:  # the world's own suite
-        cfg = replace(cfg, suite=worlds.get(cfg.train.env).suite)
+    cfg = replace(cfg, suite=suite_for(cfg.suite, cfg.train.env))
     skipped = {}
     if not cfg.llm_url:
         asks_llm = [m for m in methods if method_config(m).get("relabel") in LLM_RELABELS or method_config(m).get("suggest") == "llm"]

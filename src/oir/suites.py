@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from oir import worlds
 from oir.tasks import SpecError, TaskSpec, first_unknown, parse_spec, short_repr
 from oir.worlds import World
 
@@ -149,6 +150,12 @@ def load_suite(path: str | Path, splits: Iterable[str] | None = None,
         if not lines:
             raise SuiteError(path, None, "split", f"no lines in split {', '.join(sorted(wanted))}")
     return lines
+
+
+def suite_for(path: str | Path, world: World | str | None) -> Path:
+    """The suite a run in ``world`` uses for ``--suite path``: the world's own standard suite where
+    ``path`` is the options' default (Craftax-Classic's), else ``path``."""
+    return worlds.world_of(world).suite if Path(path) == STANDARD_SUITE else Path(path)
 
 
 def label_subset(lines: Iterable[SuiteLine], share: float, seed: int = 0) -> list[SuiteLine]:

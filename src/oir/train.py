@@ -46,7 +46,7 @@ from oir.narrate import EVENT_TEXTS
 from oir.networks import NETWORKS
 from oir.presets import PRESETS
 from oir.relabel import LLM_RELABELS, JointRelabeler, NarratorRelabeler
-from oir.suites import STANDARD_SUITE, label_subset, load_suite
+from oir.suites import STANDARD_SUITE, label_subset, load_suite, suite_for
 from oir.tasks import TaskBank
 
 ALGOS = {"pqn": pqn, "ppo": ppo}  # --algo -> the module with make() and make_act()
@@ -410,9 +410,7 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
 def with_world_suite(cfg: TrainConfig) -> TrainConfig:
     """A run in another world than Craftax-Classic trains on that world's suite unless told
     otherwise (the Classic suite is the --suite default)."""
-    if cfg.env in worlds.NAMES and cfg.env != worlds.DEFAULT and cfg.suite == STANDARD_SUITE:
-        return replace(cfg, suite=worlds.get(cfg.env).suite)
-    return cfg
+    return replace(cfg, suite=suite_for(cfg.suite, cfg.env)) if cfg.env in worlds.NAMES else cfg  # validate() names a bad --env
 
 
 def _checked(cfg: TrainConfig) -> TrainConfig:
