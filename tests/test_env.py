@@ -13,6 +13,7 @@ from scenes import T, scene
 
 from oir.env import TaskEnv, VecEnv
 from oir.events import COUNTER_INDEX
+from oir.learn import WorldRefill
 from oir.tasks import TaskBank, parse_spec
 
 N = 4
@@ -25,7 +26,7 @@ WOOD = COUNTER_INDEX["collect_wood"]
 @pytest.fixture(scope="module")
 def task_env():
     env = TaskEnv(VecEnv(N, reset_pool=2), max_task_steps=50)
-    return env, jax.jit(env.reset), jax.jit(env.step)
+    return env, env.reset, jax.jit(env.step)
 
 
 def edit_env(state, i, fn):
@@ -68,33 +69,51 @@ def test_done_env_gets_fresh_world_and_restarts_task(task_env):
     assert (np.asarray(s2.progress.t)[[0, 2, 3]] == 2).all()
 
 
-def test_simultaneous_deaths_get_distinct_worlds_and_pool_refills(task_env):
-    _env, reset, step = task_env
+def kill(s, envs):
+    return functools.reduce(
+        lambda s, i: edit_env(s, i, lambda e: e.replace(player_health=jnp.asarray(0, jnp.int32))), envs, s)
+
+
+def test_simultaneous_deaths_get_distinct_worlds_and_the_host_refills_their_slots(task_env):
+    env, reset, step = task_env  # a ring of 2 worlds
     _, s = reset(jax.random.PRNGKey(3), TaskBank.from_specs([NEVER]))
     old_pool = np.asarray(s.vec.pool.map)
-    for i in (0, 2):
-        s = edit_env(s, i, lambda e: e.replace(player_health=jnp.asarray(0, jnp.int32)))
-    _, s2, out = step(jax.random.PRNGKey(4), s, act(Action.NOOP))
+    _, s2, out = step(jax.random.PRNGKey(4), kill(s, [0, 2]), act(Action.NOOP))
     assert np.asarray(out.world.done).tolist() == [True, False, True, False]
     maps = np.asarray(s2.vec.env.map)
     assert not np.array_equal(maps[0], maps[2])
-    # Both pool worlds were used, so the pool was refilled with new ones.
-    assert int(s2.vec.pool_next) == 0
-    assert not np.array_equal(np.asarray(s2.vec.pool.map), old_pool)
+    np.testing.assert_array_equal(maps[[0, 2]], old_pool)  # the ring's two worlds, in order
+    assert (int(s2.vec.pool_next), int(s2.vec.pool_end), int(s2.vec.pool_reused)) == (2, 2, 0)
+    s3 = env.refill(jax.random.PRNGKey(5), s2, 2, 2)  # positions 2 and 3: both slots, fresh
+    assert int(s3.vec.pool_end) == 4
+    new = np.asarray(s3.vec.pool.map)
+    assert not any(np.array_equal(new[i], old_pool[j]) for i in range(2) for j in range(2))
+    with pytest.raises(ValueError, match="0 to 2 worlds"):
+        env.refill(jax.random.PRNGKey(5), s3, 4, 3)
 
 
-def test_restarts_past_the_pools_end_take_the_refilled_pools_worlds_not_ones_handed_out(task_env):
-    _env, reset, step = task_env  # a pool of 2 worlds
+def test_a_ring_run_dry_hands_worlds_out_again_and_counts_them(task_env):
+    _env, reset, step = task_env
     _, s = reset(jax.random.PRNGKey(11), TaskBank.from_specs([NEVER]))
-    die = lambda s, envs: functools.reduce(  # noqa: E731
-        lambda s, i: edit_env(s, i, lambda e: e.replace(player_health=jnp.asarray(0, jnp.int32))), envs, s)
-    _, s, _ = step(jax.random.PRNGKey(12), die(s, [0]), act(Action.NOOP))  # takes slot 0
-    assert int(s.vec.pool_next) == 1
-    _, s, out = step(jax.random.PRNGKey(13), die(s, [1, 2]), act(Action.NOOP))  # slot 1, then the new pool's 0
+    _, s, _ = step(jax.random.PRNGKey(12), kill(s, [0]), act(Action.NOOP))  # position 0
+    _, s, out = step(jax.random.PRNGKey(13), kill(s, [1, 2]), act(Action.NOOP))  # 1, then 2: slot 0 again
     assert np.asarray(out.world.done).tolist() == [False, True, True, False]
-    maps = np.asarray(s.vec.env.map)
-    assert not any(np.array_equal(maps[i], maps[j]) for i, j in ((0, 1), (0, 2), (1, 2)))
-    assert int(s.vec.pool_next) == 1
+    assert (int(s.vec.pool_next), int(s.vec.pool_reused)) == (3, 1)
+
+
+def test_world_refill_between_rollouts_never_hands_a_world_out_twice(task_env):
+    env, reset, step = task_env
+    _, s = reset(jax.random.PRNGKey(20), TaskBank.from_specs([NEVER]))
+    refill = WorldRefill(env, jax.random.PRNGKey(21), s)
+    seen = []
+    for t in range(6):  # a "rollout" of one step with two deaths, as the learner's loop would run it
+        _, s, out = step(jax.random.PRNGKey(30 + t), kill(s, [t % N, (t + 1) % N]), act(Action.NOOP))
+        assert bool(out.world.done.sum() == 2)
+        seen += [np.asarray(s.vec.env.map[i]) for i in np.flatnonzero(np.asarray(out.world.done))]
+        refill.observe(s.vec.pool_next)
+        s = refill(s)
+    assert int(s.vec.pool_reused) == 0 and int(s.vec.pool_next) == 12
+    assert not any(np.array_equal(seen[i], seen[j]) for i in range(len(seen)) for j in range(i))
 
 
 def test_instruction_switch_keeps_world_and_counts_from_the_switch(task_env):
@@ -144,7 +163,7 @@ def test_sampling_follows_weights(task_env):
 def bonus_env():
     # The achievement bonus (count-based, K = 1), off in a plain TaskEnv.
     env = TaskEnv(VecEnv(N, reset_pool=2), max_task_steps=3, achievement_bonus=0.5, achievement_bonus_counts=1)
-    return env, jax.jit(env.reset), jax.jit(env.step)
+    return env, env.reset, jax.jit(env.step)
 
 
 def test_achievement_bonus_options_are_checked():

@@ -7,9 +7,9 @@ Two composable layers, PureJaxRL style (pure functions over explicit state, jit-
   reports each env's events and levels (the world's counters). Envs whose game ended restart
   from a **pool of pre-generated worlds**: world generation costs about as much as a hundred
   steps, so generating a world for every env on every step (Craftax's own auto-reset) is
-  ~14x slower than stepping. The pool is refilled, in one batched call, only when it has been
-  used up, so each finished episode costs one world generation and a step with no finished
-  episode costs none.
+  ~14x slower than stepping. The host refills the pool's used slots between jitted calls
+  (:meth:`VecEnv.refill`), so each finished episode costs one world generation, a step with
+  no finished episode costs none, and no jitted step contains the world generator.
 * :class:`TaskEnv`: gives every env its own task from a :class:`~oir.tasks.TaskBank`, checks
   it on every step in the same jitted function, rewards the first step it holds, and starts a
   new instruction (sampled from the bank's weights) when a task succeeds, fails, times out or
@@ -21,6 +21,7 @@ the instruction's text embedding); the spec stays inside the env (design doc §9
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -45,9 +46,11 @@ def strong_types(tree):
 @struct.dataclass
 class VecState:
     env: Any  # batched craftax EnvState [N]
-    pool: Any  # craftax EnvState [P]: fresh worlds waiting to be used
+    pool: Any  # craftax EnvState [P]: fresh worlds waiting to be used, a ring
     pool_obs: jax.Array  # [P, obs_dim]
-    pool_next: jax.Array  # int32: next unused pool slot
+    pool_next: jax.Array  # int32: how many worlds were taken from the ring so far (the next is slot pool_next % P)
+    pool_end: jax.Array  # int32: the ring holds fresh worlds for positions below this (written by refill)
+    pool_reused: jax.Array  # int32: worlds handed out a second time, the ring having run dry (refill too late)
     episode_length: jax.Array  # int32[N]
 
 
@@ -61,46 +64,107 @@ class VecStep:
     unlocked: jax.Array  # bool[N, NUM_ACHIEVEMENTS]: got for the first time in this episode (Craftax's reward for them)
 
 
+# Worlds are generated GEN_CHUNK at a time by one jitted function per world, so every caller
+# (reset of any size, refills, evaluation) shares one compiled generator.
+GEN_CHUNK = 16
+
+
+@functools.cache
+def _generator(world: str):
+    """``gen(keys[GEN_CHUNK]) -> (obs, states)`` for ``world`` at its default params, jitted once per process."""
+    env = worlds.get(world).make_env()
+    params = env.default_params
+    return jax.jit(lambda keys: strong_types(jax.vmap(env.reset_env, in_axes=(0, None))(keys, params)))
+
+
 class VecEnv:
     """``num_envs`` symbolic envs of one world (default Craftax-Classic) with event counters and
-    optimistic resets."""
+    optimistic resets from a ring of fresh worlds.
+
+    World generation is kept out of the jitted step: a finished episode takes the ring's next
+    world, and the host writes fresh worlds into the used slots between jitted calls
+    (:meth:`refill`). Full Craftax's world generator takes longer to compile than its step, and
+    every jitted function that contained it (the learner's update, its init, the evaluator's
+    reset and rollout) compiled it again; now one compiled generator serves them all. A ring
+    that runs dry before a refill hands a world out again and counts it in ``pool_reused``.
+    """
 
     def __init__(self, num_envs: int, reset_pool: int | None = None, params: Any = None,
                  world: World | str | None = None):
         if num_envs < 1:
             raise ValueError(f"num_envs must be at least 1, got {num_envs}")
         self.num_envs = num_envs
-        # A pool of ~1/8 of the envs: big enough that a burst of deaths rarely shares a world,
-        # small enough that a refill is a short pause.
-        self.reset_pool = reset_pool or max(4, num_envs // 8)
+        # Twice the envs: a learner refills after every update, and an update ends far fewer
+        # episodes than that (each takes hundreds of steps).
+        self.reset_pool = reset_pool or 2 * num_envs
         self.world = worlds.world_of(world)
         self.env = self.world.make_env()
-        self.params = params or self.env.default_params
+        if params is None:
+            self.params, self._gen = self.env.default_params, _generator(self.world.name)
+        else:
+            self.params = params
+            self._gen = jax.jit(lambda keys: strong_types(jax.vmap(self.env.reset_env, in_axes=(0, None))(keys, params)))
         self.obs_dim = int(self.env.observation_space(self.params).shape[0])
         self.num_actions = self.world.num_actions
+        self._write = jax.jit(self._write_chunk, donate_argnums=0)
 
-    def _worlds(self, key: jax.Array, n: int):
-        keys = jax.random.split(key, n)
-        return strong_types(jax.vmap(self.env.reset_env, in_axes=(0, None))(keys, self.params))
+    def generate(self, keys: jax.Array) -> tuple[jax.Array, Any]:
+        """A freshly generated world ``(obs, state)`` per key, made GEN_CHUNK at a time."""
+        n = keys.shape[0]
+        pad = -n % GEN_CHUNK
+        keys = jnp.concatenate([keys, jnp.broadcast_to(keys[:1], (pad, *keys.shape[1:]))])
+        outs = [self._gen(k) for k in keys.reshape(-1, GEN_CHUNK, *keys.shape[1:])]
+        return jax.tree.map(lambda *xs: jnp.concatenate(xs)[:n], *outs)
 
     def reset(self, key: jax.Array) -> tuple[jax.Array, VecState]:
-        k_env, k_pool = jax.random.split(key)
-        obs, env_state = self._worlds(k_env, self.num_envs)
-        pool_obs, pool = self._worlds(k_pool, self.reset_pool)
+        obs, worlds_ = self.generate(jax.random.split(key, self.num_envs + self.reset_pool))
+        n, p = self.num_envs, self.reset_pool
         state = VecState(
-            env=env_state,
-            pool=pool,
-            pool_obs=pool_obs,
+            env=jax.tree.map(lambda x: x[:n], worlds_),
+            pool=jax.tree.map(lambda x: x[n:], worlds_),
+            pool_obs=obs[n:],
             pool_next=jnp.zeros((), jnp.int32),
-            episode_length=jnp.zeros(self.num_envs, jnp.int32),
+            pool_end=jnp.asarray(p, jnp.int32),
+            pool_reused=jnp.zeros((), jnp.int32),
+            episode_length=jnp.zeros(n, jnp.int32),
         )
-        return obs, state
+        return obs[:n], state
+
+    def refill(self, key: jax.Array, state: VecState, start: int, n: int) -> VecState:
+        """Host side, between jitted calls: fresh worlds for the ring's positions ``start`` to
+        ``start + n``, the world at position i generated from ``fold_in(key, i)``.
+
+        A position's slot must already have been taken for its position P earlier, so positions
+        past ``pool_next + P`` (as of the last jitted call) are refused; a learner writes just
+        past ``pool_end`` up to the positions its next updates may take."""
+        p = self.reset_pool
+        if not 0 <= n <= p:
+            raise ValueError(f"a refill writes 0 to {p} worlds (the pool), not {n}")
+        chunk = min(GEN_CHUNK, p)
+        for at in range(start, start + n, chunk):
+            count = min(chunk, start + n - at)
+            # The world at a position comes from its own key, however the refills are cut.
+            keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(at, at + chunk))
+            obs, pool = self.generate(keys)
+            if state.pool_obs.sharding != obs.sharding:  # a learner on several devices
+                obs, pool = jax.device_put((obs, pool), (state.pool_obs.sharding,
+                                                         jax.tree.map(lambda x: x.sharding, state.pool)))
+            state = self._write(state, obs, pool, jnp.asarray(at, jnp.int32), jnp.asarray(count, jnp.int32))
+        return state
+
+    def _write_chunk(self, state: VecState, obs: jax.Array, pool: Any, at: jax.Array, count: jax.Array) -> VecState:
+        i = jnp.arange(obs.shape[0])
+        idx = jnp.where(i < count, (at + i) % self.reset_pool, self.reset_pool)  # the rest are dropped
+        return state.replace(
+            pool=jax.tree.map(lambda old, new: old.at[idx].set(new, mode="drop"), state.pool, pool),
+            pool_obs=state.pool_obs.at[idx].set(obs, mode="drop"),
+            pool_end=jnp.maximum(state.pool_end, at + count).astype(jnp.int32),
+        )
 
     def step(self, key: jax.Array, state: VecState, action: jax.Array) -> tuple[jax.Array, VecState, VecStep]:
         """One step of every env; the envs whose game ended restart from the pool."""
-        k_step, k_pool = jax.random.split(key)
-        obs, state, out = self.advance(k_step, state, action)
-        obs, state = self.restart(k_pool, state, obs, out.done)
+        obs, state, out = self.advance(key, state, action)
+        obs, state = self.restart(state, obs, out.done)
         return obs, state, out
 
     def advance(self, key: jax.Array, state: VecState, action: jax.Array) -> tuple[jax.Array, VecState, VecStep]:
@@ -119,28 +183,19 @@ class VecEnv:
         )
         return obs, state.replace(env=env_state, episode_length=jnp.where(done, 0, length)), out
 
-    def restart(self, key: jax.Array, state: VecState, obs: jax.Array, mask: jax.Array) -> tuple[jax.Array, VecState]:
-        """The envs in ``mask`` take fresh worlds from the pool (refilled in one call once used up)."""
-        p = self.reset_pool
-        # Restarted envs take consecutive slots; those past the pool's end take the refilled
-        # pool's first slots, so no world is handed out twice (a burst of more than P restarts in
-        # one step wraps inside the new pool).
-        slot = state.pool_next + jnp.cumsum(mask) - 1
-        used = state.pool_next + mask.sum()
-        refill = used >= p
-        new_obs, new_pool = jax.lax.cond(refill, lambda: self._worlds(key, p), lambda: (state.pool_obs, state.pool))
+    def restart(self, state: VecState, obs: jax.Array, mask: jax.Array) -> tuple[jax.Array, VecState]:
+        """The envs in ``mask`` take the ring's next worlds, each its own."""
+        slot = state.pool_next + jnp.cumsum(mask) - 1  # the ring positions they take, in env order
+        at = slot % self.reset_pool
 
         def take(args):
             env_state, obs = args
-            old = slot < p
-            at = lambda a, b: jnp.where(old.reshape((-1,) + (1,) * (a.ndim - 1)), a[slot % p], b[(slot - p) % p])  # noqa: E731
-            fresh = jax.tree.map(at, state.pool, new_pool)
-            pick = lambda f, s: jnp.where(mask.reshape((-1,) + (1,) * (s.ndim - 1)), f, s)  # noqa: E731
-            return jax.tree.map(pick, fresh, env_state), pick(at(state.pool_obs, new_obs), obs)
+            pick = lambda f, s: jnp.where(mask.reshape((-1,) + (1,) * (s.ndim - 1)), f[at], s)  # noqa: E731
+            return jax.tree.map(pick, state.pool, env_state), pick(state.pool_obs, obs)
 
         env_state, obs = jax.lax.cond(mask.any(), take, lambda a: a, (state.env, obs))
-        pool_next = jnp.where(refill, jnp.minimum(used - p, p), used).astype(jnp.int32)
-        return obs, state.replace(env=env_state, pool=new_pool, pool_obs=new_obs, pool_next=pool_next,
+        return obs, state.replace(env=env_state, pool_next=(state.pool_next + mask.sum()).astype(jnp.int32),
+                                  pool_reused=(state.pool_reused + (mask & (slot >= state.pool_end)).sum()).astype(jnp.int32),
                                   episode_length=jnp.where(mask, 0, state.episode_length))
 
 
@@ -210,6 +265,10 @@ class TaskEnv:
         self.max_task_steps = max_task_steps
         self.suggest, self.table = suggest, table
 
+    def refill(self, key: jax.Array, state: TaskState, start: int, n: int) -> TaskState:
+        """:meth:`VecEnv.refill` of the worlds under the tasks."""
+        return state.replace(vec=self.vec.refill(key, state.vec, start, n))
+
     def _draw(self, key: jax.Array, cdf: jax.Array, obs: jax.Array, vec: VecState, table=None) -> jax.Array:
         """The next instruction of every env: by the bank's weights, or (``suggest``, ELLM) from
         what a suggester proposes for the state each env is in now."""
@@ -238,11 +297,16 @@ class TaskEnv:
         such event (similarity rewards); it never fails.
         """
         k_env, k_task = jax.random.split(key)
-        obs, vec = self.vec.reset(k_env)
+        obs, vec = self.vec.reset(k_env)  # on the host (VecEnv.reset); the rest is one jitted call
+        return self._start(k_task, obs, vec, bank, weights, hit)
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def _start(self, key: jax.Array, obs: jax.Array, vec: VecState, bank: tasks.TaskBank,
+               weights: jax.Array | None, hit: jax.Array | None) -> tuple[jax.Array, TaskState]:
         cdf = self.weights_cdf(jnp.ones(bank.size) if weights is None else weights)
         state = TaskState(
             vec=vec,
-            task=self._draw(k_task, cdf, obs, vec, self.table),
+            task=self._draw(key, cdf, obs, vec, self.table),
             progress=tasks.progress_init((self.num_envs,), self.vec.world.num_events),
             bank=bank,
             cdf=cdf,
@@ -298,6 +362,12 @@ def similarity_reward(events: jax.Array, pay: jax.Array) -> jax.Array:
     """float32[N]: what a step pays by similarity: the best ``pay[n, e]`` (the instruction's row
     of ``TaskState.hit``) over the events e that happened in it, 0 with none."""
     return jnp.where(events > 0, pay, 0.0).max(-1)
+
+
+def pool_metrics(vec: VecState) -> dict[str, jax.Array]:
+    """The world ring's positions after a rollout: taken so far, and handed out twice (the host
+    refilled too late)."""
+    return {"pool_next": vec.pool_next, "pool_reused": vec.pool_reused}
 
 
 def task_metrics(out: TaskStep) -> dict[str, jax.Array]:

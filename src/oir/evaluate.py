@@ -102,9 +102,11 @@ def run_suite(
     n = len(lines) * episodes
     line = jnp.asarray(np.tile(np.arange(len(lines)), episodes), jnp.int32)
     bank = tasks.TaskBank.from_specs([x.spec for x in lines]).take(line)
-    env = VecEnv(n, world=lines[0].spec.world)  # a suite's specs are of one world (TaskBank checks)
+    # A suite's specs are of one world (TaskBank checks). An episode ends with its world, so no env
+    # needs a second one: a pool of one, never refilled.
+    env = VecEnv(n, reset_pool=1, world=lines[0].spec.world)
     key, k_reset = jax.random.split(jax.random.PRNGKey(seed))
-    obs, vec = jax.jit(env.reset)(k_reset)
+    obs, vec = env.reset(k_reset)
     zeros = jnp.zeros(n, bool)
     carry = (key, vec, obs, tasks.progress_init((n,), env.world.num_events), zeros, zeros, jnp.zeros(n, jnp.int32))
     if isinstance(policy, TextPolicy):

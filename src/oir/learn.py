@@ -5,6 +5,7 @@ The algorithms themselves live one file each (``oir/pqn.py``, ``oir/ppo.py``), C
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ import optax
 from flax import struct
 from flax.training.train_state import TrainState
 
-from oir.env import TaskEnv, TaskState, TaskStep, strong_types
+from oir.env import GEN_CHUNK, TaskEnv, TaskState, TaskStep, strong_types
 from oir.segments import Chunk, Replay, replay_init
 
 
@@ -42,6 +43,36 @@ class Runner:
     replay: Replay | None = None  # recent steps for relabeled windows (PQN with relabeling)
 
 
+class WorldRefill:
+    """The host side of an env's world ring between jitted rollouts (:meth:`oir.env.VecEnv.refill`).
+
+    Once a rollout is dispatched and the one before it read back, fresh worlds go into the ring
+    up to the positions the next two rollouts may take: twice the most any of the last eight took,
+    plus a chunk. No position is written twice, so a world taken costs about one generation; a
+    rollout that takes more than that counts the worlds it reuses (``pool_reused``).
+    """
+
+    def __init__(self, env: TaskEnv, key: jax.Array, state: TaskState):
+        self.env, self.key = env, key
+        self.taken, self.written = int(state.vec.pool_next), int(state.vec.pool_end)
+        self.recent: deque[int] = deque(maxlen=8)
+
+    def observe(self, pool_next: int) -> None:
+        """How far into the ring a finished rollout took (its ``pool_next``)."""
+        self.recent.append(int(pool_next) - self.taken)
+        self.taken = int(pool_next)
+
+    def __call__(self, state: TaskState) -> TaskState:
+        p = self.env.vec.reset_pool
+        target = self.taken + (min(p, 2 * max(self.recent) + GEN_CHUNK) if self.recent else p)
+        start = max(self.written, self.taken)  # a ring run dry: the positions behind were reused
+        if target <= start:
+            return state
+        state = self.env.refill(self.key, state, start, target - start)
+        self.written = target
+        return state
+
+
 def init_runner(
     net: nn.Module,
     tx: optax.GradientTransformation,
@@ -56,7 +87,7 @@ def init_runner(
     """Fresh worlds, sampled instructions and network parameters (and an empty replay)."""
     k_net, k_env, k_run = jax.random.split(key, 3)
     obs, env_state = env.reset(k_env, bank, weights, hit)
-    params = net.init(k_net, obs[:1], emb[:1])
+    params = jax.jit(net.init)(k_net, obs[:1], emb[:1])
     train = TrainState.create(apply_fn=net.apply, params=params, tx=tx)
     replay = replay_init(replay_history, env.num_envs, obs.shape[-1]) if replay_history else None
     runner = Runner(train, env_state, obs, jnp.array(emb), k_run, jnp.zeros((), jnp.int32), replay)

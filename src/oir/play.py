@@ -232,13 +232,13 @@ def run_play(cfg: PlayConfig, spec: TaskSpec | None, policy: TextPolicy,
 
     world = worlds.get(world_name)
     achievements, level_names, phrases = world.achievements, world.level_names, world.words.phrases
-    env = VecEnv(1, world=world)
+    env = VecEnv(1, reset_pool=1, world=world)  # the clip ends with its game: one world is all it needs
     render = _renderer(world)
     step = _make_step(env, policy.act, render)
     bank = tasks.TaskBank.from_specs([spec or tasks.parse_spec(_NEVER, world)]).take(0)
     prog = tasks.progress_init((), world.num_events)
     key, k_reset = jax.random.split(jax.random.PRNGKey(cfg.seed))
-    obs, vec = jax.jit(env.reset)(k_reset)
+    obs, vec = env.reset(k_reset)
     pixels = np.asarray(jax.jit(render)(jax.tree.map(lambda x: x[0], vec.env))).astype(np.uint8)
     canvas = _Canvas(cfg.instruction, cfg.scale, cfg.steps, pixels.shape[1] // BLOCK_PIXELS)
     frames = [canvas.draw(pixels, 0, _status(spec, None, 0), [])]

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from oir.env import NUM_ACTIONS, TaskEnv, task_metrics
+from oir.env import NUM_ACTIONS, TaskEnv, pool_metrics, task_metrics
 from oir.learn import (
     RelabelShapes,
     Runner,
@@ -199,7 +199,8 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
         train, (_, (pg, vl, ent)) = minibatch_epochs(
             r.train, k_epochs, (traj, advantages, targets), loss_fn, cfg.update_epochs, cfg.num_minibatches
         )
-        metrics = {**task_metrics(outs), "policy_loss": pg.mean(), "value_loss": vl.mean(), "entropy": ent.mean()}
+        metrics = {**task_metrics(outs), "policy_loss": pg.mean(), "value_loss": vl.mean(), "entropy": ent.mean(),
+                   **pool_metrics(env_state.vec)}
         chunk = None
         if relabel:
             chunk = chunk_of(outs, nearby, (traj.obs, traj.action) if relabel.late and imitate else None)

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from oir.env import NUM_ACTIONS, TaskEnv, task_metrics
+from oir.env import NUM_ACTIONS, TaskEnv, pool_metrics, task_metrics
 from oir.learn import (
     RelabelShapes,
     Runner,
@@ -218,7 +218,8 @@ def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
         train, (loss, q_mean) = minibatch_epochs(
             r.train, k_epochs, (traj, targets), loss_fn, cfg.num_epochs, cfg.num_minibatches
         )
-        metrics = {**task_metrics(outs), "td_loss": loss.mean(), "q_mean": q_mean.mean(), "epsilon": eps, **more}
+        metrics = {**task_metrics(outs), "td_loss": loss.mean(), "q_mean": q_mean.mean(), "epsilon": eps, **more,
+                   **pool_metrics(env_state.vec)}
         new = r.replace(train=train, env=env_state, obs=obs, key=key, update=r.update + 1, replay=replay)
         return new, metrics, chunk
 

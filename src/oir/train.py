@@ -38,7 +38,7 @@ from oir.env import TaskEnv, VecEnv
 from oir.evaluate import report, run_suite, text_policy
 from oir.events import levels_of, nearby_from_obs
 from oir.hindsight import Hindsight, RelabelingConfig, late_store_mb
-from oir.learn import RelabelShapes
+from oir.learn import RelabelShapes, WorldRefill
 from oir.llm import JSON_MODES
 from oir.llm.prompt import WORLD_PROMPTS
 from oir.llm.templates import TemplateLibrary, templates_problem
@@ -461,7 +461,8 @@ def _setup(cfg: TrainConfig, out: Path, resume: bool) -> _Run:
         bank, weights, emb, hit = hs.initial()
     else:
         bank, weights, emb, hit = _ellm_goals(cfg, encoder) if cfg.suggest else _baseline_tasks(cfg, suite, encoder)
-    runner = jax.jit(init)(jax.random.PRNGKey(cfg.seed), bank, weights, emb, hit)
+    # Not jitted: the worlds come from the env's shared world generator, compiled once (oir.env).
+    runner = init(jax.random.PRNGKey(cfg.seed), bank, weights, emb, hit)
     if cfg.devices > 1:
         try:
             runner, update = data_parallel(runner, update, make_mesh(cfg.devices, cfg.num_envs))
@@ -507,6 +508,7 @@ def _loop(run: _Run, log: RunLog, bar: _Progress, done: int, wall0: float, start
     checkpoint_s = 0.0
     first: list[tuple[int, float]] = []  # (env steps, wall) when this process's first update ended
     during = _during_eval(cfg, run.encoder, run.act) if cfg.eval_every else None
+    refill = WorldRefill(run.env, jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1), run.runner.env)
     evals: dict = {}  # the latest training-time evaluation, merged into the next metrics row
 
     def finish(u: int, metrics, chunk) -> None:
@@ -517,6 +519,7 @@ def _loop(run: _Run, log: RunLog, bar: _Progress, done: int, wall0: float, start
         sps = (steps - first[0][0]) / max(wall - first[0][1], 1e-9) if first else per_update / max(wall - wall0, 1e-9)
         if not first:
             first.append((steps, wall))
+        refill.observe(metrics["pool_next"])
         if hs:
             hs.observe(chunk, steps)
         row = {"update": u + 1, "env_steps": steps, "sps": sps, "wall_s": wall,
@@ -549,6 +552,7 @@ def _loop(run: _Run, log: RunLog, bar: _Progress, done: int, wall0: float, start
             if pending:
                 finish(*pending)
             run.runner = hs.sync(run.runner) if hs else run.runner
+            run.runner = run.runner.replace(env=refill(run.runner.env))
             if run.suggester and u % SUGGEST_EVERY == 0:
                 run.runner = _suggester_sync(run.suggester, run.runner)
             pending = (u, metrics, chunk)
