@@ -33,8 +33,7 @@ def main(args: Args) -> None:
     env = VecEnv(args.num_envs)
 
     @jax.jit
-    def rollout(key):
-        obs, state = env.reset(key)
+    def rollout(key, obs, state):
         start = (jax.vmap(levels_of)(state.env), nearby_from_obs(obs))
 
         def body(carry, k):
@@ -47,7 +46,9 @@ def main(args: Args) -> None:
         _, trace = jax.lax.scan(body, (obs, state), jax.random.split(key, args.steps))
         return start, trace
 
-    (lv0, nb0), (events, levels, nearby, done) = jax.tree.map(np.asarray, rollout(jax.random.PRNGKey(args.seed)))
+    key = jax.random.PRNGKey(args.seed)
+    obs, state = env.reset(key)  # fresh worlds come from the host (oir.env.VecEnv.reset)
+    (lv0, nb0), (events, levels, nearby, done) = jax.tree.map(np.asarray, rollout(key, obs, state))
     segments = []
     for i in range(args.num_envs):
         ends = np.flatnonzero(done[:, i])
