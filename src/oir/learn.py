@@ -68,6 +68,8 @@ class WorldRefill:
         start = max(self.written, self.taken)  # a ring run dry: the positions behind were reused
         if target <= start:
             return state
+        # Whole chunks: the generator makes GEN_CHUNK worlds a call, so the rest would be thrown away.
+        target = min(start + -(-(target - start) // GEN_CHUNK) * GEN_CHUNK, self.taken + p)
         state = self.env.refill(self.key, state, start, target - start)
         self.written = target
         return state
