@@ -69,6 +69,12 @@ class VecStep:
 GEN_CHUNK = 16
 
 
+@jax.jit
+def _position_keys(key: jax.Array, at: jax.Array) -> jax.Array:
+    """The keys of the worlds for ring positions ``at`` to ``at + GEN_CHUNK``."""
+    return jax.vmap(lambda i: jax.random.fold_in(key, i))(at + jnp.arange(GEN_CHUNK))
+
+
 @functools.cache
 def _generator(world: str):
     """``gen(keys[GEN_CHUNK]) -> (obs, states)`` for ``world`` at its default params, jitted once per process."""
@@ -140,16 +146,14 @@ class VecEnv:
         p = self.reset_pool
         if not 0 <= n <= p:
             raise ValueError(f"a refill writes 0 to {p} worlds (the pool), not {n}")
-        chunk = min(GEN_CHUNK, p)
-        for at in range(start, start + n, chunk):
-            count = min(chunk, start + n - at)
+        for at in range(start, start + n, GEN_CHUNK):
             # The world at a position comes from its own key, however the refills are cut.
-            keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(at, at + chunk))
-            obs, pool = self.generate(keys)
+            obs, pool = self._gen(_position_keys(key, jnp.asarray(at, jnp.int32)))
             if state.pool_obs.sharding != obs.sharding:  # a learner on several devices
                 obs, pool = jax.device_put((obs, pool), (state.pool_obs.sharding,
                                                          jax.tree.map(lambda x: x.sharding, state.pool)))
-            state = self._write(state, obs, pool, jnp.asarray(at, jnp.int32), jnp.asarray(count, jnp.int32))
+            count = jnp.asarray(min(GEN_CHUNK, start + n - at), jnp.int32)
+            state = self._write(state, obs, pool, jnp.asarray(at, jnp.int32), count)
         return state
 
     def _write_chunk(self, state: VecState, obs: jax.Array, pool: Any, at: jax.Array, count: jax.Array) -> VecState:
