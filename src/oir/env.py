@@ -140,9 +140,10 @@ class VecEnv:
         """Host side, between jitted calls: fresh worlds for the ring's positions ``start`` to
         ``start + n``, the world at position i generated from ``fold_in(key, i)``.
 
-        A position's slot must already have been taken for its position P earlier, so positions
-        past ``pool_next + P`` (as of the last jitted call) are refused; a learner writes just
-        past ``pool_end`` up to the positions its next updates may take."""
+        The caller keeps ``start + n <= pool_next + P`` (``pool_next`` as of the last jitted call
+        it has read): a later position's slot still holds a world not yet taken, and overwriting
+        it would hand its replacement out twice. :class:`oir.learn.WorldRefill` does so, writing
+        just past ``pool_end`` up to the positions the next updates may take."""
         p = self.reset_pool
         if not 0 <= n <= p:
             raise ValueError(f"a refill writes 0 to {p} worlds (the pool), not {n}")
