@@ -75,12 +75,16 @@ def _position_keys(key: jax.Array, at: jax.Array) -> jax.Array:
     return jax.vmap(lambda i: jax.random.fold_in(key, i))(at + jnp.arange(GEN_CHUNK))
 
 
+def _jit_generator(env: Any, params: Any):
+    """``gen(keys[K]) -> (obs, states)``: K fresh worlds of ``env`` at ``params``, jitted."""
+    return jax.jit(lambda keys: strong_types(jax.vmap(env.reset_env, in_axes=(0, None))(keys, params)))
+
+
 @functools.cache
 def _generator(world: str):
-    """``gen(keys[GEN_CHUNK]) -> (obs, states)`` for ``world`` at its default params, jitted once per process."""
+    """:func:`_jit_generator` for ``world`` at its default params, once per process."""
     env = worlds.get(world).make_env()
-    params = env.default_params
-    return jax.jit(lambda keys: strong_types(jax.vmap(env.reset_env, in_axes=(0, None))(keys, params)))
+    return _jit_generator(env, env.default_params)
 
 
 class VecEnv:
@@ -109,7 +113,7 @@ class VecEnv:
             self.params, self._gen = self.env.default_params, _generator(self.world.name)
         else:
             self.params = params
-            self._gen = jax.jit(lambda keys: strong_types(jax.vmap(self.env.reset_env, in_axes=(0, None))(keys, params)))
+            self._gen = _jit_generator(self.env, params)
         self.obs_dim = int(self.env.observation_space(self.params).shape[0])
         self.num_actions = self.world.num_actions
         self._write = jax.jit(self._write_chunk, donate_argnums=0)
