@@ -188,3 +188,92 @@ def test_ellm_run_with_an_llm_suggester_and_with_its_server_down(tmp_path, capsy
     err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("oir:")]
     assert len(err) == 1 and "does not answer" in err[0] and "rule-based suggester" in err[0]
     assert json.loads((tmp_path / "dead" / "summary.json").read_text())["ellm_llm"]["ellm_llm_calls"] == 0
+
+
+# ----- full Craftax: the same baseline over 67 achievements -------------------------------------
+
+def _full_state(seen: list[str], **levels: int):
+    from oir import worlds
+
+    full = worlds.get("full")
+    nearby = np.zeros((1, len(full.nearby_names)), bool)
+    nearby[0, [full.nearby_names.index(n) for n in seen]] = True
+    lv = np.zeros((1, full.num_levels), np.int32)
+    for vital in ("health", "food", "drink", "energy"):
+        lv[0, full.level_names.index(vital)] = 9
+    for name, n in levels.items():
+        lv[0, full.level_names.index(name if name in ("floor", "mana") else f"inventory_{name}")] = n
+    return jnp.asarray(nearby), jnp.asarray(lv)
+
+
+def _full_suggested(seen: list[str], **levels: int) -> set[str]:
+    from oir import worlds
+
+    nearby, lv = _full_state(seen, **levels)
+    got = np.asarray(ellm.rule_suggestions(lv, nearby, "full"))[0]
+    return {worlds.get("full").achievements[i] for i in np.flatnonzero(got)}
+
+
+def test_full_craftax_rules_read_tiers_floors_creatures_and_gems():
+    assert _full_suggested(["tree", "crafting_table"], wood=1) == {"collect_wood", "make_wood_pickaxe", "make_wood_sword"}
+    # A tier already held is not made again; a stone pickaxe mines iron but not sapphires.
+    got = _full_suggested(["crafting_table", "iron", "sapphire"], wood=1, stone=1, pickaxe=2)
+    assert "make_stone_pickaxe" not in got and {"collect_iron", "make_stone_sword", "make_arrow"} <= got
+    assert "collect_sapphire" not in got
+    assert "collect_sapphire" in _full_suggested(["sapphire"], pickaxe=4)
+    # A ladder down leads to the next floor only.
+    assert {"enter_dungeon"} == {a for a in _full_suggested(["ladder_down"]) if a.startswith("enter_")}
+    assert {"enter_gnomish_mines"} == {a for a in _full_suggested(["ladder_down"], floor=1) if a.startswith("enter_")}
+    # Creatures by kind (the game spells one achievement "solider"), potions by any colour.
+    assert {"defeat_gnome_warrior", "defeat_orc_solider", "eat_bat"} <= _full_suggested(["gnome_warrior", "orc_soldier", "bat"])
+    assert _full_suggested([], potion_blue=1) == {"drink_potion"}
+    # Enchanting needs the table, a gem, 9 mana and something to enchant.
+    table = ["enchantment_table_ice"]
+    assert not {"enchant_sword", "enchant_armour"} & _full_suggested(table, sapphire=1, sword=1, mana=8)
+    assert {"enchant_sword"} <= _full_suggested(table, sapphire=1, sword=1, mana=9)
+
+
+def test_full_craftax_goals_are_not_its_suites_and_are_drawn_from_real_worlds():
+    from oir import worlds
+    from oir.env import VecEnv
+
+    full = worlds.get("full")
+    space = ellm.goal_space("full")
+    assert len(space.texts) == len(space.specs) == len(full.achievements) == 67
+    assert {s.world for s in space.specs} == {"full"} and space.texts[:22] == ellm.GOAL_TEXTS
+    suite = {normalize_text(x.text) for x in load_suite(full.suite, world="full")}
+    assert not suite & {normalize_text(t) for t in space.texts}
+    from oir.encode import make_encoder
+    from oir.narrate import event_texts
+
+    enc, a = make_encoder("minilm"), len(full.achievements)
+    pay = ellm.goal_rewards(enc.encode(list(space.texts)), enc.encode(list(event_texts("full"))), ellm.DEFAULT_THRESHOLD)
+    assert (np.diag(pay[:, :a]) >= ellm.DEFAULT_THRESHOLD).all()  # every goal is paid by its own event
+    crossed = {(full.achievements[g], full.achievements[e]) for g, e in np.argwhere(pay[:, :a] * (1 - np.eye(a)))}
+    # ...and, unlike Classic, four other achievements' events pay too: the same creature's pairs.
+    assert crossed == {("defeat_necromancer", "damage_necromancer"), ("damage_necromancer", "defeat_necromancer"),
+                       ("defeat_archer", "defeat_gnome_archer"), ("defeat_gnome_archer", "defeat_archer")}
+    vec = VecEnv(4, reset_pool=1, world="full")
+    obs, state = vec.reset(jax.random.PRNGKey(0))
+    levels = jax.vmap(full.levels_of)(state.env)
+    draw = jax.jit(lambda k: ellm.suggester("full")(k, obs, state.env, levels))
+    offered = np.asarray(ellm.rule_suggestions(levels, full.nearby_from_obs(obs), "full"))
+    for seed in range(3):
+        goal = np.asarray(draw(jax.random.PRNGKey(seed)))
+        assert goal.shape == (4,) and all(offered[i, g] or not offered[i].any() for i, g in enumerate(goal))
+    assert ellm.suggester("full") is ellm.suggester(full)  # one function per world: shared compiles
+
+
+def test_ellm_on_full_craftax_is_configured_and_its_llm_suggester_refused_in_one_line(capsys):
+    from oir.cli import main
+    from oir.encode import make_encoder
+    from oir.train import TrainConfig, _ellm_goals, validate
+
+    cfg = TrainConfig(env="full", relabel="none", suggest="rules", reward="similarity", encoder="hash")
+    validate(cfg)
+    bank, weights, emb, pay = _ellm_goals(cfg, make_encoder("hash"))
+    assert bank.size == 67 and weights is None and pay.shape[0] == 67 and emb.shape[0] == 67
+    assert main(["train", "--env", "full", "--relabel", "none", "--suggest", "llm", "--reward", "similarity",
+                 "--llm-url", "http://127.0.0.1:9/v1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Craftax-Classic states only" in err[0]

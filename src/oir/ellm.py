@@ -4,15 +4,17 @@ The paper's other baseline. Instead of relabeling what the agent did, a *suggest
 agent's current state and proposes goals that could be done next; the agent is conditioned on
 one of them and rewarded when the caption of a step is similar enough to the goal text:
 
-* **Goals**: one short imperative per Craftax achievement, in Crafter's own achievement words
-  (``collect wood``, ``place table``, ``make wood pickaxe``...): ELLM's Crafter goal space.
-  None is a text of the human suite (design doc §9; ``tests/test_ellm.py`` checks). Each goal
-  also carries the achievement's spec, never shown to the agent and never used for its reward:
-  only so that every similarity reward can be checked (``reward_false_rate``).
+* **Goals** (:func:`goal_space`): one short imperative per achievement of the world, in
+  Crafter's own achievement words (``collect wood``, ``place table``, ``make wood pickaxe``...):
+  ELLM's Crafter goal space, 22 goals in Craftax-Classic and 67 in full Craftax. None is a text
+  of the world's human suite (design doc §9; ``tests/test_ellm.py`` checks). Each goal also
+  carries the achievement's spec, never shown to the agent and never used for its reward: only
+  so that every similarity reward can be checked (``reward_false_rate``).
 * **Suggester**: :func:`rule_suggestions`, offline and rule-based (the default; it is not a
   language model), reads inventory and what is in view, the state ELLM's LLM is prompted with,
-  and suggests the goals whose Craftax-Classic requirements hold there. Suggestions run in the
-  jitted env at every instruction draw, so ELLM costs no host work.
+  and suggests the goals whose requirements in that world hold there (``_classic_rules``,
+  ``_full_rules``). Suggestions run in the jitted env at every instruction draw, so ELLM costs
+  no host work.
 * **Novelty**: a goal whose achievement the agent already unlocked in this episode is not
   suggested again (ELLM's ``novelty_bonus``): Craftax's own per-episode achievement bits.
 * **Reward**: the cosine between the step's caption (the narrator's phrase of each event of the
@@ -25,7 +27,10 @@ here the encoder is the project's all-MiniLM-L6-v2 (offline) and the captions ar
 past-tense phrases, so the default threshold is 0.76: every goal's own events reach it (the
 lowest, "place table" against "placed a crafting table", 0.766) and no other achievement's event
 does (the highest, "collect sapling" against "planted a sapling", 0.759; ``tests/test_ellm.py``).
-A window of 0.007 in cosine: similarity rewards are that fragile. ELLM queried a
+A window of 0.007 in cosine: similarity rewards are that fragile. In full Craftax, at the same
+threshold, every goal's own event reaches it (the lowest is still "place table") but four pairs
+of other achievements do too: the necromancer's hit and defeat, and the archer's and the gnome
+archer's defeats, each paying the other's goal (``reward_false_rate`` counts them). ELLM queried a
 (cached) LLM per step; the rule suggester answers in the jitted env instead.
 """
 
@@ -37,24 +42,64 @@ import re
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
+from functools import cache, partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from oir.events import ACHIEVEMENTS, LEVEL_NAMES, NEARBY_NAMES, nearby_from_obs
+from oir import worlds
+from oir.events import ACHIEVEMENTS, LEVEL_NAMES, NEARBY_NAMES
 from oir.llm import CircuitBreaker, LLMError
 from oir.tasks import Clause, TaskSpec
+from oir.worlds import World
 
-GOALS: dict[str, str] = {a: a.replace("_", " ") for a in ACHIEVEMENTS} | {
+# The goal words where an achievement's name does not read as an order.
+_GOAL_WORDS: dict[str, str] = {
     "collect_drink": "drink water",
     "place_plant": "plant sapling",
+    "defeat_orc_solider": "defeat orc soldier",  # the game's spelling
+    # Full Craftax: where the name alone falls below the threshold against its own event
+    # ("fire bow" against "shot an arrow", 0.58) or reads as another's ("damage necromancer").
+    "make_arrow": "make arrows",
+    "make_torch": "make torches",
+    "fire_bow": "fire an arrow",
+    "enchant_sword": "enchant a sword",
+    "enchant_armour": "enchant a piece of armour",
+    "damage_necromancer": "hit necromancer",
+    "learn_fireball": "learn fireball spell",  # "learn fireball" is a line of the full suite
+    "learn_iceball": "learn iceball spell",
 }
-GOAL_TEXTS: tuple[str, ...] = tuple(GOALS[a] for a in ACHIEVEMENTS)
-GOAL_SPECS: tuple[TaskSpec, ...] = tuple(TaskSpec(all=(Clause(a, at_least=1),)) for a in ACHIEVEMENTS)
 DEFAULT_THRESHOLD = 0.76
 REWARDS = ("cosine", "binary")
+
+
+@dataclass(frozen=True)
+class GoalSpace:
+    """ELLM's goals in one world: one per achievement, in the world's achievement order."""
+
+    world: str  # the world's --env name
+    texts: tuple[str, ...]
+    specs: tuple[TaskSpec, ...]  # only to count false rewards; never shown, never paid by
+
+
+def goal_space(world: World | str | None = None) -> GoalSpace:
+    """The goal space of ``world`` (default Craftax-Classic), in Crafter's achievement words."""
+    return _goal_space(worlds.world_of(world).name)
+
+
+@cache
+def _goal_space(name: str) -> GoalSpace:
+    w = worlds.get(name)
+    return GoalSpace(w.name, tuple(_GOAL_WORDS.get(a, a.replace("_", " ")) for a in w.achievements),
+                     tuple(TaskSpec(all=(Clause(a, at_least=1),), world=w.name) for a in w.achievements))
+
+
+# Craftax-Classic's goals (other worlds: goal_space(world)).
+GOAL_TEXTS: tuple[str, ...] = goal_space().texts
+GOAL_SPECS: tuple[TaskSpec, ...] = goal_space().specs
 
 
 def goal_rewards(goal_emb: np.ndarray, event_emb: np.ndarray, threshold: float, reward: str = "cosine") -> np.ndarray:
@@ -65,61 +110,160 @@ def goal_rewards(goal_emb: np.ndarray, event_emb: np.ndarray, threshold: float, 
     return np.where((cos >= threshold) & (paid > 0), paid, 0.0).astype(np.float32)
 
 
-def _level(levels: jax.Array, name: str) -> jax.Array:
-    return levels[..., LEVEL_NAMES.index(name)]
+class _Seen:
+    """What the rules read of a batch of states: levels by name and what is in view."""
+
+    def __init__(self, world: World, levels: jax.Array, nearby: jax.Array):
+        self.world, self.levels, self.nearby = world, levels, nearby
+
+    def level(self, name: str) -> jax.Array:
+        return self.levels[..., self.world.level_names.index(name)]
+
+    def has(self, item: str, n: int = 1) -> jax.Array:
+        return self.level(f"inventory_{item}") >= n
+
+    def sees(self, *names: str) -> jax.Array:
+        return jnp.stack([self.nearby[..., self.world.nearby_names.index(n)] for n in names], -1).any(-1)
 
 
-def _sees(nearby: jax.Array, *names: str) -> jax.Array:
-    return jnp.stack([nearby[..., NEARBY_NAMES.index(n)] for n in names], -1).any(-1)
-
-
-def rule_suggestions(levels: jax.Array, nearby: jax.Array) -> jax.Array:
-    """bool[..., len(ACHIEVEMENTS)]: the goals whose Craftax-Classic requirements hold in this
-    state (``levels`` int[..., NUM_LEVELS], ``nearby`` bool[..., NUM_NEARBY], what is in view)."""
-    has = lambda item, n=1: _level(levels, f"inventory_{item}") >= n  # noqa: E731
-    table, furnace = _sees(nearby, "crafting_table"), _sees(nearby, "furnace")
-    rules = {
-        "collect_wood": _sees(nearby, "tree"),
-        "place_table": has("wood", 2),
-        "eat_cow": _sees(nearby, "cow"),
-        "collect_sapling": _sees(nearby, "grass"),
-        "collect_drink": _sees(nearby, "water") & (_level(levels, "drink") < 9),
-        "make_wood_pickaxe": table & has("wood"),
-        "make_wood_sword": table & has("wood"),
-        "place_plant": has("sapling") & _sees(nearby, "grass"),
-        "defeat_zombie": _sees(nearby, "zombie"),
-        "collect_stone": _sees(nearby, "stone") & has("wood_pickaxe"),
-        "place_stone": has("stone"),
-        "eat_plant": _sees(nearby, "ripe_plant"),
-        "defeat_skeleton": _sees(nearby, "skeleton"),
-        "make_stone_pickaxe": table & has("wood") & has("stone"),
-        "make_stone_sword": table & has("wood") & has("stone"),
-        "wake_up": _level(levels, "energy") < 3,
-        "place_furnace": table & has("stone"),
-        "collect_coal": _sees(nearby, "coal") & has("wood_pickaxe"),
-        "collect_iron": _sees(nearby, "iron") & has("stone_pickaxe"),
-        "collect_diamond": _sees(nearby, "diamond") & has("iron_pickaxe"),
-        "make_iron_pickaxe": table & furnace & has("wood") & has("coal") & has("iron"),
-        "make_iron_sword": table & furnace & has("wood") & has("coal") & has("iron"),
+def _classic_rules(s: _Seen) -> dict[str, jax.Array]:
+    table, furnace = s.sees("crafting_table"), s.sees("furnace")
+    return {
+        "collect_wood": s.sees("tree"),
+        "place_table": s.has("wood", 2),
+        "eat_cow": s.sees("cow"),
+        "collect_sapling": s.sees("grass"),
+        "collect_drink": s.sees("water") & (s.level("drink") < 9),
+        "make_wood_pickaxe": table & s.has("wood"),
+        "make_wood_sword": table & s.has("wood"),
+        "place_plant": s.has("sapling") & s.sees("grass"),
+        "defeat_zombie": s.sees("zombie"),
+        "collect_stone": s.sees("stone") & s.has("wood_pickaxe"),
+        "place_stone": s.has("stone"),
+        "eat_plant": s.sees("ripe_plant"),
+        "defeat_skeleton": s.sees("skeleton"),
+        "make_stone_pickaxe": table & s.has("wood") & s.has("stone"),
+        "make_stone_sword": table & s.has("wood") & s.has("stone"),
+        "wake_up": s.level("energy") < 3,
+        "place_furnace": table & s.has("stone"),
+        "collect_coal": s.sees("coal") & s.has("wood_pickaxe"),
+        "collect_iron": s.sees("iron") & s.has("stone_pickaxe"),
+        "collect_diamond": s.sees("diamond") & s.has("iron_pickaxe"),
+        "make_iron_pickaxe": table & furnace & s.has("wood") & s.has("coal") & s.has("iron"),
+        "make_iron_sword": table & furnace & s.has("wood") & s.has("coal") & s.has("iron"),
     }
-    return jnp.stack([rules[a] for a in ACHIEVEMENTS], -1)
 
 
-def suggest(key: jax.Array, obs: jax.Array, world, levels: jax.Array, table=None) -> jax.Array:
-    """int32[N]: one suggested goal per env from its observation and Craftax state (the
-    ``TaskEnv(suggest=...)`` hook); see :func:`suggest_goals`."""
-    return suggest_goals(key, nearby_from_obs(obs), world.achievements.astype(bool), levels, table)
+def _full_rules(s: _Seen) -> dict[str, jax.Array]:
+    """Full Craftax's requirements (craftax 1.6 game_logic): tools are tiers (pickaxe 1-4 is wood
+    to diamond), iron and diamond crafts need a furnace beside the table, sapphires and rubies a
+    diamond pickaxe, a floor's entry its ladder down in view on the floor above, enchanting an
+    enchantment table, a gem and 9 mana. Which spells are learnt is not in the levels, so casting
+    is suggested on mana alone."""
+    from oir.worlds.craftax_full import ARMOUR_PIECES, DEFEATS, FLOOR_ENTRIES, POTION_COLOURS
+
+    table, furnace = s.sees("crafting_table"), s.sees("furnace")
+    forge, wood = table & furnace, s.has("wood")
+    pickaxe, sword, floor = s.level("inventory_pickaxe"), s.level("inventory_sword"), s.level("floor")
+    armour = jnp.stack([s.level(f"inventory_{p}") for p in ARMOUR_PIECES], -1)
+    gem = s.has("ruby") | s.has("sapphire")
+    enchant = s.sees("enchantment_table_fire", "enchantment_table_ice") & gem & (s.level("mana") >= 9)
+    return {
+        "collect_wood": s.sees("tree", "fire_tree", "ice_shrub"),
+        "place_table": s.has("wood", 2),
+        "eat_cow": s.sees("cow"),
+        "collect_sapling": s.sees("grass"),
+        "collect_drink": s.sees("water", "fountain") & (s.level("drink") < 9),
+        "make_wood_pickaxe": table & wood & (pickaxe < 1),
+        "make_wood_sword": table & wood & (sword < 1),
+        "place_plant": s.has("sapling") & s.sees("grass"),
+        "collect_stone": s.sees("stone") & (pickaxe >= 1),
+        "place_stone": s.has("stone"),
+        "eat_plant": s.sees("ripe_plant"),
+        "make_stone_pickaxe": table & wood & s.has("stone") & (pickaxe < 2),
+        "make_stone_sword": table & wood & s.has("stone") & (sword < 2),
+        "wake_up": s.level("energy") < 3,
+        "place_furnace": table & s.has("stone"),
+        "collect_coal": s.sees("coal") & (pickaxe >= 1),
+        "collect_iron": s.sees("iron") & (pickaxe >= 2),
+        "collect_diamond": s.sees("diamond") & (pickaxe >= 3),
+        "collect_sapphire": s.sees("sapphire") & (pickaxe >= 4),
+        "collect_ruby": s.sees("ruby") & (pickaxe >= 4),
+        "make_iron_pickaxe": forge & wood & s.has("stone") & s.has("coal") & s.has("iron") & (pickaxe < 3),
+        "make_iron_sword": forge & wood & s.has("stone") & s.has("coal") & s.has("iron") & (sword < 3),
+        "make_diamond_pickaxe": forge & wood & s.has("diamond", 3) & (pickaxe < 4),
+        "make_diamond_sword": forge & wood & s.has("diamond", 2) & (sword < 4),
+        "make_iron_armour": forge & s.has("iron", 3) & s.has("coal", 3) & (armour < 1).any(-1),
+        "make_diamond_armour": forge & s.has("diamond", 3) & (armour < 2).any(-1),
+        "make_arrow": table & wood & s.has("stone"),
+        "make_torch": table & wood & s.has("coal"),
+        "place_torch": s.has("torches"),
+        **{a: s.sees("ladder_down") & (floor == f - 1) for f, a in FLOOR_ENTRIES.items()},
+        **{a: s.sees(mob) for mob, a in DEFEATS.items()},
+        "damage_necromancer": s.sees("necromancer", "necromancer_vulnerable"),
+        "defeat_necromancer": s.sees("necromancer_vulnerable"),
+        "eat_bat": s.sees("bat"),
+        "eat_snail": s.sees("snail"),
+        "find_bow": s.sees("chest") & ~s.has("bow"),
+        "open_chest": s.sees("chest"),
+        "fire_bow": s.has("bow") & s.has("arrows"),
+        "learn_fireball": s.has("books"),
+        "learn_iceball": s.has("books"),
+        "cast_fireball": s.level("mana") >= 2,
+        "cast_iceball": s.level("mana") >= 2,
+        "drink_potion": jnp.stack([s.has(f"potion_{c}") for c in POTION_COLOURS], -1).any(-1),
+        "enchant_sword": enchant & (sword >= 1),
+        "enchant_armour": enchant & (armour >= 1).any(-1),
+    }
 
 
-def suggest_goals(key: jax.Array, nearby: jax.Array, achieved: jax.Array, levels: jax.Array, table=None) -> jax.Array:
-    """int32[N]: one goal per env (rows of the goal bank, in ACHIEVEMENTS order), uniformly among
-    those suggested that the episode has not ``achieved`` (bool[N, 22]) yet: ELLM's novelty filter.
-    Suggested: the LLM's answer for the state in ``table`` (:class:`SuggestTable`) where it has
-    one, else :func:`rule_suggestions`. An env with none draws from its goals not achieved yet,
-    and from all goals once it has achieved every one.
+# --env name -> its rule suggester. A world without one has no ELLM baseline (train refuses it).
+_RULES = {"classic": _classic_rules, "full": _full_rules}
+
+
+def has_rules(world: World | str | None = None) -> bool:
+    """Whether ELLM's rule suggester covers ``world``."""
+    return worlds.world_of(world).name in _RULES
+
+
+def rule_suggestions(levels: jax.Array, nearby: jax.Array, world: World | str | None = None) -> jax.Array:
+    """bool[..., len(achievements)]: the goals whose requirements hold in this state of ``world``
+    (default Craftax-Classic): ``levels`` int[..., num_levels], ``nearby`` bool[..., len(nearby_names)],
+    what is in view."""
+    w = worlds.world_of(world)
+    rules = _RULES[w.name](_Seen(w, levels, nearby))
+    assert set(rules) == set(w.achievements), f"{w.name}: rules and achievements differ"
+    return jnp.stack([rules[a] for a in w.achievements], -1)
+
+
+def suggest(key: jax.Array, obs: jax.Array, state, levels: jax.Array, table=None,
+            world: World | str | None = None) -> jax.Array:
+    """int32[N]: one suggested goal per env from its observation and Craftax ``state`` (the
+    ``TaskEnv(suggest=...)`` hook, :func:`suggester`); see :func:`suggest_goals`."""
+    w = worlds.world_of(world)
+    return suggest_goals(key, w.nearby_from_obs(obs), state.achievements.astype(bool), levels, table, w)
+
+
+def suggester(world: World | str | None = None):
+    """:func:`suggest` for ``world``: one function per world, so jitted envs share their compiles."""
+    return _suggester(worlds.world_of(world).name)
+
+
+@cache
+def _suggester(name: str):
+    return partial(suggest, world=name)
+
+
+def suggest_goals(key: jax.Array, nearby: jax.Array, achieved: jax.Array, levels: jax.Array, table=None,
+                  world: World | str | None = None) -> jax.Array:
+    """int32[N]: one goal per env (rows of the goal bank, in the world's achievement order),
+    uniformly among those suggested that the episode has not ``achieved`` (bool[N, A]) yet: ELLM's
+    novelty filter. Suggested: the LLM's answer for the state in ``table`` (:class:`SuggestTable`,
+    Craftax-Classic) where it has one, else :func:`rule_suggestions`. An env with none draws from
+    its goals not achieved yet, and from all goals once it has achieved every one.
     """
     novel = ~achieved
-    offered = rule_suggestions(levels, nearby)
+    offered = rule_suggestions(levels, nearby, world)
     if table is not None:
         found, llm = table_suggestions(table, levels, nearby)
         offered = jnp.where((found & llm.any(-1))[:, None], llm, offered)

@@ -42,7 +42,7 @@ from oir.learn import RelabelShapes, WorldRefill
 from oir.llm import JSON_MODES
 from oir.llm.prompt import WORLD_PROMPTS
 from oir.llm.templates import TemplateLibrary, templates_problem
-from oir.narrate import EVENT_TEXTS
+from oir.narrate import event_texts
 from oir.networks import NETWORKS
 from oir.presets import PRESETS
 from oir.relabel import LLM_RELABELS, JointRelabeler, NarratorRelabeler
@@ -241,7 +241,10 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.preset in PRESETS or cfg.preset == "", f"unknown --preset {cfg.preset!r} (choose from {', '.join(PRESETS)})")
     need(cfg.algo in ALGOS, f"unknown --algo {cfg.algo!r} (choose from {', '.join(ALGOS)})")
     need(cfg.env in worlds.NAMES, f"unknown --env {cfg.env!r} (choose from {', '.join(worlds.NAMES)})")
-    need(cfg.env == worlds.DEFAULT or not cfg.suggest, "--suggest (ELLM) has goals for Craftax-Classic only (--env classic)")
+    need(not cfg.suggest or ellm.has_rules(cfg.env), f"--suggest (ELLM) has no goal rules for --env {cfg.env}")
+    need(cfg.suggest != "llm" or cfg.env == worlds.DEFAULT,
+         "--suggest llm (ELLM's LLM suggester) describes Craftax-Classic states only; use --suggest rules with --env "
+         f"{cfg.env}")
     need(0.0 <= cfg.labels <= 1.0, f"--labels must be a share in [0, 1], got {cfg.labels}")
     need(cfg.labels > 0 or cfg.relabel != "none" or bool(cfg.suggest),
          "--relabel none trains on human labels only: it needs --labels above 0")
@@ -445,7 +448,7 @@ def _setup(cfg: TrainConfig, out: Path, resume: bool) -> _Run:
     suite, encoder = load_suite(cfg.suite, world=cfg.env), make_encoder(cfg.encoder)
     algo_cfg = getattr(cfg, cfg.algo)
     suggester = _llm_suggester(cfg, encoder) if cfg.suggest == "llm" else None
-    env = TaskEnv(VecEnv(cfg.num_envs, world=cfg.env), cfg.max_task_steps, ellm.suggest if cfg.suggest else None,
+    env = TaskEnv(VecEnv(cfg.num_envs, world=cfg.env), cfg.max_task_steps, ellm.suggester(cfg.env) if cfg.suggest else None,
                   ellm.empty_table() if suggester else None, cfg.achievement_bonus, cfg.achievement_bonus_counts)
     per_update = cfg.num_envs * algo_cfg.num_steps
     num_updates = math.ceil(cfg.steps / per_update)
@@ -803,9 +806,10 @@ def _hindsight(cfg: TrainConfig, encoder) -> Hindsight:
 
 def _ellm_goals(cfg: TrainConfig, encoder):
     """ELLM's instructions: the suggester's goals, each paid by the steps whose caption is similar."""
-    emb = encoder.encode(list(ellm.GOAL_TEXTS))
-    pay = ellm.goal_rewards(emb, encoder.encode(list(EVENT_TEXTS)), cfg.delta, cfg.ellm_reward)
-    return TaskBank.from_specs(list(ellm.GOAL_SPECS)), None, emb, pay
+    goals = ellm.goal_space(cfg.env)
+    emb = encoder.encode(list(goals.texts))
+    pay = ellm.goal_rewards(emb, encoder.encode(list(event_texts(cfg.env))), cfg.delta, cfg.ellm_reward)
+    return TaskBank.from_specs(list(goals.specs)), None, emb, pay
 
 
 @jax.jit

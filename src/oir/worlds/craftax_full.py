@@ -87,6 +87,8 @@ _STATE_DERIVED: frozenset[int] = frozenset(
     | {Achievement.DEFEAT_NECROMANCER.value}
 )
 _KEEP = np.array([i in _STATE_DERIVED for i in range(len(ACHIEVEMENTS))])
+# floor -> the achievement of entering it (floors 1-8).
+FLOOR_ENTRIES: dict[int, str] = {f: ACHIEVEMENTS[a] for f, a in _ENTER.items()}
 
 # --- Other events ---------------------------------------------------------------------------
 FLOOR_CHANGES: tuple[str, ...] = ("descend", "ascend")
@@ -424,16 +426,16 @@ from oir.words import Words  # noqa: E402  (no cycle: oir.words imports nothing 
 _MOB_WORDS = {n: n.replace("_", " ") for n in MOBS}
 _MOB_PLURALS = {n: ("pigmen" if n == "pigman" else f"{w}s") for n, w in _MOB_WORDS.items()}
 # The defeat_* achievements by the mob they name (the game spells one "solider").
-_DEFEATS = {("orc_soldier" if a == "defeat_orc_solider" else a[len("defeat_"):]): a
-            for a in ACHIEVEMENTS if a.startswith("defeat_") and a != "defeat_necromancer"}
-assert set(_DEFEATS) <= set(MOBS)
+DEFEATS: dict[str, str] = {("orc_soldier" if a == "defeat_orc_solider" else a[len("defeat_"):]): a
+                          for a in ACHIEVEMENTS if a.startswith("defeat_") and a != "defeat_necromancer"}
+assert set(DEFEATS) <= set(MOBS)
 # Floor entry achievements and the floors' names as players know them.
 _FLOOR_NAMES = {
     "enter_dungeon": "the Dungeon", "enter_gnomish_mines": "the Gnomish Mines", "enter_sewers": "the Sewers",
     "enter_vault": "the Vault", "enter_troll_mines": "the Troll Mines", "enter_fire_realm": "the Fire Realm",
     "enter_ice_realm": "the Ice Realm", "enter_graveyard": "the Graveyard",
 }
-assert {ACHIEVEMENTS[a] for a in _ENTER.values()} == set(_FLOOR_NAMES)
+assert set(FLOOR_ENTRIES.values()) == set(_FLOOR_NAMES)
 _TOOL_TIERS = ("wood", "stone", "iron", "diamond")  # inventory.pickaxe/sword 1-4
 _ARMOUR_TIERS = ("iron", "diamond")  # inventory.armour 1-2
 _DEFEAT_VERBS = ("defeat", "beat", "overcome")
@@ -455,7 +457,7 @@ _FULL_PHRASES: dict[str, str] = {
     "make_iron_armour": "made a piece of iron armour",
     "make_diamond_armour": "made a piece of diamond armour",
     **{a: f"entered {floor}" for a, floor in _FLOOR_NAMES.items()},
-    **{a: f"defeated {_a(_MOB_WORDS[m])}" for m, a in _DEFEATS.items()},
+    **{a: f"defeated {_a(_MOB_WORDS[m])}" for m, a in DEFEATS.items()},
     "damage_necromancer": "hit the necromancer",
     "defeat_necromancer": "defeated the necromancer",
     "eat_bat": "ate a bat",
@@ -492,7 +494,7 @@ _FULL_COMMANDS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "make_diamond_armour": (("forge", "craft"), "one piece of diamond armour", "{n} pieces of diamond armour"),
     **{a: (("enter", "reach", "make it to"), floor, f"{floor} {{n}} times") for a, floor in _FLOOR_NAMES.items()},
     # defeat_* (the game's achievement) and kill_* (any death of that kind) differ by their verbs.
-    **{a: (_DEFEAT_VERBS, f"one {_MOB_WORDS[m]}", f"{{n}} {_MOB_PLURALS[m]}") for m, a in _DEFEATS.items()},
+    **{a: (_DEFEAT_VERBS, f"one {_MOB_WORDS[m]}", f"{{n}} {_MOB_PLURALS[m]}") for m, a in DEFEATS.items()},
     "damage_necromancer": (("hit", "wound"), "the necromancer", "the necromancer {n} times"),
     "defeat_necromancer": (_DEFEAT_VERBS, "the necromancer", "the necromancer {n} times"),
     "eat_bat": (("hunt and eat", "catch and eat"), "one bat", "{n} bats"),
