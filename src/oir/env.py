@@ -118,6 +118,11 @@ class VecEnv:
         self.num_actions = self.world.num_actions
         self._write = jax.jit(self._write_chunk, donate_argnums=0)
 
+    def compile_generator(self) -> None:
+        """Compile the world generator now rather than at the first reset (a caller may have other
+        start-up work to overlap with it); it makes one chunk of worlds, thrown away."""
+        self._gen(jax.random.split(jax.random.PRNGKey(0), GEN_CHUNK))
+
     def generate(self, keys: jax.Array) -> tuple[jax.Array, Any]:
         """A freshly generated world ``(obs, state)`` per key, made GEN_CHUNK at a time."""
         n = keys.shape[0]

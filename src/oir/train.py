@@ -23,6 +23,7 @@ import math
 import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -445,10 +446,17 @@ def _run_dir(cfg: TrainConfig, resume: bool) -> Path:
 
 def _setup(cfg: TrainConfig, out: Path, resume: bool) -> _Run:
     """The env, the learner, the relabeling loop and the first runner."""
-    suite, encoder = load_suite(cfg.suite, world=cfg.env), make_encoder(cfg.encoder)
+    suite = load_suite(cfg.suite, world=cfg.env)
+    # The encoder (MiniLM: torch and the model, seconds) loads in a thread while the world
+    # generator compiles here; XLA compiles without holding the GIL.
+    with ThreadPoolExecutor(1) as pool:
+        loading = pool.submit(make_encoder, cfg.encoder)
+        vec = VecEnv(cfg.num_envs, world=cfg.env)
+        vec.compile_generator()
+        encoder = loading.result()
     algo_cfg = getattr(cfg, cfg.algo)
     suggester = _llm_suggester(cfg, encoder) if cfg.suggest == "llm" else None
-    env = TaskEnv(VecEnv(cfg.num_envs, world=cfg.env), cfg.max_task_steps, ellm.suggester(cfg.env) if cfg.suggest else None,
+    env = TaskEnv(vec, cfg.max_task_steps, ellm.suggester(cfg.env) if cfg.suggest else None,
                   ellm.empty_table() if suggester else None, cfg.achievement_bonus, cfg.achievement_bonus_counts)
     per_update = cfg.num_envs * algo_cfg.num_steps
     num_updates = math.ceil(cfg.steps / per_update)
