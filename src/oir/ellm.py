@@ -61,10 +61,10 @@ _GOAL_WORDS: dict[str, str] = {
     "collect_drink": "drink water",
     "place_plant": "plant sapling",
     "defeat_orc_solider": "defeat orc soldier",  # the game's spelling
-    # Full Craftax: where the name alone falls below the threshold against its own event
-    # ("fire bow" against "shot an arrow", 0.58) or reads as another's ("damage necromancer").
     "make_arrow": "make arrows",
     "make_torch": "make torches",
+    # Full Craftax: where the name alone falls below the threshold against its own event
+    # ("fire bow" against "shot an arrow", 0.58) or reads as another's ("damage necromancer").
     "fire_bow": "fire an arrow",
     "enchant_sword": "enchant a sword",
     "enchant_armour": "enchant a piece of armour",
