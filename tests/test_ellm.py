@@ -6,11 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from oir import ellm
+from oir import ellm, worlds
 from oir.buffer import normalize_text
 from oir.env import similarity_reward
-from oir.events import ACHIEVEMENTS, LEVEL_NAMES, NUM_EVENTS, NUM_LEVELS
-from oir.narrate import EVENT_TEXTS, NEARBY_NAMES, NUM_NEARBY
+from oir.events import ACHIEVEMENTS, LEVEL_NAMES, NUM_EVENTS
+from oir.narrate import EVENT_TEXTS
 from oir.suites import STANDARD_SUITE, load_suite
 
 WOOD = ACHIEVEMENTS.index("collect_wood")
@@ -30,15 +30,18 @@ def test_reward_is_the_cosine_at_or_above_the_threshold_else_zero():
     np.testing.assert_allclose(np.asarray(got), [np.cos(0.9), 0.0], rtol=1e-6)
 
 
-def _state(seen: list[str], **inventory: int):
-    nearby = np.zeros((1, NUM_NEARBY), bool)
-    nearby[0, [NEARBY_NAMES.index(n) for n in seen]] = True
-    levels = np.zeros((1, NUM_LEVELS), np.int32)
+def _state(seen: list[str], world: str = "classic", **levels: int):
+    """One state of ``world`` that sees ``seen``, with full vitals; ``levels`` by level name, an
+    item by its bare name (``wood=1``: inventory_wood)."""
+    w = worlds.get(world)
+    nearby = np.zeros((1, len(w.nearby_names)), bool)
+    nearby[0, [w.nearby_names.index(n) for n in seen]] = True
+    lv = np.zeros((1, w.num_levels), np.int32)
     for vital in ("health", "food", "drink", "energy"):
-        levels[0, LEVEL_NAMES.index(vital)] = 9
-    for item, n in inventory.items():
-        levels[0, LEVEL_NAMES.index(f"inventory_{item}")] = n
-    return jnp.asarray(nearby), jnp.asarray(levels)
+        lv[0, w.level_names.index(vital)] = 9
+    for name, n in levels.items():
+        lv[0, w.level_names.index(name if name in w.level_names else f"inventory_{name}")] = n
+    return jnp.asarray(nearby), jnp.asarray(lv)
 
 
 def test_rule_suggester_reads_requirements_from_the_state():
@@ -192,24 +195,8 @@ def test_ellm_run_with_an_llm_suggester_and_with_its_server_down(tmp_path, capsy
 
 # ----- full Craftax: the same baseline over 67 achievements -------------------------------------
 
-def _full_state(seen: list[str], **levels: int):
-    from oir import worlds
-
-    full = worlds.get("full")
-    nearby = np.zeros((1, len(full.nearby_names)), bool)
-    nearby[0, [full.nearby_names.index(n) for n in seen]] = True
-    lv = np.zeros((1, full.num_levels), np.int32)
-    for vital in ("health", "food", "drink", "energy"):
-        lv[0, full.level_names.index(vital)] = 9
-    for name, n in levels.items():
-        lv[0, full.level_names.index(name if name in ("floor", "mana") else f"inventory_{name}")] = n
-    return jnp.asarray(nearby), jnp.asarray(lv)
-
-
 def _full_suggested(seen: list[str], **levels: int) -> set[str]:
-    from oir import worlds
-
-    nearby, lv = _full_state(seen, **levels)
+    nearby, lv = _state(seen, "full", **levels)
     got = np.asarray(ellm.rule_suggestions(lv, nearby, "full"))[0]
     return {worlds.get("full").achievements[i] for i in np.flatnonzero(got)}
 
@@ -234,7 +221,6 @@ def test_full_craftax_rules_read_tiers_floors_creatures_and_gems():
 
 
 def test_full_craftax_goals_are_not_its_suites_and_are_drawn_from_real_worlds():
-    from oir import worlds
     from oir.env import VecEnv
 
     full = worlds.get("full")

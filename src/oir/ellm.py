@@ -80,7 +80,6 @@ REWARDS = ("cosine", "binary")
 class GoalSpace:
     """ELLM's goals in one world: one per achievement, in the world's achievement order."""
 
-    world: str  # the world's --env name
     texts: tuple[str, ...]
     specs: tuple[TaskSpec, ...]  # only to count false rewards; never shown, never paid by
 
@@ -93,7 +92,7 @@ def goal_space(world: World | str | None = None) -> GoalSpace:
 @cache
 def _goal_space(name: str) -> GoalSpace:
     w = worlds.get(name)
-    return GoalSpace(w.name, tuple(_GOAL_WORDS.get(a, a.replace("_", " ")) for a in w.achievements),
+    return GoalSpace(tuple(_GOAL_WORDS.get(a, a.replace("_", " ")) for a in w.achievements),
                      tuple(TaskSpec(all=(Clause(a, at_least=1),), world=w.name) for a in w.achievements))
 
 
