@@ -87,6 +87,30 @@ def _generator(world: str):
     return _jit_generator(env, env.default_params)
 
 
+# Joining and splitting generated worlds leaf by leaf outside jit compiled a kernel for every
+# leaf of the state (over a hundred for full Craftax, seconds of start-up); one jitted call each.
+@functools.partial(jax.jit, static_argnums=1)
+def _join(chunks: tuple, n: int):
+    """Chunks of generated worlds as one batch, the first ``n``."""
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs)[:n], *chunks)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _fresh_state(generated: tuple[jax.Array, Any], n: int) -> tuple[jax.Array, VecState]:
+    """The first ``n`` generated worlds as the envs, the rest as a full ring."""
+    obs, worlds_ = generated
+    state = VecState(
+        env=jax.tree.map(lambda x: x[:n], worlds_),
+        pool=jax.tree.map(lambda x: x[n:], worlds_),
+        pool_obs=obs[n:],
+        pool_next=jnp.zeros((), jnp.int32),
+        pool_end=jnp.asarray(obs.shape[0] - n, jnp.int32),
+        pool_reused=jnp.zeros((), jnp.int32),
+        episode_length=jnp.zeros(n, jnp.int32),
+    )
+    return obs[:n], state
+
+
 class VecEnv:
     """``num_envs`` symbolic envs of one world (default Craftax-Classic) with event counters and
     optimistic resets from a ring of fresh worlds.
@@ -122,28 +146,17 @@ class VecEnv:
         """Compile the world generator now rather than at the first reset (a caller may have other
         start-up work to overlap with it); it makes one chunk of worlds, thrown away."""
         self._gen(jax.random.split(jax.random.PRNGKey(0), GEN_CHUNK))
+        _position_keys(jax.random.PRNGKey(0), jnp.zeros((), jnp.int32))  # the first refill's
 
     def generate(self, keys: jax.Array) -> tuple[jax.Array, Any]:
         """A freshly generated world ``(obs, state)`` per key, made GEN_CHUNK at a time."""
         n = keys.shape[0]
         pad = -n % GEN_CHUNK
         keys = jnp.concatenate([keys, jnp.broadcast_to(keys[:1], (pad, *keys.shape[1:]))])
-        outs = [self._gen(k) for k in keys.reshape(-1, GEN_CHUNK, *keys.shape[1:])]
-        return jax.tree.map(lambda *xs: jnp.concatenate(xs)[:n], *outs)
+        return _join(tuple(self._gen(k) for k in keys.reshape(-1, GEN_CHUNK, *keys.shape[1:])), n)
 
     def reset(self, key: jax.Array) -> tuple[jax.Array, VecState]:
-        obs, worlds_ = self.generate(jax.random.split(key, self.num_envs + self.reset_pool))
-        n, p = self.num_envs, self.reset_pool
-        state = VecState(
-            env=jax.tree.map(lambda x: x[:n], worlds_),
-            pool=jax.tree.map(lambda x: x[n:], worlds_),
-            pool_obs=obs[n:],
-            pool_next=jnp.zeros((), jnp.int32),
-            pool_end=jnp.asarray(p, jnp.int32),
-            pool_reused=jnp.zeros((), jnp.int32),
-            episode_length=jnp.zeros(n, jnp.int32),
-        )
-        return obs[:n], state
+        return _fresh_state(self.generate(jax.random.split(key, self.num_envs + self.reset_pool)), self.num_envs)
 
     def refill(self, key: jax.Array, state: VecState, start: int, n: int) -> VecState:
         """Host side, between jitted calls: fresh worlds for the ring's positions ``start`` to
