@@ -96,7 +96,7 @@ def _print(rows: list[dict], args: Args) -> None:
           "(compile included)")
     print(f"{'run':<40} {'env steps':>10} {'wall s':>8} {'steps/s':>9} {'loop steps/s':>13} {'relabel share':>14}")
     for r in rows:
-        status = "" if r["ok"] else f"  FAILED: {r['error']}"
+        status = f"  ({r['note']})" if r.get("note") else "" if r["ok"] else f"  FAILED: {r['error']}"
         wall, sps = r["wall_s"] or 0.0, r["sps"] or 0.0
         loop = f"{r['loop_sps']:>13,.0f}" if r.get("loop_sps") else f"{'':>13}"
         share = f"{100 * r['relabel_frac']:>13.1f}%" if r.get("relabel_frac") is not None else ""
