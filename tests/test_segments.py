@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from hypothesis import given, settings
@@ -18,7 +17,6 @@ from oir.segments import (
     RelabelBatch,
     RelabelPool,
     SegmentTracker,
-    relabel_batch_spec,
     relabel_windows,
     replay_init,
     replay_write,
@@ -290,20 +288,6 @@ def test_a_relabel_that_comes_after_its_steps_left_the_replay_still_becomes_the_
     hs = _late_run(0.0, {(1, 0): False})  # no store: the same relabels expire
     m = hs.metrics(1.0)
     assert m["relabel_verified"] > 0 and m["relabels_expired"] > 0 and m["relabel_windows_added"] == 0
-
-
-def test_the_relabel_batch_spec_is_what_the_host_hands_the_update():
-    """An update is compiled at start-up from :func:`relabel_batch_spec`; a batch of other shapes
-    or dtypes would compile it again at its first call."""
-    for late_mb in (4.0, 0.0):
-        hs = _late_run(late_mb, {(1, 0): False})
-        hs._mirror_new()
-        got = jax.eval_shape(lambda rb: rb, hs.next_batch(12, 4))
-        want = relabel_batch_spec(hs.cfg.batch, hs.cfg.window, LATE_DIM if late_mb else 0)
-        def spec(tree):
-            return jax.tree.map(lambda x: (x.shape, x.dtype), tree)
-
-        assert spec(got) == spec(want)
 
 
 def test_a_full_late_store_refuses_new_segments_instead_of_evicting_the_ones_the_relabeler_answers_next():

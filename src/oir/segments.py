@@ -71,16 +71,6 @@ class RelabelBatch:
     late: jax.Array | None = None  # bool[B]
 
 
-def relabel_batch_spec(batch: int, window: int, obs_dim: int = 0) -> RelabelBatch:
-    """The shapes and dtypes of the :class:`RelabelBatch` the host hands every update
-    (``obs_dim`` > 0: with a late-window store's columns), to compile an update before its first
-    batch exists (:func:`oir.train._setup`)."""
-    rows, flags = jax.ShapeDtypeStruct((batch,), jnp.int32), jax.ShapeDtypeStruct((batch,), jnp.bool_)
-    late = {} if not obs_dim else {"obs": jax.ShapeDtypeStruct((window, batch, obs_dim), jnp.float16),
-                                   "action": jax.ShapeDtypeStruct((window, batch), jnp.int32), "late": flags}
-    return RelabelBatch(env=rows, start=rows, end=rows, task=rows, valid=flags, **late)
-
-
 def relabel_windows(replay: Replay, rb: RelabelBatch, window: int):
     """``[window, B]`` obs, actions, rewards, dones and loss mask for a batch of relabels."""
     steps = rb.end[None, :] - window + 1 + jnp.arange(window)[:, None]  # [L, B]

@@ -47,7 +47,6 @@ from oir.narrate import event_texts
 from oir.networks import NETWORKS
 from oir.presets import PRESETS
 from oir.relabel import LLM_RELABELS, JointRelabeler, NarratorRelabeler
-from oir.segments import RelabelBatch, relabel_batch_spec
 from oir.suites import STANDARD_SUITE, label_subset, load_suite, suite_for
 from oir.tasks import TaskBank
 
@@ -448,38 +447,33 @@ def _run_dir(cfg: TrainConfig, resume: bool) -> Path:
 def _setup(cfg: TrainConfig, out: Path, resume: bool) -> _Run:
     """The env, the learner, the relabeling loop and the first runner."""
     suite = load_suite(cfg.suite, world=cfg.env)
-    # Start-up overlaps what keeps one core busy each: the encoder loading (MiniLM: torch and the
-    # model), the world generator's compile, and then the update's compile from the runner's
-    # shapes, before any world exists (XLA compiles without holding the GIL).
-    with ThreadPoolExecutor(2) as pool:
+    # The encoder (MiniLM: torch and the model, seconds) loads in a thread while the world
+    # generator compiles here; XLA compiles without holding the GIL.
+    with ThreadPoolExecutor(1) as pool:
         loading = pool.submit(make_encoder, cfg.encoder)
         vec = VecEnv(cfg.num_envs, world=cfg.env)
-        generator = pool.submit(vec.compile_generator)
+        vec.compile_generator()
         encoder = loading.result()
-        algo_cfg = getattr(cfg, cfg.algo)
-        suggester = _llm_suggester(cfg, encoder) if cfg.suggest == "llm" else None
-        env = TaskEnv(vec, cfg.max_task_steps, ellm.suggester(cfg.env) if cfg.suggest else None,
-                      ellm.empty_table() if suggester else None, cfg.achievement_bonus, cfg.achievement_bonus_counts)
-        per_update = cfg.num_envs * algo_cfg.num_steps
-        num_updates = math.ceil(cfg.steps / per_update)
-        try:
-            init, update, act = ALGOS[cfg.algo].make(algo_cfg, env, NETWORKS[cfg.network], num_updates, _shapes(cfg))
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        hs = _hindsight(cfg, encoder) if cfg.relabel != "none" else None
-        if hs and not resume:  # a resumed run's buffer comes from its checkpoint
-            # the human labels OIR adds its relabels to (a suite without train lines: none)
-            hs.seed(_train_lines(cfg, suite, required=False))
-        if hs:
-            bank, weights, emb, hit = hs.initial()
-        else:
-            bank, weights, emb, hit = _ellm_goals(cfg, encoder) if cfg.suggest else _baseline_tasks(cfg, suite, encoder)
-        key = jax.random.PRNGKey(cfg.seed)
-        if cfg.devices == 1:  # the first update's call finds it compiled
-            update.lower(jax.eval_shape(init, key, bank, weights, emb, hit), _batch_spec(cfg, vec)).compile()
-        generator.result()
+    algo_cfg = getattr(cfg, cfg.algo)
+    suggester = _llm_suggester(cfg, encoder) if cfg.suggest == "llm" else None
+    env = TaskEnv(vec, cfg.max_task_steps, ellm.suggester(cfg.env) if cfg.suggest else None,
+                  ellm.empty_table() if suggester else None, cfg.achievement_bonus, cfg.achievement_bonus_counts)
+    per_update = cfg.num_envs * algo_cfg.num_steps
+    num_updates = math.ceil(cfg.steps / per_update)
+    try:
+        init, update, act = ALGOS[cfg.algo].make(algo_cfg, env, NETWORKS[cfg.network], num_updates, _shapes(cfg))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    hs = _hindsight(cfg, encoder) if cfg.relabel != "none" else None
+    if hs and not resume:  # a resumed run's buffer comes from its checkpoint
+        # the human labels OIR adds its relabels to (a suite without train lines: none)
+        hs.seed(_train_lines(cfg, suite, required=False))
+    if hs:
+        bank, weights, emb, hit = hs.initial()
+    else:
+        bank, weights, emb, hit = _ellm_goals(cfg, encoder) if cfg.suggest else _baseline_tasks(cfg, suite, encoder)
     # Not jitted: the worlds come from the env's shared world generator, compiled once (oir.env).
-    runner = init(key, bank, weights, emb, hit)
+    runner = init(jax.random.PRNGKey(cfg.seed), bank, weights, emb, hit)
     if cfg.devices > 1:
         try:
             runner, update = data_parallel(runner, update, make_mesh(cfg.devices, cfg.num_envs))
@@ -666,14 +660,6 @@ def _during_eval(cfg: TrainConfig, encoder, act):
 def _trains_windows(cfg: TrainConfig) -> bool:
     """Whether the learner trains on relabeled windows (PPO only when it imitates them)."""
     return cfg.algo == "pqn" or cfg.ppo.imitates
-
-
-def _batch_spec(cfg: TrainConfig, vec: VecEnv) -> RelabelBatch | None:
-    """What the loop hands every update as its relabeled windows (``rb``), as shapes."""
-    shapes = _shapes(cfg)
-    if shapes is None or not _trains_windows(cfg):
-        return None
-    return relabel_batch_spec(shapes.batch, shapes.window, vec.obs_dim if shapes.late else 0)
 
 
 def _shapes(cfg: TrainConfig) -> RelabelShapes | None:
