@@ -304,3 +304,28 @@ def test_hindsight_bc_loss_imitates_the_windows_actions_under_their_instruction_
 def test_timeout_values_are_zero_without_a_timeout():
     boot = timeout_values(toy_value, OBS, LAST_OBS, TASK, np.zeros_like(TIMEOUT))
     assert not np.asarray(boot).any() and boot.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("max_task_steps", [2, 3, 5, 16])
+def test_timeout_values_from_the_timed_out_steps_alone_equal_the_whole_rollout_pass(max_task_steps):
+    """With the time limit known, only the steps that timed out go through the network: the same
+    bootstrap as the whole-rollout pass, for every pattern of timeouts the limit allows, including
+    one at the rollout's last step (whose next observation is the rollout's last) and the most
+    there can be."""
+    rng = np.random.default_rng(max_task_steps)
+    steps, n = 8, 5
+    obs = rng.normal(size=(steps, n, 3)).astype(np.float32)
+    last = rng.normal(size=(n, 3)).astype(np.float32)
+    task = rng.integers(0, 4, (steps, n)).astype(np.int32)
+    for trial in range(20):
+        timed_out = np.zeros((steps, n), bool)
+        for e in range(n):  # timeouts at least max_task_steps apart, as the env makes them
+            t = int(rng.integers(0, max_task_steps)) if trial % 2 else 0
+            while t < steps:
+                timed_out[t, e] = rng.random() < 0.8 or trial % 4 == 1
+                t += max_task_steps + int(rng.integers(0, 2)) * (trial % 3)
+        timed_out[steps - 1, trial % n] = not timed_out[max(steps - max_task_steps, 0):steps - 1, trial % n].any()
+        whole = np.asarray(timeout_values(toy_value, obs, last, task, timed_out))
+        alone = np.asarray(timeout_values(toy_value, obs, last, task, timed_out, max_task_steps))
+        np.testing.assert_allclose(alone, whole, rtol=1e-6)
+        assert (alone != 0).sum() == timed_out.sum()

@@ -150,14 +150,32 @@ def minibatch_epochs(
     return jax.lax.scan(epoch, train, jax.random.split(key, num_epochs))
 
 
-def timeout_values(value_fn, traj_obs, last_obs, task, truncated) -> jax.Array:
+def timeout_values(value_fn, traj_obs, last_obs, task, truncated, max_task_steps: int = 1) -> jax.Array:
     """``value_fn(next_obs, task)`` where ``truncated`` (the instruction timed out), else 0: the
     bootstrap of :func:`oir.pqn.lambda_returns` and :func:`oir.ppo.gae`. Batched over the whole [T, N]
     rollout after it, rather than a second forward pass inside every step, and skipped when no
-    instruction of the rollout timed out (most rollouts: instructions mostly end sooner)."""
+    instruction of the rollout timed out.
 
-    def values():
-        next_obs = jnp.concatenate([traj_obs[1:], last_obs[None]], axis=0)
-        return jnp.where(truncated, value_fn(next_obs, task), 0.0).astype(jnp.float32)
+    An env's instructions time out ``max_task_steps`` steps apart at the closest, so a rollout
+    holds at most ``N * ((T - 1) // max_task_steps + 1)`` timeouts; the network sees those steps
+    alone (64 of 4,096 at the defaults), not the whole rollout: on full Craftax the whole-rollout
+    pass cost about a tenth of a PPO update."""
+    traj_obs, last_obs, task, truncated = (jnp.asarray(x) for x in (traj_obs, last_obs, task, truncated))
+    steps, n = truncated.shape
+    k = n * ((steps - 1) // max_task_steps + 1)
+    if k >= steps * n:
+        def values():
+            next_obs = jnp.concatenate([traj_obs[1:], last_obs[None]], axis=0)
+            return jnp.where(truncated, value_fn(next_obs, task), 0.0).astype(jnp.float32)
+    else:
+        def values():
+            # The timed-out steps, padded with an index past the end that the scatter drops.
+            (at,) = jnp.nonzero(truncated.reshape(-1), size=k, fill_value=steps * n)
+            t, e = jnp.minimum(at // n, steps - 1), at % n
+            nxt = jnp.minimum(t + 1, steps - 1)
+            inside = (t + 1 < steps).reshape((k,) + (1,) * (traj_obs.ndim - 2))
+            next_obs = jnp.where(inside, traj_obs[nxt, e], last_obs[e])
+            v = value_fn(next_obs, task[t, e]).astype(jnp.float32)
+            return jnp.zeros(steps * n, jnp.float32).at[at].set(v, mode="drop").reshape(steps, n)
 
     return jax.lax.cond(truncated.any(), values, lambda: jnp.zeros(truncated.shape, jnp.float32))

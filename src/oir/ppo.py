@@ -178,7 +178,7 @@ def make(cfg: PPOConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
 
         # An instruction's time limit is truncation: its value bootstraps from the next observation.
         boot = timeout_values(lambda o, t: net.apply(r.train.params, o, r.emb[t])[1],
-                              traj.obs, obs, traj.task, traj.truncated)
+                              traj.obs, obs, traj.task, traj.truncated, env.max_task_steps)
         advantages = gae(traj.reward, traj.value, traj.done, last_value, cfg.gamma, cfg.gae_lambda, boot)
         targets = advantages + traj.value
 

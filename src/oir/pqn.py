@@ -193,7 +193,7 @@ def make(cfg: PQNConfig, env: TaskEnv, preset: NetPreset, num_updates: int, rela
 
         # An instruction's time limit is truncation: its value bootstraps from the next observation.
         boot = timeout_values(lambda o, t: net.apply(r.train.params, o, r.emb[t]).max(-1),
-                              traj.obs, obs, traj.task, traj.truncated)
+                              traj.obs, obs, traj.task, traj.truncated, env.max_task_steps)
         targets = lambda_returns(traj.reward, traj.done, traj.q_max, last_q, cfg.gamma, cfg.lam, boot)
         replay, chunk, more = r.replay, None, {}
         if relabel:
