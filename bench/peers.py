@@ -15,7 +15,9 @@ they do by default. Wandb is off for both.
 
 * cb_ppo: ``ppo.py --env_name Craftax-Classic-Symbolic-v1 --num_envs N --total_timesteps S
   --no-use_wandb --seed K``, i.e. its defaults otherwise (64 steps per env per update, 4 epochs
-  x 8 minibatches, 512-wide tanh MLP, optimistic resets).
+  x 8 minibatches, 512-wide tanh MLP, optimistic resets), run through ``peer_barrier.py`` so that
+  the process waits for its training (``ppo.py`` does not; on full Craftax it then crashed at exit
+  with the training unfinished).
 * pjq_pqn: ``purejaxql/pqn_craftax.py +alg=pqn_craftax`` with hydra overrides for the env,
   N envs x 16 steps per env per update, S total steps (also the length of the epsilon and LR
   decays, whose default horizon is 1e9 steps), no test envs, no saved params, and hydra's
@@ -37,6 +39,7 @@ from pathlib import Path
 
 ENV_NAME = "Craftax-Classic-Symbolic-v1"
 CB_SCRIPT = "ppo.py"
+BARRIER = Path(__file__).with_name("peer_barrier.py")
 CB_NUM_STEPS = 64  # ppo.py's default rollout length per env per update
 PJQ_SCRIPT = "purejaxql/pqn_craftax.py"
 PJQ_NUM_STEPS = 16  # rollout length per env per update, set by override
@@ -130,14 +133,14 @@ def run_cb(
     if why := _missing(cb_dir, CB_SCRIPT, cb_python):
         return _result(name, eff, error=f"skipped, {why}")
     cmd = [
-        str(cb_python), CB_SCRIPT,
+        str(cb_python), str(BARRIER), CB_SCRIPT,  # its clock and ours must cover the training: peer_barrier.py
         "--env_name", env_name,
         "--num_envs", str(num_envs),
         "--total_timesteps", str(steps),
         "--no-use_wandb",
         "--seed", str(seed),
     ]  # fmt: skip
-    # On full Craftax ppo.py prints its result, then dies with SIGSEGV at exit (docs/performance.md).
+    # On full Craftax ppo.py prints its result, then may die with SIGSEGV at exit (docs/performance.md).
     return _run(name, cmd, cb_dir, _child_env(), eff, timeout_s, finished="SPS: ")
 
 
