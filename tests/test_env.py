@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 
 import jax
 import jax.numpy as jnp
@@ -101,17 +102,20 @@ def test_a_ring_run_dry_hands_worlds_out_again_and_counts_them(task_env):
     assert (int(s.vec.pool_next), int(s.vec.pool_reused)) == (3, 1)
 
 
-def test_world_refill_between_rollouts_never_hands_a_world_out_twice(task_env):
+def test_world_refill_between_rollouts_never_hands_a_world_out_twice(task_env, caplog):
     env, reset, step = task_env
     _, s = reset(jax.random.PRNGKey(20), TaskBank.from_specs([NEVER]))
-    refill = WorldRefill(env, jax.random.PRNGKey(21), s)
+    refill = WorldRefill(env, jax.random.PRNGKey(21), s)  # compiles the ring's write: no refill does
     seen = []
-    for t in range(6):  # a "rollout" of one step with two deaths, as the learner's loop would run it
-        _, s, out = step(jax.random.PRNGKey(30 + t), kill(s, [t % N, (t + 1) % N]), act(Action.NOOP))
-        assert bool(out.world.done.sum() == 2)
-        seen += [np.asarray(s.vec.env.map[i]) for i in np.flatnonzero(np.asarray(out.world.done))]
-        refill.observe(s.vec.pool_next)
-        s = refill(s)
+    caplog.set_level(logging.WARNING)
+    with jax.log_compiles(True):
+        for t in range(6):  # a "rollout" of one step with two deaths, as the learner's loop would run it
+            _, s, out = step(jax.random.PRNGKey(30 + t), kill(s, [t % N, (t + 1) % N]), act(Action.NOOP))
+            assert bool(out.world.done.sum() == 2)
+            seen += [np.asarray(s.vec.env.map[i]) for i in np.flatnonzero(np.asarray(out.world.done))]
+            refill.observe(s.vec.pool_next)
+            s = refill(s)
+    assert not [r for r in caplog.records if r.getMessage().startswith("Compiling jit(_write_chunk)")]
     assert int(s.vec.pool_reused) == 0 and int(s.vec.pool_next) == 12
     assert not any(np.array_equal(seen[i], seen[j]) for i in range(len(seen)) for j in range(i))
 

@@ -54,6 +54,7 @@ class WorldRefill:
 
     def __init__(self, env: TaskEnv, key: jax.Array, state: TaskState):
         self.env, self.key = env, key
+        env.vec.compile_refill(state.vec)
         self.taken, self.written = int(state.vec.pool_next), int(state.vec.pool_end)
         self.recent: deque[int] = deque(maxlen=8)
 
