@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from oir import ellm, worlds
 from oir.buffer import normalize_text
@@ -157,8 +161,8 @@ def test_parse_goals_reads_json_or_bullets_and_executes_nothing():
 def test_state_text_names_what_a_signature_holds():
     nearby, levels = _state(["tree", "cow"], wood=3, wood_pickaxe=1)
     levels = levels.at[0, LEVEL_NAMES.index("energy")].set(2)
-    sig = int(ellm.signature(np.asarray(levels), np.asarray(nearby))[0])
-    assert ellm.state_text(sig) == "You see: tree, cow. You have: 2 or more wood, a wood pickaxe. You are tired."
+    bits = ellm.state_bits(np.asarray(levels), np.asarray(nearby))[0]
+    assert ellm.state_text(bits) == "You see: tree, cow. You have: 2 or more wood, a wood pickaxe. You are tired."
 
 
 def test_ellm_run_with_an_llm_suggester_and_with_its_server_down(tmp_path, capsys):
@@ -250,8 +254,7 @@ def test_full_craftax_goals_are_not_its_suites_and_are_drawn_from_real_worlds():
     assert ellm.suggester("full") is ellm.suggester(full)  # one function per world: shared compiles
 
 
-def test_ellm_on_full_craftax_is_configured_and_its_llm_suggester_refused_in_one_line(capsys):
-    from oir.cli import main
+def test_ellm_on_full_craftax_is_configured_with_either_suggester():
     from oir.encode import make_encoder
     from oir.train import TrainConfig, _ellm_goals, validate
 
@@ -259,7 +262,63 @@ def test_ellm_on_full_craftax_is_configured_and_its_llm_suggester_refused_in_one
     validate(cfg)
     bank, weights, emb, pay = _ellm_goals(cfg, make_encoder("hash"))
     assert bank.size == 67 and weights is None and pay.shape[0] == 67 and emb.shape[0] == 67
-    assert main(["train", "--env", "full", "--relabel", "none", "--suggest", "llm", "--reward", "similarity",
-                 "--llm-url", "http://127.0.0.1:9/v1"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "Craftax-Classic states only" in err[0]
+    validate(replace(cfg, suggest="llm", llm_url="http://127.0.0.1:9/v1"))  # no refusal: it has state words
+
+
+def test_full_craftax_state_text_names_the_floor_tiers_and_creatures():
+    nearby, levels = _state(["tree", "enchantment_table_ice", "gnome_warrior", "necromancer_vulnerable"], "full",
+                            wood=1, pickaxe=3, sword=1, potion_cyan=2, floor=2, mana=9)
+    levels = levels.at[0, worlds.get("full").level_names.index("food")].set(3)
+    bits = ellm.state_bits(np.asarray(levels), np.asarray(nearby), "full")[0]
+    assert ellm.state_text(bits, "full") == (
+        "You are in the Gnomish Mines (floor 2). You see: tree, enchantment table, gnome warrior, necromancer. "
+        "You have: some wood, an iron pickaxe, a wood sword, a cyan potion. You are hungry.")
+    deep = ellm.state_bits(*(np.asarray(x) for x in _state([], "full", floor=7, mana=9)[::-1]), "full")[0]
+    assert ellm.state_text(deep, "full") == ("You are below the Gnomish Mines (floor 3 or deeper). You see: nothing "
+                                             "of note. You have: nothing.")
+    with pytest.raises(ValueError, match="bits"):
+        ellm.state_text(bits, "classic")
+
+
+def test_full_craftax_signatures_span_words_and_agree_on_host_and_device():
+    full = worlds.get("full")
+    rng = np.random.default_rng(0)
+    nearby = rng.random((256, len(full.nearby_names))) < 0.1
+    levels = rng.integers(0, 10, (256, full.num_levels)).astype(np.int32)
+    assert ellm.state_bits(levels, nearby, "full").shape[-1] > 31  # more than one word: hashed
+    host = ellm.signature(levels, nearby, "full")
+    dev = np.asarray(jax.jit(lambda lv, nb: ellm.signature(lv, nb, "full"))(levels, nearby))
+    assert (host == dev).all() and (host >= 0).all() and len(set(host.tolist())) == 256
+    # Classic's 26 bits are their own signature, as before worlds had state words.
+    nearby, levels = _state(["tree"], wood=2)
+    assert int(ellm.signature(np.asarray(levels), np.asarray(nearby))[0]) == 1 | 0b11 << 13
+
+
+def test_llm_suggester_in_full_craftax_asks_about_its_states_and_steers_its_draws():
+    from llm_server import LLMServer, Reply
+
+    from oir.encode import make_encoder
+    from oir.llm import ChatClient
+
+    full = worlds.get("full")
+    server = LLMServer().start()
+    server.respond = lambda request: Reply(content='{"goals": ["defeat the gnome warrior"]}')
+    try:
+        sugg = ellm.LLMSuggester(ChatClient(server.url, "m", max_retries=0), make_encoder("minilm"), world="full")
+        nearby, levels = _state(["gnome_warrior", "tree"], "full", floor=2, mana=9)
+        sugg.observe(np.asarray(levels), np.asarray(nearby))
+        sugg.wait()
+        system, user = (m["content"] for m in server.calls[0].body["messages"])
+        assert "Craftax" in system and "Gnomish Mines" in system and "Crafter" not in system
+        assert user.startswith("You are in the Gnomish Mines (floor 2). You see: tree, gnome warrior.")
+        assert sugg.metrics()["ellm_llm_goals_matched"] == 1
+        table = sugg.table()
+        assert table.masks.shape == (ellm.TABLE_SLOTS, 67)
+        keys = jax.random.split(jax.random.PRNGKey(0), 50)
+        draw = jax.jit(jax.vmap(partial(ellm.suggest_goals, world="full"), in_axes=(0, None, None, None, None)))
+        none = jnp.zeros((1, 67), bool)
+        got = set(np.asarray(draw(keys, nearby, none, levels, table)).ravel().tolist())
+        assert got == {full.achievements.index("defeat_gnome_warrior")}  # the LLM's, not the rules' wood
+        sugg.close()
+    finally:
+        server.stop()

@@ -51,7 +51,6 @@ import numpy as np
 from flax import struct
 
 from oir import worlds
-from oir.events import ACHIEVEMENTS, LEVEL_NAMES, NEARBY_NAMES
 from oir.llm import CircuitBreaker, LLMError
 from oir.tasks import Clause, TaskSpec
 from oir.worlds import World
@@ -257,14 +256,14 @@ def suggest_goals(key: jax.Array, nearby: jax.Array, achieved: jax.Array, levels
                   world: World | str | None = None) -> jax.Array:
     """int32[N]: one goal per env (rows of the goal bank, in the world's achievement order),
     uniformly among those suggested that the episode has not ``achieved`` (bool[N, A]) yet: ELLM's
-    novelty filter. Suggested: the LLM's answer for the state in ``table`` (:class:`SuggestTable`,
-    Craftax-Classic) where it has one, else :func:`rule_suggestions`. An env with none draws from
+    novelty filter. Suggested: the LLM's answer for the state in ``table`` (:class:`SuggestTable`)
+    where it has one, else :func:`rule_suggestions`. An env with none draws from
     its goals not achieved yet, and from all goals once it has achieved every one.
     """
     novel = ~achieved
     offered = rule_suggestions(levels, nearby, world)
     if table is not None:
-        found, llm = table_suggestions(table, levels, nearby)
+        found, llm = table_suggestions(table, levels, nearby, world)
         offered = jnp.where((found & llm.any(-1))[:, None], llm, offered)
     ok = offered & novel
     ok = jnp.where(ok.any(-1, keepdims=True), ok, novel)
@@ -280,32 +279,120 @@ def suggest_goals(key: jax.Array, nearby: jax.Array, achieved: jax.Array, levels
 # into a table the env looks its suggestions up in; a state whose signature has no answer yet gets
 # the rule suggester's. ELLM's code likewise cached its LLM's answers per state text.
 
-_VIEW = ("tree", "water", "grass", "stone", "coal", "iron", "diamond", "crafting_table", "furnace", "cow",
-         "ripe_plant", "zombie", "skeleton")
-_HELD = (("wood", 1), ("wood", 2), ("stone", 1), ("coal", 1), ("iron", 1), ("sapling", 1),
-         ("wood_pickaxe", 1), ("stone_pickaxe", 1), ("iron_pickaxe", 1), ("wood_sword", 1))
-_NEEDS = (("energy", "tired"), ("drink", "thirsty"), ("food", "hungry"))  # below 4: the need is pressing
+
+@dataclass(frozen=True)
+class StateWords:
+    """What ELLM's state text says of one world: each entry is one bit of a state's signature."""
+
+    game: str  # who the system prompt says the player is playing
+    view: tuple[tuple[str, tuple[str, ...]], ...]  # (word, what in view shows it)
+    held: tuple[tuple[str, int, str], ...]  # (level, at least, words); a held entry hides the one before it on the same level
+    needs: tuple[tuple[str, str], ...]  # (vital, word): below 4 the need is pressing
+    floors: tuple[str, ...] = ()  # where the player is, by floor (the last covers every floor below it)
+
+    @property
+    def num_bits(self) -> int:
+        return len(self.view) + len(self.held) + len(self.needs) + self.floor_bits
+
+    @property
+    def floor_bits(self) -> int:
+        return (len(self.floors) - 1).bit_length() if self.floors else 0
 
 
-def signature(levels, nearby):
-    """int32[...]: the bucketed state as bits (view, then held items, then needs); numpy or jnp."""
-    bits = [nearby[..., NEARBY_NAMES.index(n)] for n in _VIEW]
-    bits += [levels[..., LEVEL_NAMES.index(f"inventory_{item}")] >= n for item, n in _HELD]
-    bits += [levels[..., LEVEL_NAMES.index(v)] < 4 for v, _ in _NEEDS]
-    return sum(b.astype("int32") << i for i, b in enumerate(bits))
+def _seen(*names: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return tuple((n.replace("_", " "), (n,)) for n in names)
 
 
-def state_text(sig: int) -> str:
-    """The state a signature stands for, as the LLM is shown it."""
-    bit = lambda i: bool((int(sig) >> i) & 1)  # noqa: E731
-    seen = [n.replace("crafting_table", "crafting table").replace("_", " ") for i, n in enumerate(_VIEW) if bit(i)]
-    held, k = [], len(_VIEW)
-    for i, (item, n) in enumerate(_HELD):
-        if bit(k + i) and not (item == "wood" and n == 1 and bit(k + i + 1)):
-            held.append(f"{'2 or more' if n > 1 else 'some' if item in ('wood', 'stone', 'coal', 'iron') else 'a'} "
-                        f"{item.replace('_', ' ')}")
-    needs = [word for i, (_, word) in enumerate(_NEEDS) if bit(k + len(_HELD) + i)]
-    return (f"You see: {', '.join(seen) or 'nothing of note'}. You have: {', '.join(held) or 'nothing'}."
+_CRAFTER = "Crafter, a 2D survival game like Minecraft"
+_STATE_WORDS: dict[str, StateWords] = {
+    "classic": StateWords(
+        _CRAFTER,
+        _seen("tree", "water", "grass", "stone", "coal", "iron", "diamond", "crafting_table", "furnace", "cow",
+              "ripe_plant", "zombie", "skeleton"),
+        (("inventory_wood", 1, "some wood"), ("inventory_wood", 2, "2 or more wood"),
+         ("inventory_stone", 1, "some stone"), ("inventory_coal", 1, "some coal"), ("inventory_iron", 1, "some iron"),
+         ("inventory_sapling", 1, "a sapling"), ("inventory_wood_pickaxe", 1, "a wood pickaxe"),
+         ("inventory_stone_pickaxe", 1, "a stone pickaxe"), ("inventory_iron_pickaxe", 1, "an iron pickaxe"),
+         ("inventory_wood_sword", 1, "a wood sword")),
+        (("energy", "tired"), ("drink", "thirsty"), ("food", "hungry"))),
+    # Full Craftax: the creatures by kind (each is an achievement), tools by tier, and the floor.
+    "full": StateWords(
+        "Craftax, a 2D survival game like Minecraft with floors below ground (the Dungeon, the Gnomish Mines "
+        "and deeper), many creatures, potions, bows, spells and enchantments",
+        (*_seen("tree", "water", "stone", "coal", "iron", "diamond", "sapphire", "ruby", "crafting_table", "furnace"),
+         ("enchantment table", ("enchantment_table_fire", "enchantment_table_ice")), ("fountain", ("fountain",)),
+         *_seen("chest", "ladder_down", "ripe_plant", "cow", "bat", "snail", "zombie", "skeleton", "gnome_warrior",
+                "gnome_archer", "orc_soldier", "orc_mage", "lizard", "kobold", "knight", "archer", "troll",
+                "deep_thing", "pigman", "fire_elemental", "frost_troll", "ice_elemental"),
+         ("necromancer", ("necromancer", "necromancer_vulnerable"))),
+        (("inventory_wood", 1, "some wood"), ("inventory_wood", 2, "2 or more wood"),
+         ("inventory_stone", 1, "some stone"), ("inventory_coal", 1, "some coal"), ("inventory_iron", 1, "some iron"),
+         ("inventory_diamond", 1, "a diamond"), ("inventory_sapphire", 1, "a sapphire"),
+         ("inventory_ruby", 1, "a ruby"), ("inventory_sapling", 1, "a sapling"),
+         ("inventory_pickaxe", 1, "a wood pickaxe"), ("inventory_pickaxe", 2, "a stone pickaxe"),
+         ("inventory_pickaxe", 3, "an iron pickaxe"), ("inventory_pickaxe", 4, "a diamond pickaxe"),
+         ("inventory_sword", 1, "a wood sword"), ("inventory_sword", 2, "a stone sword"),
+         ("inventory_sword", 3, "an iron sword"), ("inventory_sword", 4, "a diamond sword"),
+         ("inventory_bow", 1, "a bow"), ("inventory_arrows", 1, "arrows"), ("inventory_torches", 1, "torches"),
+         ("inventory_books", 1, "a book"), *((f"inventory_potion_{c}", 1, f"a {c} potion") for c in
+                                             ("red", "green", "blue", "pink", "cyan", "yellow")),
+         *((f"inventory_{p}", 1, f"an iron {p}" if p == "helmet" else f"iron {p}") for p in
+           ("helmet", "chestplate", "leggings", "boots"))),
+        (("energy", "tired"), ("drink", "thirsty"), ("food", "hungry"), ("health", "hurt"), ("mana", "low on mana")),
+        ("on the surface", "in the Dungeon (floor 1)", "in the Gnomish Mines (floor 2)",
+         "below the Gnomish Mines (floor 3 or deeper)")),
+}
+
+
+def has_state_words(world: World | str | None = None) -> bool:
+    """Whether ELLM's LLM suggester can describe ``world``'s states."""
+    return worlds.world_of(world).name in _STATE_WORDS
+
+
+def state_bits(levels, nearby, world: World | str | None = None):
+    """bool[..., B]: a state as its signature's bits (view, held items, needs, then the floor's
+    binary digits), numpy or jnp as given."""
+    w = worlds.world_of(world)
+    sw, xp = _STATE_WORDS[w.name], (jnp if isinstance(levels, jax.Array) else np)
+    level = lambda name: levels[..., w.level_names.index(name)]  # noqa: E731
+    bits = [xp.stack([nearby[..., w.nearby_names.index(n)] for n in names], -1).any(-1) for _, names in sw.view]
+    bits += [level(name) >= n for name, n, _ in sw.held]
+    bits += [level(v) < 4 for v, _ in sw.needs]
+    if sw.floors:
+        bucket = xp.minimum(level("floor"), len(sw.floors) - 1)
+        bits += [(bucket >> i) & 1 == 1 for i in range(sw.floor_bits)]
+    return xp.stack(bits, -1)
+
+
+def signature(levels, nearby, world: World | str | None = None):
+    """int32[...], at least 0: a state's signature. Up to 31 bits it is the bits themselves (all of
+    Classic's 26); past that, 31-bit words of them mixed by a multiplicative hash, so two states
+    may share one (rarely: they then share the LLM's answer, as two slots do in :func:`slot_of`)."""
+    bits = state_bits(levels, nearby, world)
+    xp = jnp if isinstance(bits, jax.Array) else np
+    key = xp.zeros(bits.shape[:-1], xp.uint32)
+    for start in range(0, bits.shape[-1], 31):
+        word = sum(bits[..., start + i].astype(xp.uint32) << np.uint32(i) for i in range(min(31, bits.shape[-1] - start)))
+        key = key * np.uint32(2654435761) + word
+    return (key & np.uint32(0x7FFFFFFF)).astype(xp.int32)
+
+
+def state_text(bits, world: World | str | None = None) -> str:
+    """The state a signature's bits (:func:`state_bits`, one state) stand for, as the LLM is shown it."""
+    sw = _STATE_WORDS[worlds.world_of(world).name]
+    bits = [bool(b) for b in np.asarray(bits)]
+    if len(bits) != sw.num_bits:
+        raise ValueError(f"a state of this world has {sw.num_bits} bits, not {len(bits)}")
+    nv, nh, nn = len(sw.view), len(sw.held), len(sw.needs)
+    seen = [word for (word, _), b in zip(sw.view, bits, strict=False) if b]
+    held = [words for i, (name, _, words) in enumerate(sw.held) if bits[nv + i]
+            and not (i + 1 < nh and sw.held[i + 1][0] == name and bits[nv + i + 1])]
+    needs = [word for (_, word), b in zip(sw.needs, bits[nv + nh:], strict=False) if b]
+    where = ""
+    if sw.floors:
+        floor = sum(b << i for i, b in enumerate(bits[nv + nh + nn:]))
+        where = f"You are {sw.floors[min(floor, len(sw.floors) - 1)]}. "
+    return (f"{where}You see: {', '.join(seen) or 'nothing of note'}. You have: {', '.join(held) or 'nothing'}."
             + (f" You are {' and '.join(needs)}." if needs else ""))
 
 
@@ -321,8 +408,9 @@ class SuggestTable:
     masks: jax.Array  # bool[S, G]
 
 
-def empty_table(slots: int = TABLE_SLOTS) -> SuggestTable:
-    return SuggestTable(jnp.full((slots,), -1, jnp.int32), jnp.zeros((slots, len(ACHIEVEMENTS)), bool))
+def empty_table(slots: int = TABLE_SLOTS, world: World | str | None = None) -> SuggestTable:
+    goals = len(worlds.world_of(world).achievements)
+    return SuggestTable(jnp.full((slots,), -1, jnp.int32), jnp.zeros((slots, goals), bool))
 
 
 def slot_of(sig, slots: int):
@@ -330,17 +418,21 @@ def slot_of(sig, slots: int):
     return ((sig.astype("uint32") * np.uint32(2654435761)) >> np.uint32(12)) % np.uint32(slots)
 
 
-def table_suggestions(table: SuggestTable, levels: jax.Array, nearby: jax.Array) -> tuple[jax.Array, jax.Array]:
+def table_suggestions(table: SuggestTable, levels: jax.Array, nearby: jax.Array,
+                      world: World | str | None = None) -> tuple[jax.Array, jax.Array]:
     """``(found bool[N], goals bool[N, G])``: whether the table holds each env's state, and the
     goals of the slot it would hold it in (meaningful where found)."""
-    sig = signature(levels, nearby)
+    sig = signature(levels, nearby, world)
     slot = slot_of(sig, table.keys.shape[0]).astype(jnp.int32)
     return table.keys[slot] == sig, table.masks[slot]
 
 
-_SYSTEM = ("You advise a player of Crafter, a 2D survival game like Minecraft. Given what the player sees "
-           "and has, suggest goals the player could achieve next. Answer with JSON only: "
-           '{"goals": ["short goal", ...]}, at most 5 goals, each a few words.')
+def _system(world: World | str | None = None) -> str:
+    return (f"You advise a player of {_STATE_WORDS[worlds.world_of(world).name].game}. Given what the player "
+            "sees and has, suggest goals the player could achieve next. Answer with JSON only: "
+            '{"goals": ["short goal", ...]}, at most 5 goals, each a few words.')
+
+
 MATCH_THRESHOLD = 0.6  # cosine from a suggested text to the nearest goal of the bank for it to count
 
 
@@ -369,16 +461,19 @@ class LLMSuggester:
     suggested text counts as the bank goal nearest to it when their cosine is at least
     :data:`MATCH_THRESHOLD` (our env needs fixed goal rows; ELLM rewarded its free text against
     captions directly), else as ``unmatched``. A failing server never stops training: its states
-    keep the rule suggester's goals, and the circuit breaker spaces the calls.
+    keep the rule suggester's goals, and the circuit breaker spaces the calls. ``world`` (default
+    Craftax-Classic) sets the state text (:data:`_STATE_WORDS`) and the goals (:func:`goal_space`).
     """
 
     def __init__(self, client, encoder, slots: int = TABLE_SLOTS, temperature: float = 0.1, max_pending: int = 1024,
-                 server=None):
+                 server=None, world: World | str | None = None):
         self.client, self.encoder, self.slots, self.temperature = client, encoder, slots, temperature
         self.server = server  # a local model's server (--llm-url local), stopped on close
-        self.goal_emb = np.asarray(encoder.encode(list(GOAL_TEXTS)), np.float32)
+        self.world = worlds.world_of(world)
+        self.system = _system(self.world)
+        self.goal_emb = np.asarray(encoder.encode(list(goal_space(self.world).texts)), np.float32)
         self.keys = np.full(slots, -1, np.int32)
-        self.masks = np.zeros((slots, len(ACHIEVEMENTS)), bool)
+        self.masks = np.zeros((slots, len(self.world.achievements)), bool)
         self.counts: Counter = Counter()
         self.asked: set[int] = set()
         self.breaker = CircuitBreaker()
@@ -391,12 +486,13 @@ class LLMSuggester:
 
     def observe(self, levels: np.ndarray, nearby: np.ndarray) -> None:
         """Queue the signatures of these states (``[N, NUM_LEVELS]``, ``[N, NUM_NEARBY]``) not asked yet."""
-        sigs = np.asarray(signature(np.asarray(levels), np.asarray(nearby)))
+        bits = state_bits(np.asarray(levels), np.asarray(nearby), self.world)
+        sigs = np.asarray(signature(np.asarray(levels), np.asarray(nearby), self.world))
         slots = np.asarray(slot_of(sigs, self.slots))
         with self._lock:
             self.counts["states_seen"] += len(sigs)
             self.counts["states_answered"] += int((self.keys[slots] == sigs).sum())
-        for sig, slot in zip(sigs.tolist(), slots.tolist(), strict=True):
+        for sig, slot, state in zip(sigs.tolist(), slots.tolist(), bits, strict=True):
             if sig in self.asked:
                 continue
             self.asked.add(sig)
@@ -405,7 +501,7 @@ class LLMSuggester:
             elif self._inbox.qsize() >= self.max_pending:
                 self.asked.discard(sig)  # asked again when seen again
             else:
-                self._inbox.put((sig, slot))
+                self._inbox.put((sig, slot, state_text(state, self.world)))
 
     def _run(self) -> None:
         while True:
@@ -417,14 +513,14 @@ class LLMSuggester:
             finally:
                 self._inbox.task_done()
 
-    def _answer(self, sig: int, slot: int) -> None:
+    def _answer(self, sig: int, slot: int, text: str) -> None:
         if not self.breaker.allow():
             self.counts["calls_skipped"] += 1
             self.asked.discard(sig)  # the server looks down: this state is asked again when seen again
             return
         try:
             content = self.client.complete(
-                [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": state_text(sig)}],
+                [{"role": "system", "content": self.system}, {"role": "user", "content": text}],
                 temperature=self.temperature, max_tokens=128)
         except (LLMError, RuntimeError):  # RuntimeError: the client was closed under a call at the end
             self.breaker.record(False)
@@ -435,7 +531,7 @@ class LLMSuggester:
         self._store(sig, slot, parse_goals(content))
 
     def _store(self, sig: int, slot: int, goals: list[str]) -> None:
-        mask = np.zeros(len(ACHIEVEMENTS), bool)
+        mask = np.zeros(len(self.world.achievements), bool)
         if goals:
             cos = np.asarray(self.encoder.encode(goals), np.float32) @ self.goal_emb.T
             best = cos.argmax(1)

@@ -25,6 +25,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,6 @@ from oir.devices import DeviceError, data_parallel, make_mesh, to_host
 from oir.encode import ENCODERS, make_encoder
 from oir.env import TaskEnv, VecEnv
 from oir.evaluate import report, run_suite, text_policy
-from oir.events import levels_of, nearby_from_obs
 from oir.hindsight import Hindsight, RelabelingConfig, late_store_mb
 from oir.learn import RelabelShapes, WorldRefill
 from oir.llm import JSON_MODES
@@ -243,9 +243,8 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.algo in ALGOS, f"unknown --algo {cfg.algo!r} (choose from {', '.join(ALGOS)})")
     need(cfg.env in worlds.NAMES, f"unknown --env {cfg.env!r} (choose from {', '.join(worlds.NAMES)})")
     need(not cfg.suggest or ellm.has_rules(cfg.env), f"--suggest (ELLM) has no goal rules for --env {cfg.env}")
-    need(cfg.suggest != "llm" or cfg.env == worlds.DEFAULT,
-         "--suggest llm (ELLM's LLM suggester) describes Craftax-Classic states only; use --suggest rules with --env "
-         f"{cfg.env}")
+    need(cfg.suggest != "llm" or ellm.has_state_words(cfg.env),
+         f"--suggest llm (ELLM's LLM suggester) has no state words for --env {cfg.env}; use --suggest rules")
     need(0.0 <= cfg.labels <= 1.0, f"--labels must be a share in [0, 1], got {cfg.labels}")
     need(cfg.labels > 0 or cfg.relabel != "none" or bool(cfg.suggest),
          "--relabel none trains on human labels only: it needs --labels above 0")
@@ -457,7 +456,7 @@ def _setup(cfg: TrainConfig, out: Path, resume: bool) -> _Run:
     algo_cfg = getattr(cfg, cfg.algo)
     suggester = _llm_suggester(cfg, encoder) if cfg.suggest == "llm" else None
     env = TaskEnv(vec, cfg.max_task_steps, ellm.suggester(cfg.env) if cfg.suggest else None,
-                  ellm.empty_table() if suggester else None, cfg.achievement_bonus, cfg.achievement_bonus_counts)
+                  ellm.empty_table(world=cfg.env) if suggester else None, cfg.achievement_bonus, cfg.achievement_bonus_counts)
     per_update = cfg.num_envs * algo_cfg.num_steps
     num_updates = math.ceil(cfg.steps / per_update)
     try:
@@ -820,15 +819,15 @@ def _ellm_goals(cfg: TrainConfig, encoder):
     return TaskBank.from_specs(list(goals.specs)), None, emb, pay
 
 
-@jax.jit
-def _peek(runner):
+@partial(jax.jit, static_argnums=1)
+def _peek(runner, world: worlds.World):
     """The envs' current levels and what they see: the states the LLM suggester is asked about."""
-    return jax.vmap(levels_of)(runner.env.vec.env), nearby_from_obs(runner.obs)
+    return jax.vmap(world.levels_of)(runner.env.vec.env), world.nearby_from_obs(runner.obs)
 
 
 def _suggester_sync(suggester, runner):
     """Show the LLM suggester the envs' states; the runner with its newest table."""
-    levels, nearby = jax.device_get(_peek(runner))
+    levels, nearby = jax.device_get(_peek(runner, suggester.world))
     suggester.observe(levels, nearby)
     table = suggester.table()
     return runner if table is None else runner.replace(env=runner.env.replace(table=table))
@@ -859,7 +858,7 @@ def _llm_suggester(cfg: TrainConfig, encoder):
             raise ConfigError(f"LLM server {cfg.llm_url} does not answer ({reason}) and --llm-required is set")
         print(f"oir: warning: LLM server {cfg.llm_url} does not answer ({reason}); ELLM goes on with the "
               "rule-based suggester's goals until it answers", file=sys.stderr)
-    return ellm.LLMSuggester(client, encoder, server=server)
+    return ellm.LLMSuggester(client, encoder, server=server, world=cfg.env)
 
 
 def _label(cfg: TrainConfig) -> str:
