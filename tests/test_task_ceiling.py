@@ -35,6 +35,21 @@ def test_the_oracle_keeps_each_tasks_best_over_methods_and_reports(tmp_path, cap
     assert "goal 40.0%: beyond the oracle's reach (+5.5 points)" in out
 
 
+def test_only_the_reports_on_one_suite_count(tmp_path, capsys):
+    classic = tmp_path / "c-report.md"
+    classic.write_text("Final evaluation: the test split of `standard.jsonl`.\n"
+                       + REPORT.format(a="no-relabel", b="narrator", coal_a=80, coal_b=20))
+    full = tmp_path / "f-report.md"
+    full.write_text("Final evaluation: the test split of `full.jsonl`.\n"
+                    + REPORT.format(a="no-relabel", b="narrator", coal_a=10, coal_b=100))
+    assert task_ceiling.suite_of(full.read_text()) == "full.jsonl" and task_ceiling.suite_of("old") == "standard.jsonl"
+    assert task_ceiling.main(task_ceiling.Args(reports=[classic, full])) == 0
+    out = capsys.readouterr().out
+    assert "| `collect-coal` | 80 | c: no-relabel |" in out and "from 1 reports (1 on other suites left out)" in out
+    assert task_ceiling.main(task_ceiling.Args(reports=[classic, full], suite="full.jsonl")) == 0
+    assert "| `collect-coal` | 100 | f: narrator |" in capsys.readouterr().out
+
+
 def test_no_table_is_one_error_line(tmp_path, capsys):
     empty = tmp_path / "x-report.md"
     empty.write_text("# nothing here\n")
