@@ -150,8 +150,9 @@ class VecEnv:
 
     def compile_refill(self, state: VecState) -> None:
         """Compile :meth:`refill`'s write into the ring now, not at the first refill in the middle
-        of training (2 s on full Craftax)."""
-        chunk = lambda x: jax.ShapeDtypeStruct((GEN_CHUNK, *x.shape[1:]), x.dtype)  # noqa: E731
+        of training (2 s on full Craftax). A chunk is laid out as the ring it goes into (as
+        :meth:`refill` puts it), so a sharded ring (``--devices``) does not compile a second write."""
+        chunk = lambda x: jax.ShapeDtypeStruct((GEN_CHUNK, *x.shape[1:]), x.dtype, sharding=x.sharding)  # noqa: E731
         at = jax.ShapeDtypeStruct((), jnp.int32)
         self._write.lower(state, chunk(state.pool_obs), jax.tree.map(chunk, state.pool), at, at).compile()
 
