@@ -303,10 +303,9 @@ def _seen(*names: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
     return tuple((n.replace("_", " "), (n,)) for n in names)
 
 
-_CRAFTER = "Crafter, a 2D survival game like Minecraft"
 _STATE_WORDS: dict[str, StateWords] = {
     "classic": StateWords(
-        _CRAFTER,
+        "Crafter, a 2D survival game like Minecraft",
         _seen("tree", "water", "grass", "stone", "coal", "iron", "diamond", "crafting_table", "furnace", "cow",
               "ripe_plant", "zombie", "skeleton"),
         (("inventory_wood", 1, "some wood"), ("inventory_wood", 2, "2 or more wood"),
@@ -365,10 +364,14 @@ def state_bits(levels, nearby, world: World | str | None = None):
 
 
 def signature(levels, nearby, world: World | str | None = None):
-    """int32[...], at least 0: a state's signature. Up to 31 bits it is the bits themselves (all of
-    Classic's 26); past that, 31-bit words of them mixed by a multiplicative hash, so two states
-    may share one (rarely: they then share the LLM's answer, as two slots do in :func:`slot_of`)."""
-    bits = state_bits(levels, nearby, world)
+    """int32[...], at least 0: a state's signature (:func:`signature_of_bits` of its :func:`state_bits`)."""
+    return signature_of_bits(state_bits(levels, nearby, world))
+
+
+def signature_of_bits(bits):
+    """int32[...], at least 0, of bool[..., B]: up to 31 bits, the bits themselves (all of Classic's
+    26); past that, 31-bit words of them mixed by a multiplicative hash, so two states may share one
+    (rarely: they then share the LLM's answer, as two slots do in :func:`slot_of`)."""
     xp = jnp if isinstance(bits, jax.Array) else np
     key = xp.zeros(bits.shape[:-1], xp.uint32)
     for start in range(0, bits.shape[-1], 31):
@@ -487,7 +490,7 @@ class LLMSuggester:
     def observe(self, levels: np.ndarray, nearby: np.ndarray) -> None:
         """Queue the signatures of these states (``[N, NUM_LEVELS]``, ``[N, NUM_NEARBY]``) not asked yet."""
         bits = state_bits(np.asarray(levels), np.asarray(nearby), self.world)
-        sigs = np.asarray(signature(np.asarray(levels), np.asarray(nearby), self.world))
+        sigs = signature_of_bits(bits)
         slots = np.asarray(slot_of(sigs, self.slots))
         with self._lock:
             self.counts["states_seen"] += len(sigs)
