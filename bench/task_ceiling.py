@@ -23,6 +23,8 @@ from pathlib import Path
 
 import tyro
 
+from oir.suites import STANDARD_SUITE
+
 TABLE = "### Held-out tasks one by one"
 
 
@@ -30,13 +32,13 @@ TABLE = "### Held-out tasks one by one"
 class Args:
     reports: list[Path] = field(default_factory=list)  # oir compare report.md files
     goal: float = 0.0  # a held-out-task success % to set against the oracle's (0: none)
-    suite: str = "standard.jsonl"  # the suite whose reports count (file name); Craftax-Classic's by default
+    suite: str = STANDARD_SUITE.name  # the suite whose reports count (file name); Craftax-Classic's by default
 
 
 def suite_of(text: str) -> str:
     """The file name of the suite a report evaluated on (reports that do not say: the standard one)."""
     found = re.search(r"split of `([^`]+)`", text)
-    return Path(found.group(1)).name if found else "standard.jsonl"
+    return Path(found.group(1)).name if found else STANDARD_SUITE.name
 
 
 def cells(line: str) -> list[str]:
