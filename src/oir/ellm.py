@@ -319,8 +319,8 @@ _STATE_WORDS: dict[str, StateWords] = {
         "Craftax, a 2D survival game like Minecraft with floors below ground (the Dungeon, the Gnomish Mines "
         "and deeper), many creatures, potions, bows, spells and enchantments",
         (*_seen("tree", "water", "stone", "coal", "iron", "diamond", "sapphire", "ruby", "crafting_table", "furnace"),
-         ("enchantment table", ("enchantment_table_fire", "enchantment_table_ice")), ("fountain", ("fountain",)),
-         *_seen("chest", "ladder_down", "ripe_plant", "cow", "bat", "snail", "zombie", "skeleton", "gnome_warrior",
+         ("enchantment table", ("enchantment_table_fire", "enchantment_table_ice")),
+         *_seen("fountain", "chest", "ladder_down", "ripe_plant", "cow", "bat", "snail", "zombie", "skeleton", "gnome_warrior",
                 "gnome_archer", "orc_soldier", "orc_mage", "lizard", "kobold", "knight", "archer", "troll",
                 "deep_thing", "pigman", "fire_elemental", "frost_troll", "ice_elemental"),
          ("necromancer", ("necromancer", "necromancer_vulnerable"))),
@@ -363,6 +363,9 @@ def state_bits(levels, nearby, world: World | str | None = None):
     return xp.stack(bits, -1)
 
 
+_MIX = np.uint32(2654435761)  # Knuth's multiplicative hash: 2^32 over the golden ratio
+
+
 def signature(levels, nearby, world: World | str | None = None):
     """int32[...], at least 0: a state's signature (:func:`signature_of_bits` of its :func:`state_bits`)."""
     return signature_of_bits(state_bits(levels, nearby, world))
@@ -376,7 +379,7 @@ def signature_of_bits(bits):
     key = xp.zeros(bits.shape[:-1], xp.uint32)
     for start in range(0, bits.shape[-1], 31):
         word = sum(bits[..., start + i].astype(xp.uint32) << np.uint32(i) for i in range(min(31, bits.shape[-1] - start)))
-        key = key * np.uint32(2654435761) + word
+        key = key * _MIX + word
     return (key & np.uint32(0x7FFFFFFF)).astype(xp.int32)
 
 
@@ -418,7 +421,7 @@ def empty_table(slots: int = TABLE_SLOTS, world: World | str | None = None) -> S
 
 def slot_of(sig, slots: int):
     """Where a signature lives in a table of ``slots`` (a multiplicative hash; numpy or jnp)."""
-    return ((sig.astype("uint32") * np.uint32(2654435761)) >> np.uint32(12)) % np.uint32(slots)
+    return ((sig.astype("uint32") * _MIX) >> np.uint32(12)) % np.uint32(slots)
 
 
 def table_suggestions(table: SuggestTable, levels: jax.Array, nearby: jax.Array,
