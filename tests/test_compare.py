@@ -287,3 +287,13 @@ def test_curve_episodes_set_the_training_time_evaluations_and_an_older_run_count
     assert _finished(one)
     with pytest.raises(ConfigError, match=r"differs in: eval_every_episodes"):
         _finished(run_config(CompareConfig(out=tmp_path), "no-relabel", 0))
+
+
+def test_a_report_names_its_commit_in_a_clone_and_in_a_git_archive(tmp_path):
+    from oir.compare import _git_commit
+
+    assert _git_commit(tmp_path) == "unknown"  # no git, no stamp
+    (tmp_path / "COMMIT").write_text("$Format:%h$\n")  # a checkout's file, not filled in
+    assert _git_commit(tmp_path) == "unknown"
+    (tmp_path / "COMMIT").write_text("1a2b3c4\n")  # what `git archive` writes (.gitattributes export-subst)
+    assert _git_commit(tmp_path) == "1a2b3c4"

@@ -368,13 +368,18 @@ def _pct(x) -> float | None:
     return None if x is None else 100 * x
 
 
-def _git_commit() -> str:
+def _git_commit(here: Path = Path(__file__).parent) -> str:
+    """The code's commit: from git in a clone, from ``COMMIT`` (filled by ``git archive``) in an archive."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=5)
-        return out.stdout.strip() or "unknown"
+                             cwd=here, timeout=5)
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        pass
+    stamp = here / "COMMIT"
+    text = stamp.read_text().strip() if stamp.is_file() else ""
+    return text if text and not text.startswith("$Format") else "unknown"
 
 
 def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds: list[int],
