@@ -319,6 +319,15 @@ def test_llm_suggester_in_full_craftax_asks_about_its_states_and_steers_its_draw
         none = jnp.zeros((1, 67), bool)
         got = set(np.asarray(draw(keys, nearby, none, levels, table)).ravel().tolist())
         assert got == {full.achievements.index("defeat_gnome_warrior")}  # the LLM's, not the rules' wood
+        assert sugg.metrics()["ellm_llm_signature_collisions"] == 0
+        # Two states of full Craftax's 73 bits with one 31-bit signature: the second shares the
+        # first's answer, so it is counted, once however often it is seen.
+        bits = np.random.default_rng(0).random((200_000, 73)) < 0.2
+        _, inverse, counts = np.unique(ellm.signature_of_bits(bits), return_inverse=True, return_counts=True)
+        pair = bits[np.flatnonzero(inverse == np.flatnonzero(counts > 1)[0])]
+        assert len(pair) == 2 and (pair[0] != pair[1]).any()
+        sugg._observe_bits(np.concatenate([pair, pair, pair[:1]]))
+        assert sugg.metrics()["ellm_llm_signature_collisions"] == 1
         sugg.close()
     finally:
         server.stop()

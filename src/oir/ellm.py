@@ -374,7 +374,8 @@ def signature(levels, nearby, world: World | str | None = None):
 def signature_of_bits(bits):
     """int32[...], at least 0, of bool[..., B]: up to 31 bits, the bits themselves (all of Classic's
     26); past that, 31-bit words of them mixed by a multiplicative hash, so two states may share one
-    (rarely: they then share the LLM's answer, as two slots do in :func:`slot_of`)."""
+    (rarely: they then share the LLM's answer, as two slots do in :func:`slot_of`; the suggester
+    counts such states as ``ellm_llm_signature_collisions``)."""
     xp = jnp if isinstance(bits, jax.Array) else np
     key = xp.zeros(bits.shape[:-1], xp.uint32)
     for start in range(0, bits.shape[-1], 31):
@@ -482,6 +483,8 @@ class LLMSuggester:
         self.masks = np.zeros((slots, len(self.world.achievements)), bool)
         self.counts: Counter = Counter()
         self.asked: set[int] = set()
+        self._state_of: dict[int, bytes] = {}  # signature -> the first state (packed bits) seen with it
+        self._collided: set[bytes] = set()
         self.breaker = CircuitBreaker()
         self.max_pending = max_pending
         self._lock = threading.Lock()
@@ -492,8 +495,16 @@ class LLMSuggester:
 
     def observe(self, levels: np.ndarray, nearby: np.ndarray) -> None:
         """Queue the signatures of these states (``[N, NUM_LEVELS]``, ``[N, NUM_NEARBY]``) not asked yet."""
-        bits = state_bits(np.asarray(levels), np.asarray(nearby), self.world)
+        self._observe_bits(state_bits(np.asarray(levels), np.asarray(nearby), self.world))
+
+    def _observe_bits(self, bits: np.ndarray) -> None:
         sigs = signature_of_bits(bits)
+        for sig, state in zip(sigs.tolist(), np.packbits(bits, axis=-1), strict=True):
+            # A hashed signature (full Craftax) may stand for two states, which then share one
+            # answer: count each state that finds its signature taken by another.
+            packed = state.tobytes()
+            if self._state_of.setdefault(sig, packed) != packed and packed not in self._collided:
+                self._collided.add(packed)
         slots = np.asarray(slot_of(sigs, self.slots))
         with self._lock:
             self.counts["states_seen"] += len(sigs)
@@ -576,6 +587,7 @@ class LLMSuggester:
         return {"ellm_llm_calls": c["calls"], "ellm_llm_calls_failed": c["calls_failed"],
                 "ellm_llm_goals_matched": c["goals_matched"], "ellm_llm_goals_unmatched": c["goals_unmatched"],
                 "ellm_llm_answers_empty": c["answers_empty"], "ellm_llm_slot_collisions": c["slot_collisions"],
+                "ellm_llm_signature_collisions": len(self._collided),
                 "ellm_llm_states": int((self.keys >= 0).sum()), "ellm_llm_pending": self._inbox.qsize(),
                 # of the env states sampled at updates, the share the LLM's table answered
                 "ellm_llm_coverage": c["states_answered"] / max(c["states_seen"], 1)}
