@@ -206,7 +206,7 @@ def test_a_run_from_before_timeouts_bootstrapped_is_not_reused(tmp_path):
         _finished(tcfg)
 
 
-def _run(tmp_path, method, seed, labels, tasks, curve=(), train_lines=10):
+def _run(tmp_path, method, seed, labels, tasks, curve=(), train_lines=10, algo=None):
     """A finished, evaluated run as compare holds it: held-out-task share ``tasks``, training-time
     held-out-task evaluations ``curve`` ((env steps, share) pairs)."""
     from oir.compare import Run
@@ -214,8 +214,8 @@ def _run(tmp_path, method, seed, labels, tasks, curve=(), train_lines=10):
     ev = {"success_by_split": {"all": tasks}, "lines": [{"id": "alive", "successes": round(4 * tasks), "episodes": 4}]}
     share = labels if labels is not None else 0.0
     metrics = [{"env_steps": x, "eval_success_held_out_tasks": y, "wall_s": x / 1000} for x, y in curve]
-    return Run(method, seed, tmp_path / f"{method}-{labels}-s{seed}", {"wall_s": 1.0, "labels": {
-        "share": share, "seed": 0, "train_lines": train_lines if share else 0}}, ev, metrics, labels)
+    return Run(method, seed, tmp_path / f"{method}-{algo}-{labels}-s{seed}", {"wall_s": 1.0, "labels": {
+        "share": share, "seed": 0, "train_lines": train_lines if share else 0}}, ev, metrics, labels, algo)
 
 
 def test_label_axis_plans_a_dir_per_budget_and_skips_the_baseline_without_labels(tmp_path, suite, capsys):
@@ -258,7 +258,7 @@ def test_label_table_and_sample_efficiency_on_constructed_runs(tmp_path, suite):
     assert "| 0 | 0 | narrator+suite | 1 | 25.0 |  | 0.50 |" in md  # no baseline without labels
     assert "| 1 | 10 | no-relabel | 2 | 50.0 ± 0.0 | 1.00 | 1.00 |" in md
     assert (tmp_path / "label_efficiency.png").read_bytes()[:4] == b"\x89PNG"
-    md = "\n".join(_sample_efficiency_section(cc, by))
+    md = "\n".join(_sample_efficiency_section(cc, by, holdout))
     # 45% of the bar: reached by OIR at 2M steps (46%), by the baseline at 3M (50%): 1.5x fewer steps
     assert "| narrator+suite labels=0.1 | 3 | 1.00-3.00M | 86.0 | 2,000,000 | 1.50 | 50.0 |" in md
     assert "| no-relabel labels=1 | 3 | 1.00-3.00M | 75.0 | 3,000,000 | 1.00 | 50.0 |" in md
@@ -297,3 +297,41 @@ def test_a_report_names_its_commit_in_a_clone_and_in_a_git_archive(tmp_path):
     assert _git_commit(tmp_path) == "unknown"
     (tmp_path / "COMMIT").write_text("1a2b3c4\n")  # what `git archive` writes (.gitattributes export-subst)
     assert _git_commit(tmp_path) == "1a2b3c4"
+
+
+def test_the_baseline_with_several_learners_is_its_strongest_on_held_out_tasks(tmp_path, suite, capsys):
+    from oir.compare import (
+        CompareConfig,
+        _baseline,
+        _label_section,
+        _sample_efficiency_section,
+        run_config,
+    )
+    from oir.suites import HELD_OUT_TASK
+
+    cc = CompareConfig(suite=suite, out=tmp_path, algo="ppo", baseline_algos="ppo,pqn", labels="0.1,1")
+    assert run_config(cc, "no-relabel", 1, None, "pqn").out == tmp_path / "no-relabel-pqn-s1"
+    assert run_config(cc, "no-relabel", 1, None, "pqn").algo == "pqn"
+    assert run_config(cc, "no-relabel", 1, 0.1).out == tmp_path / "labels-0.1" / "no-relabel-s1"  # --algo's: as before
+    curve = [(1_000_000, 0.2), (2_000_000, 0.4)]
+    runs = [_run(tmp_path, "no-relabel", 0, 1.0, 0.3, curve), _run(tmp_path, "no-relabel", 0, 1.0, 0.4, curve, algo="pqn"),
+            _run(tmp_path, "no-relabel", 0, 0.1, 0.2, curve), _run(tmp_path, "no-relabel", 0, 0.1, 0.1, curve, algo="pqn"),
+            _run(tmp_path, "narrator+suite", 0, 0.1, 0.3, curve), _run(tmp_path, "narrator+suite", 0, 1.0, 0.36, curve)]
+    by = {}
+    for r in runs:
+        by.setdefault(r.arm, []).append(r)
+    holdout = {r.dir: {HELD_OUT_TASK: r.eval["success_by_split"]["all"], "held-out paraphrase": None} for r in runs}
+    # PQN is the stronger baseline with all the labels, PPO with a tenth: each share uses its strongest
+    assert _baseline(by, 1.0, holdout) == "no-relabel (pqn) labels=1"
+    assert _baseline(by, 0.1, holdout) == "no-relabel labels=0.1"
+    md = "\n".join(_label_section(cc, by, holdout))
+    assert "| 0.1 | 10 | narrator+suite | 1 | 30.0 | 1.50 | 0.75 |" in md
+    assert "| 1 | 10 | narrator+suite | 1 | 36.0 | 0.90 | 0.90 |" in md
+    assert "| 1 | 10 | no-relabel (pqn) | 1 | 40.0 | 1.00 | 1.00 |" in md
+    assert "| 1 | 10 | no-relabel | 1 | 30.0 | 0.75 | 0.75 |" in md
+    assert "× fewer steps than no-relabel (pqn) labels=1" in "\n".join(_sample_efficiency_section(cc, by, holdout))
+    for args, message in [(["--baseline-algos", "dqn"], "--baseline-algos takes ppo and pqn, got 'dqn'"),
+                          (["--baseline-algos", "pqn", "--methods", "narrator"],
+                           "--baseline-algos runs the no-relabel baseline with other learners: add no-relabel to --methods")]:
+        assert main(["compare", "--out", str(tmp_path / "c"), "--suite", str(suite), *args]) == 2
+        assert capsys.readouterr().err.strip() == f"oir: error: {message}"

@@ -97,7 +97,10 @@ class CompareConfig:
     # comma-separated, from METHODS (llm-* need --llm-url); the default is the headline: OIR at its
     # best measured settings against the labelled baseline, every shared setting the same
     methods: str = "narrator+suite,no-relabel"
-    algo: Literal["pqn", "ppo"] = "ppo"  # the learner of every run
+    algo: Literal["pqn", "ppo"] = "ppo"  # the learner of every run...
+    # ...and of the no-relabel baseline, also with these learners (comma-separated, e.g. pqn), each in
+    # OUT/no-relabel-<algo>-s<seed>: every × is then against the strongest baseline on held-out tasks
+    baseline_algos: str = ""
     seeds: str = "0,1"  # comma-separated
     steps: int = 5_000_000  # env steps per run
     out: Path = Path("runs/compare")  # one run dir per method and seed, and report.md
@@ -127,15 +130,18 @@ class Run:
     eval: dict
     metrics: list[dict]
     labels: float | None = None  # its label budget on a --labels axis
+    algo: str | None = None  # its learner, where it is not --algo's (a --baseline-algos run)
 
     @property
     def arm(self) -> str:
-        """What the report calls its row: the method, and its label budget on a --labels axis."""
-        return arm_name(self.method, self.labels)
+        """What the report calls its row: the method, its learner where it is not --algo's, and its
+        label budget on a --labels axis."""
+        return arm_name(self.method, self.labels, self.algo)
 
 
-def arm_name(method: str, labels: float | None) -> str:
-    return method if labels is None else f"{method} labels={labels:g}"
+def arm_name(method: str, labels: float | None, algo: str | None = None) -> str:
+    name = method if algo is None else f"{method} ({algo})"
+    return name if labels is None else f"{name} labels={labels:g}"
 
 
 def labelled(method: str) -> bool:
@@ -157,16 +163,30 @@ def parse_list(text: str, what: str, cast=str) -> list:
     return items
 
 
-def run_config(cfg: CompareConfig, method: str, seed: int, labels: float | None = None) -> TrainConfig:
-    """The ``oir train`` config of one (method, seed), at label budget ``labels`` on a --labels axis."""
+def run_config(cfg: CompareConfig, method: str, seed: int, labels: float | None = None,
+               algo: str | None = None) -> TrainConfig:
+    """The ``oir train`` config of one (method, seed), at label budget ``labels`` on a --labels axis,
+    with learner ``algo`` (None: --algo's)."""
     method_cfg = method_config(method)
     relabeling = replace(cfg.train.relabeling, **method_cfg.pop("relabeling", {}))
     out = cfg.out if labels is None else cfg.out / f"labels-{labels:g}"
-    return replace(cfg.train, algo=cfg.algo, steps=cfg.steps, seed=seed, out=out / f"{method}-s{seed}",
+    name = f"{method}-s{seed}" if algo is None else f"{method}-{algo}-s{seed}"
+    return replace(cfg.train, algo=algo or cfg.algo, steps=cfg.steps, seed=seed, out=out / name,
                    suite=cfg.suite, eval_suite=cfg.suite, eval_every=cfg.eval_every or max(cfg.steps // 10, 1),
                    eval_every_episodes=cfg.curve_episodes, eval_episodes=0, llm_url=cfg.llm_url,
                    llm_model=cfg.llm_model, relabeling=relabeling,
                    **{"reward": "verified", **({} if labels is None else {"labels": labels}), **method_cfg})
+
+
+def baseline_algos(cfg: CompareConfig) -> list[str]:
+    """The learners the no-relabel baseline also runs with, beside --algo's."""
+    if not cfg.baseline_algos:
+        return []
+    algos = parse_list(cfg.baseline_algos, "baseline-algos")
+    bad = [a for a in algos if a not in ("ppo", "pqn")]
+    if bad:
+        raise ConfigError(f"--baseline-algos takes ppo and pqn, got {bad[0]!r}")
+    return [a for a in algos if a != cfg.algo]
 
 
 def budgets(cfg: CompareConfig) -> list[float | None]:
@@ -308,30 +328,34 @@ def compare(cfg: CompareConfig, say=print, command: str = "") -> Path:
             skipped[m] = "needs --llm-url (an OpenAI-compatible server, or local); not run, not faked"
             say(f"skipping {m}: {skipped[m]}")
             methods.remove(m)
-    arms = [(m, f) for m in methods for f in (budgets(cfg) if labelled(m) else [None])]
-    for m, f in list(arms):
+    extra = baseline_algos(cfg)
+    if extra and "no-relabel" not in methods:
+        raise ConfigError("--baseline-algos runs the no-relabel baseline with other learners: add no-relabel to --methods")
+    arms = [(m, f, a) for m in methods for f in (budgets(cfg) if labelled(m) else [None])
+            for a in [None, *(extra if m == "no-relabel" else [])]]
+    for m, f, a in list(arms):
         if f == 0.0 and method_config(m)["relabel"] == "none":
-            skipped[arm_name(m, f)] = "trains on human labels only: at --labels 0 it has none to learn from"
-            arms.remove((m, f))
+            skipped[arm_name(m, f, a)] = "trains on human labels only: at --labels 0 it has none to learn from"
+            arms.remove((m, f, a))
     if not arms:
         raise ConfigError("no method left to run")
-    for m, f in arms:  # every config and run dir is checked before hours of training start
+    for m, f, a in arms:  # every config and run dir is checked before hours of training start
         for s in seeds:
-            validate(run_config(cfg, m, s, f))
-            _finished(run_config(cfg, m, s, f))
+            validate(run_config(cfg, m, s, f, a))
+            _finished(run_config(cfg, m, s, f, a))
     try:
         cfg.out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot write to --out {cfg.out}: {e.strerror or e}") from None
 
     runs: list[Run] = []
-    for m, f in arms:
+    for m, f, a in arms:
         for s in seeds:
-            tcfg = run_config(cfg, m, s, f)
+            tcfg = run_config(cfg, m, s, f, a)
             summary = _ensure_trained(tcfg, say)
             ev = _ensure_evaluated(cfg, tcfg.out, say)
             rows = [json.loads(x) for x in (tcfg.out / "metrics.jsonl").read_text().splitlines() if x.strip()]
-            runs.append(Run(m, s, tcfg.out, summary, ev, rows, f))
+            runs.append(Run(m, s, tcfg.out, summary, ev, rows, f, a))
     return write_report(cfg, runs, methods, seeds, skipped, command or f"oir.compare.compare({cfg!r})")
 
 
@@ -389,7 +413,9 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
     for r in runs:
         by.setdefault(r.arm, []).append(r)
     split = cfg.split
-    md = [f"# oir compare: {', '.join(methods)} ({cfg.algo.upper()}, {len(seeds)} seed(s))", ""]
+    extra = sorted({r.algo for r in runs if r.algo})
+    learners = cfg.algo.upper() + "".join(f"; no-relabel also {a.upper()}" for a in extra)
+    md = [f"# oir compare: {', '.join(methods)} ({learners}, {len(seeds)} seed(s))", ""]
     md += ["```", command, "```", ""]
     md += [f"{cfg.steps:,} env steps per run, {cfg.train.num_envs} envs, encoder {cfg.train.encoder}, "
            f"seeds {', '.join(map(str, seeds))}; report written at commit {_git_commit()}; {platform.machine()}, "
@@ -401,13 +427,15 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
     md += [f"## Success on the {split} split (mean ± std over seeds)", ""]
     md += ["**Held-out tasks** are test tasks whose spec no train line has: no method trained on them. "
            "**Held-out paraphrases** are new wordings of train tasks, whose exact spec the no-relabel "
-           "baseline trained on; they measure language generalisation, not task generalisation.", ""]
+           "baseline trained on; they measure language generalisation, not task generalisation."
+           + ("" if not extra else " × no-relabel: against the strongest no-relabel row on held-out tasks at "
+              "the same label share, whichever learner it used."), ""]
     md += ["| method | held-out tasks % | × no-relabel | held-out paraphrases % | all test lines % | "
            "coverage % | paraphrase / canonical % | "
            "steps to success | unique instructions | flawed relabels % | wall min | steps/s | wall × no-relabel |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for m, rs in by.items():
-        base = _baseline(by, rs[0].labels)
+        base = by.get(_baseline(by, rs[0].labels, holdout) or "")
         base_tasks = _held_out_tasks(holdout, base)
         base_wall = np.mean([r.summary["wall_s"] for r in base]) if base else None
         succ = [r.eval["success_by_split"]["all"] for r in rs]
@@ -438,9 +466,9 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
                                           for c in cats) + " |")
     md += [""]
     md += _label_section(cfg, by, holdout)
-    md += _sample_efficiency_section(cfg, by)
+    md += _sample_efficiency_section(cfg, by, holdout)
     md += _held_out_task_section(suite, by)
-    md += _coverage_section(suite, by, split)
+    md += _coverage_section(suite, by, split, holdout)
     md += _similarity_section(cfg, by, holdout)
     md += _llm_section(by)
     for name, title, text in _plots(cfg, by, split):
@@ -455,7 +483,7 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
     path = cfg.out / "report.md"
     path.write_text("\n".join(md))
     (cfg.out / "compare.json").write_text(json.dumps(
-        [{"method": r.method, "labels": r.labels, "seed": r.seed, "dir": str(r.dir), "summary": r.summary,
+        [{"method": r.method, "labels": r.labels, "algo": r.algo or cfg.algo, "seed": r.seed, "dir": str(r.dir), "summary": r.summary,
           "eval": {k: v for k, v in r.eval.items() if k not in ("lines", "tasks")}} for r in runs], indent=1))
     return path
 
@@ -472,15 +500,19 @@ def _held_out_tasks(holdout: dict, rs: list[Run] | None) -> float | None:
     return _mean_or_none([holdout[r.dir][HELD_OUT_TASK] for r in rs]) if rs else None
 
 
-def _baseline(by: dict[str, list[Run]], labels: float | None) -> list[Run] | None:
-    """The no-relabel runs at this label budget: what a row's × is against."""
-    return by.get(arm_name("no-relabel", labels))
+def _baseline(by: dict[str, list[Run]], labels: float | None, holdout: dict) -> str | None:
+    """The no-relabel row at this label budget that a row's × is against: of several learners
+    (--baseline-algos), the strongest on held-out tasks."""
+    arms = [arm for arm, rs in by.items() if rs[0].method == "no-relabel" and rs[0].labels == labels]
+    return max(arms, key=lambda arm: _held_out_tasks(holdout, by[arm]) or 0.0, default=None)
 
 
-def _full_baseline(by: dict[str, list[Run]]) -> str:
-    """The row of the labelled baseline with the most labels: no-relabel at the largest budget."""
+def _full_baseline(by: dict[str, list[Run]], holdout: dict) -> str:
+    """The row of the labelled baseline with the most labels: no-relabel at the largest budget (the
+    strongest learner's, as in :func:`_baseline`)."""
     shares = [r.labels for rs in by.values() for r in rs if r.labels is not None]
-    return arm_name("no-relabel", max(shares) if shares else None)
+    share = max(shares) if shares else None
+    return _baseline(by, share, holdout) or arm_name("no-relabel", share)
 
 
 def _share(r: Run) -> float:
@@ -503,7 +535,7 @@ def _label_section(cfg: CompareConfig, by: dict[str, list[Run]], holdout: dict) 
     shares = sorted({_share(r) for rs in by.values() for r in rs})
     if len(shares) < 2:
         return []
-    full = by.get(_full_baseline(by))
+    full = by.get(_full_baseline(by, holdout))
 
     def ratio(a: float | None, b: float | None) -> str:
         return "" if a is None or not b else f"{a / b:.2f}"
@@ -519,8 +551,9 @@ def _label_section(cfg: CompareConfig, by: dict[str, list[Run]], holdout: dict) 
         t = _held_out_tasks(holdout, rs)
         counts = {r.summary.get("labels", {}).get("train_lines") for r in rs}  # the same for every seed
         lines = "n/a" if None in counts else ", ".join(f"{c:,}" for c in sorted(counts))
-        md.append(f"| {_share(rs[0]):g} | {lines} | {rs[0].method} | {len(rs)} | {_ms([_pct(holdout[r.dir][HELD_OUT_TASK]) for r in rs])} "
-                  f"| {ratio(t, _held_out_tasks(holdout, _baseline(by, rs[0].labels)))} | {ratio(t, _held_out_tasks(holdout, full))} "
+        md.append(f"| {_share(rs[0]):g} | {lines} | {arm_name(rs[0].method, None, rs[0].algo)} | {len(rs)} | {_ms([_pct(holdout[r.dir][HELD_OUT_TASK]) for r in rs])} "
+                  f"| {ratio(t, _held_out_tasks(holdout, by.get(_baseline(by, rs[0].labels, holdout) or '')))} "
+                  f"| {ratio(t, _held_out_tasks(holdout, full))} "
                   f"| {_ms([_pct(holdout[r.dir][HELD_OUT_PARAPHRASE]) for r in rs])} "
                   f"| {_ms([100 * r.eval['success_by_split']['all'] for r in rs])} |")
     md += ["", "![held-out-task success against the label share](label_efficiency.png)", ""]
@@ -535,9 +568,9 @@ def _label_figure(path: Path, by: dict[str, list[Run]], holdout: dict) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for method in dict.fromkeys(r.method for rs in by.values() for r in rs):
+    for method in dict.fromkeys(arm_name(r.method, None, r.algo) for rs in by.values() for r in rs):
         pts = sorted((_share(rs[0]), [100 * (holdout[r.dir][HELD_OUT_TASK] or 0.0) for r in rs])
-                     for rs in by.values() if rs[0].method == method)
+                     for rs in by.values() if arm_name(rs[0].method, None, rs[0].algo) == method)
         x = np.array([p[0] for p in pts])
         ys = [np.array(p[1]) for p in pts]
         mean = np.array([y.mean() for y in ys])
@@ -559,7 +592,7 @@ THRESHOLD = 0.9
 CURVE_KEY = "eval_success_held_out_tasks"  # oir.train's training-time held-out-task success
 
 
-def _sample_efficiency_section(cfg: CompareConfig, by: dict[str, list[Run]]) -> list[str]:
+def _sample_efficiency_section(cfg: CompareConfig, by: dict[str, list[Run]], holdout: dict) -> list[str]:
     """AUC of each row's held-out-task curve and its env steps to THRESHOLD x the labelled
     baseline's last training-time evaluation (no-relabel at the largest label share)."""
     from oir.curves import auc, band, steps_to
@@ -569,7 +602,7 @@ def _sample_efficiency_section(cfg: CompareConfig, by: dict[str, list[Run]]) -> 
     curves = {m: c for m, c in curves.items() if len(c[0])}
     if not curves:
         return []
-    base_arm = _full_baseline(by)
+    base_arm = _full_baseline(by, holdout)
     target = 100 * THRESHOLD * curves[base_arm][1][-1] if base_arm in curves else None
     base_at = steps_to(curves[base_arm][0], 100 * curves[base_arm][1], target) if target is not None else None
     md = ["## Sample efficiency (held-out tasks over training)", "",
@@ -685,7 +718,7 @@ def _held_out_task_section(suite: list[SuiteLine], by: dict[str, list[Run]]) -> 
     return [*out, ""]
 
 
-def _coverage_section(suite: list[SuiteLine], by: dict[str, list[Run]], split: str) -> list[str]:
+def _coverage_section(suite: list[SuiteLine], by: dict[str, list[Run]], split: str, holdout: dict) -> list[str]:
     """Success on the suite's tasks, grouped by whether the run's relabels held that spec.
 
     OIR can only learn what its relabeler proposes: this shows where its success comes from, and
@@ -694,10 +727,11 @@ def _coverage_section(suite: list[SuiteLine], by: dict[str, list[Run]], split: s
 
     spec_of = {x.task_id: x.spec for x in suite}
     world = suite[0].spec.world if suite else None  # the relabels name this world's counters
-    base = by.get("no-relabel", [])
+    base_arm = _baseline(by, None, holdout) or "no-relabel"
+    base = by.get(base_arm, [])
     out = []
     for m, rs in by.items():
-        if m == "no-relabel":
+        if rs[0].method == "no-relabel":
             continue
         rows: dict[str, list[list[float]]] = {}
         for i, r in enumerate(rs):
@@ -719,7 +753,7 @@ def _coverage_section(suite: list[SuiteLine], by: dict[str, list[Run]], split: s
         out += [f"### Where {m}'s success comes from ({split} split)", "",
                 "Tasks grouped by what the run's instruction buffer held at the end (all seeds pooled): "
                 "an instruction with the task's exact spec, one over the same set of counters, or neither.", "",
-                f"| buffer held | tasks (x seeds) | {m} success % | no-relabel success % |", "|---|---:|---:|---:|"]
+                f"| buffer held | tasks (x seeds) | {m} success % | {base_arm} success % |", "|---|---:|---:|---:|"]
         for group in ("the same spec", "the same counters, other counts or clauses", "none of its counters together"):
             v = np.array(rows.get(group, []), float)
             if len(v):
@@ -842,6 +876,11 @@ def _color(method: str):
     """One colour per method in every figure; a delta sweep's runs, and a method's label budgets,
     shade from light to dark."""
     method, labelled_, share = method.partition(" labels=")
+    method, tagged, _ = method.partition(" (")  # a --baseline-algos learner: the next colour along
+    if tagged:
+        from matplotlib import colormaps
+
+        return colormaps["Dark2"](list(METHODS).index(method) % 8)
     if labelled_:
         from matplotlib import colormaps
 
