@@ -260,11 +260,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _parse_labels(text: str) -> dict[str, str]:
+def _parse_labels(text: str, methods=()) -> dict[str, str]:
+    """method=Label pairs; a method of ``methods`` may hold '=' itself (``narrator+suite labels=0.1``)."""
     out = {}
     for item in (x.strip() for x in text.split(",") if x.strip()):
-        method, eq, label = item.partition("=")
-        if not eq or not method.strip() or not label.strip():
+        method = max((m for m in methods if item.startswith(f"{m}=")), key=len, default=None)
+        if method is not None:
+            label = item[len(method) + 1:]
+        else:
+            method, eq, label = item.partition("=")
+            if not eq:
+                label = ""
+        if not method.strip() or not label.strip():
             raise InputError(f"--labels: {item!r} is not method=Label")
         out[method.strip()] = label.strip()
     return out
@@ -274,7 +281,6 @@ def headline(args: argparse.Namespace) -> list[str]:
     """The markdown lines; writes the figure if asked. InputError on bad input."""
     if args.threshold is not None and not 0 <= args.threshold <= 100:
         raise InputError(f"--threshold is a percentage (0 to 100), got {args.threshold:g}")
-    labels = _parse_labels(args.labels)
     dirs, unevaluated = find_run_dirs(args.paths)
     if not dirs:
         raise InputError(f"no run dirs (config.json and {EVAL_FILE}) under {', '.join(map(str, args.paths))}"
@@ -289,6 +295,7 @@ def headline(args: argparse.Namespace) -> list[str]:
     if baseline and baseline not in found:
         raise InputError(f"baseline method {baseline!r} not among the runs found ({', '.join(found)}); "
                          "name another with --baseline, or --baseline '' for no ratio column")
+    labels = _parse_labels(args.labels, by)
     unknown = [m for m in labels if m not in by]
     if unknown:
         raise InputError(f"--labels names {', '.join(unknown)}, not among the methods shown ({', '.join(by)})")

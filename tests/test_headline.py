@@ -166,3 +166,7 @@ def test_runs_on_a_label_axis_are_rows_of_their_own(tmp_path, capsys):
     assert headline.main([str(tmp_path), "--baseline", "no-relabel labels=1"]) == 0
     out = capsys.readouterr().out
     assert "| no-relabel labels=0.1 | 0 |" in out and "| no-relabel labels=1 | 0 |" in out
+    # a legend name for a method whose name holds '=' itself
+    assert headline.main([str(tmp_path), "--baseline", "", "--labels", "no-relabel labels=0.1=A tenth=s"]) == 0
+    assert headline._parse_labels("no-relabel labels=0.1=A tenth=s,no-relabel=B", ["no-relabel labels=0.1", "no-relabel"]) \
+        == {"no-relabel labels=0.1": "A tenth=s", "no-relabel": "B"}
