@@ -65,6 +65,16 @@ def test_compare_trains_reuses_and_reports(tmp_path, suite, capsys):
     assert "reusing finished run" in capsys.readouterr().out
     assert (out / "narrator-s0" / "metrics.jsonl").stat().st_mtime == mtime
 
+    # --report-only trains nothing: seed 1 has no run, so the report has seed 0's and says so.
+    only = [*args[:args.index("--seeds")], "--seeds", "0,1", *args[args.index("--seeds") + 2:], "--report-only"]
+    assert main(only) == 0
+    assert "skipping narrator seed 1: no finished run (--report-only)" in capsys.readouterr().out
+    assert not (out / "narrator-s1").exists()
+    report = (out / "report.md").read_text()
+    assert "seeds 0;" in report and f"- narrator, seed 1: not trained yet (--report-only; {out / 'narrator-s1'})." in report
+    assert main([*only[:only.index("--out") + 1], str(tmp_path / "empty"), *only[only.index("--out") + 2:]]) == 2
+    assert "--report-only: no finished run in" in capsys.readouterr().err
+
     # Same dir, other config: refused before any training, in one line.
     assert main([*args[:-len(TINY)], *TINY[2:], "--steps", "2048"]) == 2
     err = capsys.readouterr().err.strip()

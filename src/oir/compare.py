@@ -116,6 +116,9 @@ class CompareConfig:
     # method (no-relabel, narrator+suite) runs at each, in OUT/labels-<share>/; the report gets the
     # label-efficiency table. Empty: the one share of --train.labels, runs directly in OUT.
     labels: str = ""
+    # Train nothing: report the (method, seed) runs that finished here, and list the others as not
+    # run (a report while the rest of a grid trains)
+    report_only: bool = False
     # Every other training setting; compare sets algo, relabel, reward, steps, seed, out, suite,
     # the eval_* fields and the LLM url and model of each run itself.
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -352,10 +355,17 @@ def compare(cfg: CompareConfig, say=print, command: str = "") -> Path:
     for m, f, a in arms:
         for s in seeds:
             tcfg = run_config(cfg, m, s, f, a)
+            if cfg.report_only and not _finished(tcfg):
+                skipped[f"{arm_name(m, f, a)}, seed {s}"] = f"not trained yet (--report-only; {tcfg.out})"
+                say(f"skipping {arm_name(m, f, a)} seed {s}: no finished run (--report-only)")
+                continue
             summary = _ensure_trained(tcfg, say)
             ev = _ensure_evaluated(cfg, tcfg.out, say)
             rows = [json.loads(x) for x in (tcfg.out / "metrics.jsonl").read_text().splitlines() if x.strip()]
             runs.append(Run(m, s, tcfg.out, summary, ev, rows, f, a))
+    if not runs:
+        raise ConfigError(f"--report-only: no finished run in {cfg.out} for these methods and seeds")
+    seeds = sorted({r.seed for r in runs})
     return write_report(cfg, runs, methods, seeds, skipped, command or f"oir.compare.compare({cfg!r})")
 
 
