@@ -339,6 +339,11 @@ def test_the_baseline_with_several_learners_is_its_strongest_on_held_out_tasks(t
     assert "| 1 | 10 | narrator+suite | 1 | 36.0 | 0.90 | 0.90 |" in md
     assert "| 1 | 10 | no-relabel (pqn) | 1 | 40.0 | 1.00 | 1.00 |" in md
     assert "| 1 | 10 | no-relabel | 1 | 30.0 | 0.75 | 0.75 |" in md
+    # outside a --labels axis a zero-label method has no baseline at its share (0)
+    alone = [_run(tmp_path, "no-relabel", 0, None, 0.3), _run(tmp_path, "narrator", 0, None, 0.3)]
+    alone[0].summary["labels"].update(share=1.0, train_lines=10)
+    md = "\n".join(_label_section(cc, {r.arm: [r] for r in alone}, {r.dir: {HELD_OUT_TASK: 0.3, "held-out paraphrase": None} for r in alone}))
+    assert "| 0 | 0 | narrator | 1 | 30.0 |  | 1.00 |" in md and "| 1 | 10 | no-relabel | 1 | 30.0 | 1.00 | 1.00 |" in md
     assert "× fewer steps than no-relabel (pqn) labels=1" in "\n".join(_sample_efficiency_section(cc, by, holdout))
     for args, message in [(["--baseline-algos", "dqn"], "--baseline-algos takes ppo and pqn, got 'dqn'"),
                           (["--baseline-algos", "pqn", "--methods", "narrator"],

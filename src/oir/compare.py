@@ -562,13 +562,20 @@ def _label_section(cfg: CompareConfig, by: dict[str, list[Run]], holdout: dict) 
         counts = {r.summary.get("labels", {}).get("train_lines") for r in rs}  # the same for every seed
         lines = "n/a" if None in counts else ", ".join(f"{c:,}" for c in sorted(counts))
         md.append(f"| {_share(rs[0]):g} | {lines} | {arm_name(rs[0].method, None, rs[0].algo)} | {len(rs)} | {_ms([_pct(holdout[r.dir][HELD_OUT_TASK]) for r in rs])} "
-                  f"| {ratio(t, _held_out_tasks(holdout, by.get(_baseline(by, rs[0].labels, holdout) or '')))} "
+                  f"| {ratio(t, _held_out_tasks(holdout, _same_share(by, rs, holdout)))} "
                   f"| {ratio(t, _held_out_tasks(holdout, full))} "
                   f"| {_ms([_pct(holdout[r.dir][HELD_OUT_PARAPHRASE]) for r in rs])} "
                   f"| {_ms([100 * r.eval['success_by_split']['all'] for r in rs])} |")
     md += ["", "![held-out-task success against the label share](label_efficiency.png)", ""]
     _label_figure(cfg.out / "label_efficiency.png", by, holdout)
     return md
+
+
+def _same_share(by: dict[str, list[Run]], rs: list[Run], holdout: dict) -> list[Run] | None:
+    """The baseline runs given the labels ``rs`` trained on (none for a zero-label method beside a
+    labelled baseline: outside a --labels axis both have no budget, yet their shares differ)."""
+    base = by.get(_baseline(by, rs[0].labels, holdout) or "")
+    return base if base and _share(base[0]) == _share(rs[0]) else None
 
 
 def _label_figure(path: Path, by: dict[str, list[Run]], holdout: dict) -> None:
