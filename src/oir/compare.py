@@ -447,7 +447,9 @@ def write_report(cfg: CompareConfig, runs: list[Run], methods: list[str], seeds:
     for m, rs in by.items():
         base = by.get(_baseline(by, rs[0].labels, holdout) or "")
         base_tasks = _held_out_tasks(holdout, base)
-        base_wall = np.mean([r.summary["wall_s"] for r in base]) if base else None
+        # the wall-time overhead is against the baseline with the same learner, the strongest or not
+        same_learner = by.get(arm_name("no-relabel", rs[0].labels, rs[0].algo))
+        base_wall = np.mean([r.summary["wall_s"] for r in same_learner]) if same_learner else None
         succ = [r.eval["success_by_split"]["all"] for r in rs]
         tasks_rate = [holdout[r.dir][HELD_OUT_TASK] for r in rs]
         rel = [r.summary.get("relabeling") for r in rs]
