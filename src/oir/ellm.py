@@ -499,17 +499,16 @@ class LLMSuggester:
 
     def _observe_bits(self, bits: np.ndarray) -> None:
         sigs = signature_of_bits(bits)
-        for sig, state in zip(sigs.tolist(), np.packbits(bits, axis=-1), strict=True):
-            # A hashed signature (full Craftax) may stand for two states, which then share one
-            # answer: count each state that finds its signature taken by another.
-            packed = state.tobytes()
-            if self._state_of.setdefault(sig, packed) != packed and packed not in self._collided:
-                self._collided.add(packed)
         slots = np.asarray(slot_of(sigs, self.slots))
         with self._lock:
             self.counts["states_seen"] += len(sigs)
             self.counts["states_answered"] += int((self.keys[slots] == sigs).sum())
-        for sig, slot, state in zip(sigs.tolist(), slots.tolist(), bits, strict=True):
+        packed = [row.tobytes() for row in np.packbits(bits, axis=-1)]
+        for sig, slot, state, key in zip(sigs.tolist(), slots.tolist(), bits, packed, strict=True):
+            # A hashed signature (full Craftax) may stand for two states, which then share one
+            # answer: count each state that finds its signature taken by another.
+            if self._state_of.setdefault(sig, key) != key:
+                self._collided.add(key)
             if sig in self.asked:
                 continue
             self.asked.add(sig)
