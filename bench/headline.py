@@ -264,13 +264,8 @@ def _parse_labels(text: str, methods=()) -> dict[str, str]:
     """method=Label pairs; a method of ``methods`` may hold '=' itself (``narrator+suite labels=0.1``)."""
     out = {}
     for item in (x.strip() for x in text.split(",") if x.strip()):
-        method = max((m for m in methods if item.startswith(f"{m}=")), key=len, default=None)
-        if method is not None:
-            label = item[len(method) + 1:]
-        else:
-            method, eq, label = item.partition("=")
-            if not eq:
-                label = ""
+        method = max((m for m in methods if item.startswith(f"{m}=")), key=len, default=item.partition("=")[0])
+        label = item[len(method) + 1:]  # empty where the item has no '='
         if not method.strip() or not label.strip():
             raise InputError(f"--labels: {item!r} is not method=Label")
         out[method.strip()] = label.strip()
