@@ -59,11 +59,27 @@ def test_compare_trains_reuses_and_reports(tmp_path, suite, capsys):
     assert "| narrator | verified | 100.0 | 100.0 | n/a | n/a | 0.0 | 0.0 |" in sim  # verified: never wrong
     assert "| narrator-similarity@0.3 | 0.3 | 100.0 | 100.0 |" in sim
 
-    # A second call reuses both runs and their evaluations.
+    # A second call reuses both runs and their evaluations, and --export copies their results.
     mtime = (out / "narrator-s0" / "metrics.jsonl").stat().st_mtime
-    assert main(args) == 0
+    assert main([*args, "--export", str(tmp_path / "kept")]) == 0
     assert "reusing finished run" in capsys.readouterr().out
     assert (out / "narrator-s0" / "metrics.jsonl").stat().st_mtime == mtime
+    # The export alone writes the same report again: no checkpoint, no run dir of the original.
+    kept = tmp_path / "kept"
+    assert sorted(p.name for p in (kept / "narrator-s0").iterdir()) == [
+        "config.json", "eval-test.json", "instructions.jsonl", "metrics.jsonl", "summary.json"]
+    report = (out / "report.md").read_text()
+    assert (kept / "report.md").read_text() == report and (kept / "success_curves.png").is_file()
+    (kept / "report.md").unlink()
+    out.rename(tmp_path / "gone")
+    assert main([*args[:args.index("--out") + 1], str(kept), *args[args.index("--out") + 2:], "--report-only"]) == 0
+
+    def tables(text):
+        return [x for x in text.splitlines() if x.startswith("|")]
+    assert tables((kept / "report.md").read_text()) == tables(report) and len(tables(report)) > 10
+    (tmp_path / "gone").rename(out)
+    assert main([*args, "--export", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == f"oir: error: --export {out} is --out itself: name another dir"
 
     # --report-only trains nothing: seed 1 has no run, so the report has seed 0's and says so.
     only = [*args[:args.index("--seeds")], "--seeds", "0,1", *args[args.index("--seeds") + 2:], "--report-only"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import platform
+import shutil
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -119,6 +120,11 @@ class CompareConfig:
     # Train nothing: report the (method, seed) runs that finished here, and list the others as not
     # run (a report while the rest of a grid trains)
     report_only: bool = False
+    # Also copy the report and each reported run's results (config, summary, curves, final
+    # evaluation; no checkpoints, a few hundred KB a run) here: `--report-only --out EXPORT` with
+    # the same options writes the report again from them, on another machine or after the run
+    # dirs are gone
+    export: Path | None = None
     # Every other training setting; compare sets algo, relabel, reward, steps, seed, out, suite,
     # the eval_* fields and the LLM url and model of each run itself.
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -346,6 +352,8 @@ def compare(cfg: CompareConfig, say=print, command: str = "") -> Path:
         for s in seeds:
             validate(run_config(cfg, m, s, f, a))
             _finished(run_config(cfg, m, s, f, a))
+    if cfg.export is not None and cfg.export.resolve() == cfg.out.resolve():
+        raise ConfigError(f"--export {cfg.export} is --out itself: name another dir")
     try:
         cfg.out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -366,7 +374,34 @@ def compare(cfg: CompareConfig, say=print, command: str = "") -> Path:
     if not runs:
         raise ConfigError(f"--report-only: no finished run in {cfg.out} for these methods and seeds")
     seeds = sorted({r.seed for r in runs})
-    return write_report(cfg, runs, methods, seeds, skipped, command or f"oir.compare.compare({cfg!r})")
+    path = write_report(cfg, runs, methods, seeds, skipped, command or f"oir.compare.compare({cfg!r})")
+    if cfg.export is not None:
+        export(cfg, runs, cfg.export)
+        say(f"exported the report and {len(runs)} run(s)' results to {cfg.export}")
+    return path
+
+
+# What a finished run needs for `--report-only` (its policy checkpoint only serves an evaluation
+# that is not cached yet); a relabeling run's instruction buffer feeds the coverage section.
+RESULT_FILES = ("config.json", "summary.json", "metrics.jsonl")
+OPTIONAL_RESULT_FILES = ("instructions.jsonl",)
+
+
+def export(cfg: CompareConfig, runs: list[Run], dest: Path) -> None:
+    """Copy ``cfg.out``'s report and each run's results to ``dest``, keeping their layout."""
+    try:
+        for r in runs:
+            to = dest / r.dir.relative_to(cfg.out)
+            to.mkdir(parents=True, exist_ok=True)
+            required = (*RESULT_FILES, f"eval-{cfg.split}.json")
+            for name in (*required, *OPTIONAL_RESULT_FILES):
+                if name in required or (r.dir / name).is_file():
+                    shutil.copy2(r.dir / name, to / name)
+        for f in cfg.out.iterdir():
+            if f.is_file() and f.suffix in (".md", ".png", ".json"):
+                shutil.copy2(f, dest / f.name)
+    except OSError as e:
+        raise ConfigError(f"cannot export to {dest}: {e.strerror or e}") from None
 
 
 # -- the report ---------------------------------------------------------------------------------
