@@ -350,6 +350,11 @@ def test_the_baseline_with_several_learners_is_its_strongest_on_held_out_tasks(t
     # PQN is the stronger baseline with all the labels, PPO with a tenth: each share uses its strongest
     assert _baseline(by, 1.0, holdout) == "no-relabel (pqn) labels=1"
     assert _baseline(by, 0.1, holdout) == "no-relabel labels=0.1"
+    # With a seed the other learner lacks, the choice rests on the seeds both have: PPO's seed 1 at
+    # 70% lifts its mean above PQN's, but on seed 0 alone PQN is still ahead.
+    lucky = _run(tmp_path, "no-relabel", 1, 1.0, 0.7, curve)
+    holdout[lucky.dir] = {HELD_OUT_TASK: 0.7, "held-out paraphrase": None}
+    assert _baseline({**by, lucky.arm: [*by[lucky.arm], lucky]}, 1.0, holdout) == "no-relabel (pqn) labels=1"
     md = "\n".join(_label_section(cc, by, holdout))
     assert "| 0.1 | 10 | narrator+suite | 1 | 30.0 | 1.50 | 0.75 |" in md
     assert "| 1 | 10 | narrator+suite | 1 | 36.0 | 0.90 | 0.90 |" in md

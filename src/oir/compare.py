@@ -549,9 +549,15 @@ def _held_out_tasks(holdout: dict, rs: list[Run] | None) -> float | None:
 
 def _baseline(by: dict[str, list[Run]], labels: float | None, holdout: dict) -> str | None:
     """The no-relabel row at this label budget that a row's × is against: of several learners
-    (--baseline-algos), the strongest on held-out tasks."""
+    (--baseline-algos), the strongest on held-out tasks, over the seeds every learner has (a learner
+    with one lucky seed more must not win on it)."""
     arms = [arm for arm, rs in by.items() if rs[0].method == "no-relabel" and rs[0].labels == labels]
-    return max(arms, key=lambda arm: _held_out_tasks(holdout, by[arm]) or 0.0, default=None)
+    shared = set.intersection(*({r.seed for r in by[arm]} for arm in arms)) if arms else set()
+
+    def strength(arm: str) -> float:
+        rs = [r for r in by[arm] if r.seed in shared] or by[arm]
+        return _held_out_tasks(holdout, rs) or 0.0
+    return max(arms, key=strength, default=None)
 
 
 def _full_baseline(by: dict[str, list[Run]], holdout: dict) -> str:
