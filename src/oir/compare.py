@@ -121,9 +121,9 @@ class CompareConfig:
     # run (a report while the rest of a grid trains)
     report_only: bool = False
     # Also copy the report and each reported run's results (config, summary, curves, final
-    # evaluation; no checkpoints, a few hundred KB a run) here: `--report-only --out EXPORT` with
-    # the same options writes the report again from them, on another machine or after the run
-    # dirs are gone
+    # evaluation, instruction buffer; no checkpoints: 0.3-4.4 MB a run) here: `--report-only
+    # --out EXPORT` with the same options writes the report again from them, on another machine
+    # or after the run dirs are gone
     export: Path | None = None
     # Every other training setting; compare sets algo, relabel, reward, steps, seed, out, suite,
     # the eval_* fields and the LLM url and model of each run itself.
