@@ -60,7 +60,7 @@ def test_every_preset_has_its_summary_its_figure_and_the_command_that_measured_i
     assert list(presets.PRESETS) == ["oir", "labelled", "zero-label", "ellm", "paper"]
     for name, p in presets.PRESETS.items():
         assert p.summary and p.measured and p.command.startswith("oir compare "), name
-        reports = re.findall(r"docs/results/[\w.@-]+\.md", p.measured)
+        reports = re.findall(r"docs/results/[\w.@/-]+\.md", p.measured)
         assert reports, name
         for report in reports:
             assert (ROOT / report).is_file(), (name, report)

@@ -44,8 +44,9 @@ PRESETS: dict[str, Preset] = {
     "zero-label": Preset(
         "OIR with no human label: the narrator's relabels only, no suite line in training",
         {"labels": 0.0},
-        "53.3% held-out tasks at 5M steps (2 seeds), 0.87x the labelled baseline of the same runs; "
-        "docs/results/compare-5m-ppo-count-narr-span-s0-report.md and -s1",
+        "58.0% held-out tasks at 5M steps (seeds 0, 1: 59.8, 56.2), 0.98x the labelled baseline's "
+        "59.4%; docs/results/kept/zero-label-5m/report.md (an earlier pair of runs: 53.3%, 0.87x, "
+        "docs/results/compare-5m-ppo-count-narr-span-s0-report.md and -s1)",
         "oir compare --methods narrator --seeds 0,1",
     ),
     "ellm": Preset(
